@@ -1,0 +1,40 @@
+"""What every stage script does around its `main`: parse the config, log, turn failures into one line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Callable, Sequence
+
+from .config import parse_cli
+from .errors import UserError
+
+RESUME_HINTS = {
+    "train": "rerun the same command with --resume to continue from the last checkpoint",
+    "merge": "rerun merge.py: it starts over and replaces merged/ only when done",
+    "test": "rerun the same command: finished rows are kept",
+    "metrics": "rerun metrics.py: outputs are only replaced when complete",
+}
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    # Library chatter (HTTP, tokenizer forks) drowns the one line per interval that matters.
+    for noisy in ("httpx", "urllib3", "filelock", "datasets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def run_stage(stage: str, main: Callable, argv: Sequence[str] | None = None) -> None:
+    """Exit 0 on success, 2 on a user error (one line, no traceback), 130 on Ctrl-C."""
+    setup_logging()
+    try:
+        cfg = parse_cli(stage, sys.argv[1:] if argv is None else argv)
+        main(cfg)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {RESUME_HINTS[stage]}", file=sys.stderr)
+        sys.exit(130)

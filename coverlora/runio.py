@@ -1,0 +1,173 @@
+"""Run-folder layout, atomic writes and the manifest each stage leaves beside its outputs."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from .config import to_yaml_section
+from .errors import UserError
+
+# Library versions recorded with every stage's outputs.
+TRACKED_PACKAGES = (
+    "torch", "transformers", "peft", "trl", "datasets", "accelerate", "bitsandbytes",
+    "gguf", "rouge-score", "bert-score", "pandas", "numpy",
+)
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where each stage reads and writes inside `runs/<name>/`."""
+
+    root: Path
+
+    @property
+    def adapter(self) -> Path:
+        return self.root / "adapter"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def merged(self) -> Path:
+        return self.root / "merged"
+
+    @property
+    def train_log(self) -> Path:
+        return self.root / "train_log.jsonl"
+
+    @property
+    def eval_csv(self) -> Path:
+        return self.root / "eval.csv"
+
+    @property
+    def eval_partial(self) -> Path:
+        return self.root / "eval.partial.jsonl"
+
+    @property
+    def scores_csv(self) -> Path:
+        return self.root / "scores.csv"
+
+    @property
+    def summary_csv(self) -> Path:
+        return self.root / "eval_summary.csv"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+    def stage_config(self, stage: str) -> Path:
+        return self.root / f"{stage}_config.yaml"
+
+    @property
+    def versions(self) -> Path:
+        return self.root / "versions.json"
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[name] = importlib.metadata.version(name)
+    return versions
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of `path`; rename it over `path` only if the block succeeds.
+
+    Readers never see a half-written file, and a crash leaves the old file untouched.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def replace_dir_atomic(staging: Path, target: Path) -> None:
+    """Move a fully written folder into place, replacing an older one only after the new one exists."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_manifest(layout: RunLayout, stage: str, config: Any, extra: dict | None = None) -> None:
+    """Write `<stage>_config.yaml` (the resolved config) and this stage's entry in versions.json."""
+    header = f"# Resolved {stage} config, written by coverlora. Re-run with: python {stage}.py --config {layout.stage_config(stage)}\n"
+    write_text_atomic(layout.stage_config(stage), header + to_yaml_section(stage, config))
+    versions = read_json(layout.versions) if layout.versions.exists() else {}
+    versions[stage] = {**library_versions(), **(extra or {})}
+    write_text_atomic(layout.versions, json.dumps(versions, indent=2) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read JSON ({exc})", where=str(path)) from None
+
+
+def read_stage_config(layout: RunLayout, stage: str) -> dict:
+    path = layout.stage_config(stage)
+    if not path.is_file():
+        raise UserError(
+            f"no {path.name} here, so this is not a {stage} run folder",
+            where=str(layout.root),
+            fix=f"run `python {stage}.py` first, or pass the run folder it wrote",
+        )
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return loaded.get(stage, {})
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_writable(folder: Path, need_bytes: int = 0) -> None:
+    """Fail before the long work starts if outputs can't be written (permissions, full disk)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write here ({exc.strerror})", where=str(folder),
+                        fix="choose another --output_dir or free the folder") from None
+    free = shutil.disk_usage(folder).free
+    if free < need_bytes:
+        raise UserError(
+            f"only {free / 2**30:.1f} GiB free, this stage needs about {need_bytes / 2**30:.1f} GiB",
+            where=str(folder), fix="free disk space or choose another --output_dir",
+        )

@@ -1,0 +1,19 @@
+"""ROUGE-L between generated and reference letters."""
+
+from collections.abc import Sequence
+
+from rouge_score import rouge_scorer
+
+
+def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
+    """ROUGE-L F1 of each prediction against its reference (Porter-stemmed tokens).
+
+    An empty (or whitespace-only) prediction scores 0.0.
+    """
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return [
+        scorer.score(reference, prediction)["rougeL"].fmeasure if prediction.strip() else 0.0
+        for prediction, reference in zip(predictions, references)
+    ]

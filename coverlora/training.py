@@ -1,0 +1,197 @@
+"""A thin wrapper over TRL's SFTTrainer: our tokenized rows, PEFT LoRA/QLoRA, progress and resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from . import data as data_mod
+from .config import TrainConfig
+from .errors import UserError
+from .models import has_cuda, load_model, load_tokenizer, lora_target_check, resolve_dtype, resolve_model
+from .prompts import PromptFormat
+from .runio import RunLayout, check_writable, read_stage_config, replace_dir_atomic, write_manifest
+
+log = logging.getLogger("coverlora")
+
+
+def tokenize_rows(frame, fmt: PromptFormat, max_length: int):
+    """Rows → a datasets.Dataset of input_ids + completion_mask; rows over max_length are left out.
+
+    Truncating instead would cut the EOS off and teach the model to never stop.
+    """
+    import datasets
+
+    examples, too_long = [], 0
+    for row in frame.to_dict("records"):
+        example = fmt.training_example(row)
+        if len(example["input_ids"]) > max_length:
+            too_long += 1
+            continue
+        examples.append(example)
+    return datasets.Dataset.from_list(examples), too_long
+
+
+def sft_config(cfg: TrainConfig, layout: RunLayout, dtype: torch.dtype, has_val: bool):
+    from trl import SFTConfig
+
+    cuda = has_cuda()
+    evaluate = cfg.eval_strategy if has_val else "no"
+    return SFTConfig(
+        output_dir=str(layout.checkpoints),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        optim=cfg.optimizer if cfg.optimizer != "auto" else ("adamw_torch_fused" if cuda else "adamw_torch"),
+        bf16=cuda and dtype == torch.bfloat16,
+        fp16=cuda and dtype == torch.float16,
+        use_cpu=not cuda,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        completion_only_loss=True,  # labels of the prompt tokens become -100 from our completion_mask
+        max_length=cfg.max_length,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        eval_strategy=evaluate,
+        save_strategy=evaluate if evaluate != "no" else "epoch",
+        eval_steps=cfg.eval_steps or None,
+        save_steps=cfg.eval_steps or None,
+        load_best_model_at_end=evaluate != "no",
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        save_total_limit=cfg.save_total_limit,
+        logging_steps=cfg.logging_steps,
+        report_to="none",
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+
+
+def make_progress_callback(log_path: Path):
+    """tqdm bar plus one dense line per logging interval (loss, lr, tok/s), also appended to train_log.jsonl."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class DenseProgress(ProgressCallback):
+        def __init__(self):
+            super().__init__()
+            self.last_time, self.last_tokens = time.perf_counter(), None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs:
+                return
+            now, tokens = time.perf_counter(), logs.get("num_tokens")
+            if "loss" in logs and tokens is not None:
+                if self.last_tokens is not None and now > self.last_time:
+                    logs["tokens_per_s"] = (tokens - self.last_tokens) / (now - self.last_time)
+                self.last_time, self.last_tokens = now, tokens
+            record = {"step": state.global_step, "epoch": round(state.epoch or 0, 3), **logs}
+            with open(log_path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+            parts = [f"step {state.global_step}/{state.max_steps}", f"ep {state.epoch or 0:.2f}"]
+            for key, fmt in (("loss", "loss {:.4f}"), ("eval_loss", "val_loss {:.4f}"), ("learning_rate", "lr {:.2e}"),
+                             ("grad_norm", "gnorm {:.2f}"), ("tokens_per_s", "{:,.0f} tok/s"), ("num_tokens", "tokens {:,.0f}"),
+                             ("train_loss", "mean train_loss {:.4f}"), ("train_runtime", "{:.0f} s")):
+                if key in logs:
+                    parts.append(fmt.format(logs[key]))
+            line = " | ".join(parts)
+            if self.training_bar is not None:
+                self.training_bar.write(line)
+            else:
+                print(line, flush=True)
+
+    return DenseProgress()
+
+
+def _check_resume(cfg: TrainConfig, layout: RunLayout) -> bool:
+    """True when there is a checkpoint to resume from; refuse to overwrite a finished or foreign run."""
+    checkpoints = sorted(layout.checkpoints.glob("checkpoint-*")) if layout.checkpoints.is_dir() else []
+    if not cfg.resume:
+        if layout.adapter.exists() or checkpoints:
+            raise UserError("this run folder already holds a training run", where=str(layout.root),
+                            fix="pass --resume to continue it, or choose a new --output_dir")
+        return False
+    if not layout.stage_config("train").is_file():
+        raise UserError("nothing to resume here (no train_config.yaml)", where=str(layout.root),
+                        fix="drop --resume to start a new run")
+    saved = read_stage_config(layout, "train")
+    ignored = {"resume", "epochs", "max_steps", "logging_steps"}
+    changed = sorted(k for k, v in asdict(cfg).items() if k not in ignored and saved.get(k) != v)
+    if changed:
+        raise UserError(f"--resume with settings that differ from the saved run: {', '.join(changed)}",
+                        where=str(layout.stage_config("train")), fix="resume with the same config, or start a new --output_dir")
+    return bool(checkpoints)
+
+
+def train(cfg: TrainConfig) -> RunLayout:
+    layout = RunLayout(Path(cfg.output_dir))
+    # Everything that can fail fast does so before the model is loaded.
+    frame = data_mod.load_split(cfg.data, "train")
+    if cfg.max_train_rows:
+        frame = frame.iloc[: cfg.max_train_rows]
+    if Path(cfg.data).is_dir() and (Path(cfg.data) / "test.csv").is_file():
+        data_mod.check_no_overlap(frame, data_mod.load_split(cfg.data, "test"), cfg.data)
+    if cfg.clean:
+        frame["cover_letter"] = frame["cover_letter"].map(data_mod.clean_letter)
+    train_rows, val_rows = data_mod.train_val_split(frame, cfg.val_fraction, cfg.seed)
+    resume_from = _check_resume(cfg, layout)
+    check_writable(layout.root, need_bytes=256 * 2**20)
+
+    model_path = resolve_model(cfg.model)
+    tokenizer = load_tokenizer(model_path)
+    fmt = PromptFormat.for_tokenizer(tokenizer, cfg.chat_template, cfg.system_prompt)
+    train_set, dropped = tokenize_rows(train_rows, fmt, cfg.max_length)
+    val_set, val_dropped = tokenize_rows(val_rows, fmt, cfg.max_length)
+    if len(train_set) == 0:
+        raise UserError(f"no training row fits max_length={cfg.max_length}", where=cfg.data, fix="raise --max_length")
+    if dropped or val_dropped:
+        log.warning("left out %d train / %d validation rows longer than max_length=%d tokens", dropped, val_dropped, cfg.max_length)
+
+    dtype = resolve_dtype(cfg.precision)
+    quantize = cfg.quantization == "nf4" or (cfg.quantization == "auto" and has_cuda())
+    if has_cuda():
+        log.info("CUDA: %s LoRA, compute dtype %s", "QLoRA (4-bit NF4, double quant)" if quantize else "16-bit", dtype)
+    else:
+        log.info("no CUDA: plain LoRA in %s on the CPU (no 4-bit quantization)", str(dtype).removeprefix("torch."))
+    model = load_model(model_path, dtype, quantize_4bit=quantize, attn_implementation=cfg.attn_implementation)
+    model.config.use_cache = False
+    lora_target_check(model, cfg.target_modules)
+    from peft import LoraConfig, prepare_model_for_kbit_training
+
+    if quantize:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                             target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+
+    from transformers.trainer_callback import ProgressCallback
+    from trl import SFTTrainer
+
+    layout.root.mkdir(parents=True, exist_ok=True)
+    write_manifest(layout, "train", cfg, {
+        "model_path": model_path, "data_hash": data_mod.frame_hash(frame), "train_rows": len(train_set),
+        "val_rows": len(val_set), "rows_too_long": dropped + val_dropped, "chat_template": fmt.use_chat_template,
+    })
+    trainer = SFTTrainer(model=model, args=sft_config(cfg, layout, dtype, len(val_set) > 0), train_dataset=train_set,
+                         eval_dataset=val_set if len(val_set) else None, processing_class=tokenizer, peft_config=peft_config)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(make_progress_callback(layout.train_log))
+    log.info("training on %d rows (%d held out for validation) -> %s", len(train_set), len(val_set), layout.root)
+    trainer.train(resume_from_checkpoint=True if resume_from else None)
+
+    staging = layout.root / ".adapter.tmp"
+    trainer.save_model(str(staging))  # the best checkpoint's weights when validation ran
+    tokenizer.save_pretrained(str(staging))
+    replace_dir_atomic(staging, layout.adapter)
+    best = trainer.state.best_metric
+    log.info("adapter saved to %s%s", layout.adapter, f" (best val_loss {best:.4f})" if best is not None else "")
+    return layout
