@@ -67,14 +67,18 @@ class TrainConfig:
     eval_steps: int = _opt(0, "Steps between evaluations and checkpoints when eval_strategy is 'steps'.")
     save_total_limit: int = _opt(2, "Checkpoints kept on disk (the best one is always kept).")
     logging_steps: int = _opt(5, "Optimizer steps between log lines.")
-    attn_implementation: str = _opt("sdpa", "Attention kernel: sdpa, eager, flash_attention_2, ...")
+    attn_implementation: str = _opt("sdpa", "Attention kernel: sdpa, eager, flex_attention, flash_attention_2, ...")
+    packing: bool = _opt(False, "Pack rows padding-free into pack_length-token rows (TRL BFD); attention stays within each row's own tokens.")
+    pack_length: int = _opt(4096, "Tokens per packed row when packing is on.")
+    use_liger_kernel: bool = _opt(False, "Liger's fused kernels (RMSNorm, RoPE, SwiGLU, linear + cross-entropy); needs liger-kernel and CUDA.")
+    torch_compile: bool = _opt(False, "Compile the model with torch.compile (pays off on long GPU runs).")
 
     def __post_init__(self) -> None:
         _require(0.0 <= self.val_fraction < 1.0, "val_fraction", f"must be in [0, 1), got {self.val_fraction}")
         _require(self.chat_template in ("auto", "on", "off"), "chat_template", f"must be auto, on or off, got {self.chat_template!r}")
         _require(self.quantization in ("auto", "nf4", "none"), "quantization", f"must be auto, nf4 or none, got {self.quantization!r}")
         _require(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        for key in ("max_length", "lora_r", "lora_alpha", "batch_size", "gradient_accumulation_steps", "logging_steps", "save_total_limit"):
+        for key in ("max_length", "pack_length", "lora_r", "lora_alpha", "batch_size", "gradient_accumulation_steps", "logging_steps", "save_total_limit"):
             _require(getattr(self, key) > 0, key, f"must be positive, got {getattr(self, key)}")
         _require(self.max_train_rows >= 0, "max_train_rows", f"must be 0 (all) or positive, got {self.max_train_rows}")
         _require(0.0 <= self.lora_dropout < 1.0, "lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")

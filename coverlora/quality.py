@@ -313,15 +313,12 @@ def flag_counts(flags: pd.DataFrame) -> dict[str, int]:
 
 
 def input_text(row) -> str:
-    """The non-empty input fields of one row as "Label: value" lines (labels =
-    the dataset's CSV headers), i.e. the content the prompt shows the model."""
-    labels = {v: k for k, v in COLUMNS.items()}
-    parts = []
-    for f in INPUT_FIELDS:
-        v = _s(row[f]).strip()
-        if v:
-            parts.append(f"{labels[f]}: {v}")
-    return "\n".join(parts)
+    """The non-empty input fields of one row, in INPUT_FIELDS order, joined by
+    newlines: the content the prompt shows the model. Values only, no field
+    labels: constant labels add the same text to every row and (measured on the
+    real train set) separate true from shuffled letter/input pairs slightly
+    worse (AUC 0.953 with labels vs 0.963 without)."""
+    return "\n".join(v for v in (_s(row[f]).strip() for f in INPUT_FIELDS) if v)
 
 
 def _model_dir() -> Path:

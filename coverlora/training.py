@@ -61,7 +61,11 @@ def sft_config(cfg: TrainConfig, layout: RunLayout, dtype: torch.dtype, has_val:
         seed=cfg.seed,
         data_seed=cfg.seed,
         completion_only_loss=True,  # labels of the prompt tokens become -100 from our completion_mask
-        max_length=cfg.max_length,
+        max_length=cfg.pack_length if cfg.packing else cfg.max_length,
+        packing=cfg.packing,
+        packing_strategy="bfd",
+        use_liger_kernel=cfg.use_liger_kernel,
+        torch_compile=cfg.torch_compile,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         eval_strategy=evaluate,
         save_strategy=evaluate if evaluate != "no" else "epoch",
