@@ -58,8 +58,9 @@ def company_named(letter: str, company: str) -> bool | None:
 
 def title_named(letter: str, title: str) -> bool | None:
     """Whether the job title appears in the letter, ignoring case and punctuation, with
-    "Sr."/"Jr." read as "Senior"/"Junior", the last word singular or plural, and any
-    parenthetical or trailing qualifier (" - Remote", ", Backend") optional.
+    "Sr."/"Jr." read as "Senior"/"Junior", the last word singular or plural, a trailing
+    "position"/"role" dropped, and any parenthetical or trailing qualifier (" - Remote",
+    ", Backend", " in the Research group") optional.
 
     "Data Scientists" is named by "the Data Scientist position"; "Sr. Data Engineer
     (Remote)" by "Senior Data Engineer". None when the row has no title.
@@ -68,7 +69,7 @@ def title_named(letter: str, title: str) -> bool | None:
     if full_title is None:
         return None
     letter_words = _normalize(letter)
-    core_title = re.split(r"\(|\s[-\u2013\u2014|]\s|,", title, maxsplit=1)[0]
+    core_title = re.split(r"\(|,|\s(?:[-\u2013\u2014|]|in|at)\s", title, maxsplit=1)[0]
     return any(
         pattern is not None and pattern.search(letter_words) is not None
         for pattern in (full_title, _title_pattern(core_title))
@@ -144,7 +145,8 @@ _AMOUNT = re.compile(
 # What makes an amount a claim about experience: the words right after it ...
 _EXPERIENCE_AFTER = re.compile(
     r"(?:'s?)?\s*(?:of|in|as|at|with|within|working|work|worked|experience|professional"
-    r"|industry|hands-on|relevant|practical|career|combined|total|spent|under)\b",
+    r"|industry|hands-on|relevant|practical|career|combined|total|spent|under"
+    r"|(?:[\w-]+\s+){1,3}experience)\b",
     re.IGNORECASE,
 )
 # ... or the words right before it ("for the past two years", "spent 3 years at") ...
@@ -189,7 +191,8 @@ def years_claims(letter: str) -> list[YearsClaim]:
     """Claims the letter makes about the applicant's years of experience.
 
     An amount of years (or decades) is a claim when it is followed by a word that ties it to
-    experience ("5 years of", "5 years in/as/at/with/working", "5 years' experience") or is
+    experience ("5 years of", "5 years in/as/at/with/working", "5 years' experience",
+    "5 years relevant industry experience") or is
     preceded by "for", "spent", "past" or "last" ("for the past two years"), and is not
     preceded by words that make it about the future or about someone else ("in two years",
     "within", "next", "your", "Google's"). "over/more than/at least N" and "N+" are
@@ -221,15 +224,24 @@ _EXPERIENCE_FIELDS = ("past_experience", "current_experience")
 _STATEMENT_FIELDS = ("qualifications", "skillsets")
 
 
-def resume_years(row: Mapping[str, str]) -> float | None:
-    """The most years of experience the resume supports, or None if it states no amount.
+_DATE_RANGE = re.compile(
+    r"\b(?P<start>(?:19|20)\d\d)\s*(?:-|\u2013|\u2014|to)\s*"
+    r"(?:(?P<end>(?:19|20)\d\d)|present|current|now|today|date)\b",
+    re.IGNORECASE,
+)
 
-    Amounts in the experience fields are per role, so they add up ("3 years" + "4 years" = 7);
-    an amount in qualifications or skillsets ("7 years of experience in analytics") is a
-    total, so the largest one counts on its own. The result is the larger of the two. Ranges
-    count at their upper bound and months as fractions of a year, to give the letter the
-    benefit of the doubt. Preferred qualifications belong to the job, not the applicant,
-    and never count.
+
+def resume_years(row: Mapping[str, str]) -> float | None:
+    """The most years of experience the resume supports, or None if that is unknown.
+
+    Amounts in the experience fields are per role, so they add up ("3 years" + "4 years" = 7;
+    "2015-2018" counts 3). An amount in qualifications or skillsets ("7 years of experience in
+    analytics") is a total, so the largest one counts on its own. The result is the larger of
+    the two. Ranges count at their upper bound and months as fractions of a year, giving the
+    letter the benefit of the doubt. A role running to "present" has no length without knowing
+    when the resume was written, so it makes the total unknown (None), as does a resume that
+    states no amount at all. Preferred qualifications describe the job, not the applicant, and
+    never count.
     """
 
     def amounts(field: str) -> list[float]:
@@ -240,6 +252,11 @@ def resume_years(row: Mapping[str, str]) -> float | None:
         return found
 
     role_years = [years for field in _EXPERIENCE_FIELDS for years in amounts(field)]
+    for field in _EXPERIENCE_FIELDS:
+        for match in _DATE_RANGE.finditer(_field(row, field)):
+            if match["end"] is None:
+                return None
+            role_years.append(float(int(match["end"]) - int(match["start"])))
     stated_years = [years for field in _STATEMENT_FIELDS for years in amounts(field)]
     if not role_years and not stated_years:
         return None
@@ -509,29 +526,44 @@ _CASE_SENSITIVE_ALIASES = frozenset({
 })
 
 
-def _alias_pattern(alias: str) -> str:
-    # Whole-token match: "Java" must not match inside "JavaScript", nor "SQL" inside "MySQL";
-    # "R" must not match the "R" of "R&D".
+class _AliasMatcher(NamedTuple):
+    needle: str  # the alias's first word, a cheap substring test before the regex
+    case_sensitive: bool
+    pattern: re.Pattern
+
+
+def _alias_matcher(alias: str) -> _AliasMatcher:
+    case_sensitive = alias in _CASE_SENSITIVE_ALIASES
     body = r"[\s-]+".join(re.escape(word) for word in alias.split())
-    return rf"(?<![\w+#&/.-]){body}(?![\w+#&]|\.\w)"
+    # Whole-token match: "Java" must not match inside "JavaScript", "SQL" inside "MySQL", "JS"
+    # inside "Node.js", nor "R" inside "R&D"; "R/Python" still mentions both.
+    pattern = re.compile(
+        rf"(?<![\w+#&.]){body}(?![\w+#&]|\.\w)", 0 if case_sensitive else re.IGNORECASE
+    )
+    first_word = alias.split()[0]
+    return _AliasMatcher(first_word if case_sensitive else first_word.lower(), case_sensitive, pattern)
 
 
-_ENTITY_PATTERNS: dict[str, list[re.Pattern]] = {
-    entity: [
-        re.compile(_alias_pattern(alias), 0 if alias in _CASE_SENSITIVE_ALIASES else re.IGNORECASE)
-        for alias in aliases
-    ]
-    for entity, aliases in ENTITY_ALIASES.items()
+_ENTITY_MATCHERS: dict[str, list[_AliasMatcher]] = {
+    entity: [_alias_matcher(alias) for alias in aliases] for entity, aliases in ENTITY_ALIASES.items()
 }
 
 
 def mentioned_entities(text: str) -> set[str]:
-    """The canonical names of the vocabulary entities the text mentions."""
+    """The canonical names of the vocabulary entities the text mentions.
+
+    Each alias is matched on its own, so "Spring Boot" mentions both Spring Boot and Spring.
+    """
     text = _clean(text)
+    lowered = text.lower()
     return {
         entity
-        for entity, patterns in _ENTITY_PATTERNS.items()
-        if any(pattern.search(text) for pattern in patterns)
+        for entity, matchers in _ENTITY_MATCHERS.items()
+        if any(
+            matcher.needle in (text if matcher.case_sensitive else lowered)
+            and matcher.pattern.search(text)
+            for matcher in matchers
+        )
     }
 
 
