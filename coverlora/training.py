@@ -117,6 +117,22 @@ def make_progress_callback(log_path: Path):
     return DenseProgress()
 
 
+def build_trainer(cfg: TrainConfig, layout: RunLayout, model, tokenizer, train_set, val_set, dtype: torch.dtype):
+    """SFTTrainer with LoRA on `model` (a plain or 4-bit base), our progress line, and no default log printing."""
+    from peft import LoraConfig
+    from transformers.trainer_callback import ProgressCallback
+    from trl import SFTTrainer
+
+    peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                             target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+    has_val = val_set is not None and len(val_set) > 0
+    trainer = SFTTrainer(model=model, args=sft_config(cfg, layout, dtype, has_val), train_dataset=train_set,
+                         eval_dataset=val_set if has_val else None, processing_class=tokenizer, peft_config=peft_config)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(make_progress_callback(layout.train_log))
+    return trainer
+
+
 def _check_resume(cfg: TrainConfig, layout: RunLayout) -> bool:
     """True when there is a checkpoint to resume from; refuse to overwrite a finished or foreign run."""
     checkpoints = sorted(layout.checkpoints.glob("checkpoint-*")) if layout.checkpoints.is_dir() else []
@@ -170,25 +186,16 @@ def train(cfg: TrainConfig) -> RunLayout:
     model = load_model(model_path, dtype, quantize_4bit=quantize, attn_implementation=cfg.attn_implementation)
     model.config.use_cache = False
     lora_target_check(model, cfg.target_modules)
-    from peft import LoraConfig, prepare_model_for_kbit_training
-
     if quantize:
+        from peft import prepare_model_for_kbit_training
+
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
-    peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                             target_modules=cfg.target_modules, task_type="CAUSAL_LM")
-
-    from transformers.trainer_callback import ProgressCallback
-    from trl import SFTTrainer
-
     layout.root.mkdir(parents=True, exist_ok=True)
     write_manifest(layout, "train", cfg, {
         "model_path": model_path, "data_hash": data_mod.frame_hash(frame), "train_rows": len(train_set),
         "val_rows": len(val_set), "rows_too_long": dropped + val_dropped, "chat_template": fmt.use_chat_template,
     })
-    trainer = SFTTrainer(model=model, args=sft_config(cfg, layout, dtype, len(val_set) > 0), train_dataset=train_set,
-                         eval_dataset=val_set if len(val_set) else None, processing_class=tokenizer, peft_config=peft_config)
-    trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(make_progress_callback(layout.train_log))
+    trainer = build_trainer(cfg, layout, model, tokenizer, train_set, val_set, dtype)
     log.info("training on %d rows (%d held out for validation) -> %s", len(train_set), len(val_set), layout.root)
     trainer.train(resume_from_checkpoint=True if resume_from else None)
 

@@ -5,8 +5,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import bert_score as bert_score_package
-
 
 @dataclass(frozen=True)
 class BertScoreModel:
@@ -28,7 +26,11 @@ class BertScoreModel:
 
 def shipped_baseline(model_name: str, lang: str = "en") -> str | None:
     """Path of the rescale baseline bert_score ships for model_name, or None if it ships none."""
-    path = Path(bert_score_package.__file__).parent / "rescale_baseline" / lang / f"{model_name}.tsv"
+    spec = importlib.util.find_spec("bert_score")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    package_dir = Path(spec.submodule_search_locations[0])
+    path = package_dir / "rescale_baseline" / lang / f"{model_name}.tsv"
     return str(path) if path.is_file() else None
 
 
@@ -72,7 +74,11 @@ def bert_score(
     scored = [i for i, (p, r) in enumerate(zip(predictions, references)) if p.strip() and r.strip()]
     scores = {key: [0.0] * len(predictions) for key in ("precision", "recall", "f1")}
     if scored:
-        scorer = bert_score_package.BERTScorer(
+        # Imported here: bert_score pulls in torch and transformers, which the other scores
+        # (and importing this package) should not pay for.
+        from bert_score import BERTScorer
+
+        scorer = BERTScorer(
             model_type=model.model_type,
             num_layers=model.num_layers,
             batch_size=batch_size,
