@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import re
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +18,9 @@ import pandas as pd
 from .errors import UserError
 from .fields import COLUMNS, FIELDS, REQUIRED_FIELDS
 
+# A cover letter is a few thousand characters; a cell far beyond that is a broken export, not data.
+MAX_FIELD_CHARS = 20_000
+csv.field_size_limit(sys.maxsize)  # oversized cells get our own error below, not the csv module's
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 # Columns a CSV may carry besides ours: pandas' saved index.
 IGNORED_COLUMNS = re.compile(r"^(Unnamed: \d+|index|)$")
@@ -115,6 +119,13 @@ def _check_header(header: list[str], where: str, require_target: bool) -> None:
 def _check_cells(frame: pd.DataFrame, where: str, require_target: bool) -> None:
     required = [f for f in REQUIRED_FIELDS if require_target or f != "cover_letter"]
     columns = {v: k for k, v in COLUMNS.items()}
+    for name in [f for f in FIELDS if f in frame.columns]:
+        lengths = frame[name].str.len()
+        if lengths.max() > MAX_FIELD_CHARS:
+            row = frame.loc[lengths.idxmax()]
+            raise UserError(f"line {row['line']} (row {row['row_id']}), column '{columns[name]}' is {len(row[name]):,} "
+                            f"characters long (limit {MAX_FIELD_CHARS:,})", where=where,
+                            fix="check the export: a cell this long is usually several rows run together")
     for name in required:
         bad = frame.index[~frame[name].str.contains(r"[^\W\d_]", regex=True)]
         if len(bad):
