@@ -190,14 +190,13 @@ def _amount_in_years(match: re.Match) -> tuple[float, float | None]:
 def years_claims(letter: str) -> list[YearsClaim]:
     """Claims the letter makes about the applicant's years of experience.
 
-    An amount of years (or decades) is a claim when it is followed by a word that ties it to
-    experience ("5 years of", "5 years in/as/at/with/working", "5 years' experience",
-    "5 years relevant industry experience") or is
-    preceded by "for", "spent", "past" or "last" ("for the past two years"), and is not
-    preceded by words that make it about the future or about someone else ("in two years",
-    "within", "next", "your", "Google's"). "over/more than/at least N" and "N+" are
-    at-least claims, "N-M"/"N to M" ranges (their lower bound counts), anything else exact.
-    Months never make a claim.
+    An amount of years (or decades) is a claim when words tying it to experience follow it
+    ("5 years of", "5 years in/as/at/with/working", "5 years' experience", "5 years relevant
+    industry experience") or "for", "spent", "past" or "last" precede it ("for the past two
+    years"), unless the words before it make it about the future or about someone else ("in
+    two years", "within", "next", "your", "Google's"). "over/more than/at least N" and "N+"
+    are at-least claims, "N-M"/"N to M" ranges (their lower bound counts), anything else
+    exact. Months never make a claim.
     """
     text = _clean(letter)
     claims = []
