@@ -1,0 +1,118 @@
+"""Score eval.csv: per-letter scores for every system, and the summary table. Pure DataFrame → DataFrame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .fields import INPUT_FIELDS
+from .prompts import JOB_LINES, RESUME_LINES
+from .scoring import (BertScoreModel, bert_score, bootstrap_diff_ci, check_letter, describe, distinct_n,
+                      repetition_ratio, rouge_l, self_bleu, seq_rep_n)
+
+GENERATED = ("base", "finetuned")
+# The references score themselves only on metrics that don't compare with a reference.
+REFERENCE_FREE = ("repetition", "seq_rep_4", "distinct_2", "company_named", "title_named", "name_named",
+                  "unsupported_years", "entity_precision", "has_placeholder", "letter_words")
+METRICS = ("rouge_l", "bertscore_f1", "bertscore_precision", "bertscore_recall", *REFERENCE_FREE)
+
+
+def copy_input_letter(row: dict) -> str:
+    """The copy-the-input baseline: the prompt's fields, concatenated, as if they were the letter."""
+    return "\n".join(f"{label}: {row[key]}" for label, key in (*JOB_LINES, *RESUME_LINES) if str(row.get(key) or "").strip())
+
+
+def systems_in(table: pd.DataFrame) -> dict[str, list[str]]:
+    """Every system's letters in table order: the generated ones present, the references, the copy baseline."""
+    letters = {tag: table[f"{tag}_output"].fillna("").tolist() for tag in GENERATED if f"{tag}_output" in table}
+    letters["reference"] = table["reference"].tolist()
+    letters["copy_input"] = [copy_input_letter(row) for row in table.to_dict("records")]
+    return letters
+
+
+def letters_by_row(table: pd.DataFrame) -> dict[str, dict[int, str]]:
+    return {system: dict(zip(table["row_id"], texts)) for system, texts in systems_in(table).items()}
+
+
+def score_letters(table: pd.DataFrame, bertscore_model: BertScoreModel, batch_size: int = 32) -> tuple[pd.DataFrame, str]:
+    """One row per (test row, system) with every metric; returns it and the BERTScore label."""
+    rows = table.to_dict("records")
+    references = table["reference"].tolist()
+    frames, label = [], ""
+    for system, letters in systems_in(table).items():
+        checks = [check_letter(letter, row) for letter, row in zip(letters, rows)]
+        frame = pd.DataFrame({
+            "row_id": table["row_id"].values,
+            "system": system,
+            "repetition": [repetition_ratio(t) for t in letters],
+            "seq_rep_4": [seq_rep_n(t, 4) for t in letters],
+            "distinct_2": [distinct_n(t, 2) for t in letters],
+            "letter_words": [len(t.split()) for t in letters],
+            **{key: [c[key] for c in checks] for key in ("company_named", "title_named", "name_named",
+                                                          "unsupported_years", "entity_precision", "has_placeholder")},
+            "unsupported_entities": ["; ".join(c["unsupported_entities"]) for c in checks],
+            "placeholders": ["; ".join(c["placeholders"]) for c in checks],
+        })
+        # Unsupported years only count where the resume states years at all.
+        frame["unsupported_years"] = [c["unsupported_years"] if c["years_checkable"] else None for c in checks]
+        if system == "reference":
+            frame["rouge_l"] = np.nan
+            for key in ("bertscore_f1", "bertscore_precision", "bertscore_recall"):
+                frame[key] = np.nan
+        else:
+            frame["rouge_l"] = rouge_l(letters, references)
+            scores = bert_score(letters, references, bertscore_model, batch_size=batch_size)
+            label = scores["label"]
+            for key in ("f1", "precision", "recall"):
+                frame[f"bertscore_{key}"] = scores[key]
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True), label
+
+
+def _as_float(values: pd.Series) -> list[float | None]:
+    return [None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v) for v in values]
+
+
+def summarize(scores: pd.DataFrame, letters: dict[str, dict[int, str]], subsets: dict[str, list[int]],
+              *, resamples: int, label: str) -> pd.DataFrame:
+    """Mean / std / median per subset × system × metric, plus fine-tuned − base with a bootstrap 95% CI."""
+    out = []
+    for subset, row_ids in subsets.items():
+        chosen = scores[scores["row_id"].isin(set(row_ids))]
+        for system, group in chosen.groupby("system", sort=False):
+            group = group.sort_values("row_id")
+            for metric in METRICS:
+                stats = describe(_as_float(group[metric]))
+                if stats["n"] == 0:
+                    continue
+                record = {"subset": subset, "system": system, "metric": metric, **stats}
+                if system == "finetuned" and "base" in letters:
+                    base = chosen[chosen.system == "base"].sort_values("row_id")[metric]
+                    if describe(_as_float(base))["n"]:
+                        ci = bootstrap_diff_ci(_as_float(base), _as_float(group[metric]), n_resamples=resamples)
+                        record.update(diff_vs_base=ci["diff"], ci_low=ci["low"], ci_high=ci["high"])
+                if metric.startswith("bertscore"):
+                    record["note"] = label
+                out.append(record)
+            # Self-BLEU is one number per set of letters: high means templated, near-identical outputs.
+            texts = [letters[system][row_id] for row_id in group["row_id"]]
+            if len(texts) > 1:
+                out.append({"subset": subset, "system": system, "metric": "self_bleu_4",
+                            "mean": self_bleu(texts), "n": len(texts)})
+    columns = ["subset", "system", "metric", "n", "mean", "std", "median", "diff_vs_base", "ci_low", "ci_high", "note"]
+    return pd.DataFrame(out).reindex(columns=columns)
+
+
+def subsets_for(table: pd.DataFrame, long_form_chars: int, leaked: set[int] | None) -> dict[str, list[int]]:
+    subsets = {"all": table["row_id"].tolist(),
+               f"long_form (reference >= {long_form_chars} chars)":
+                   table.loc[table["reference"].str.len() >= long_form_chars, "row_id"].tolist()}
+    if leaked is not None:
+        subsets["leak_free (not in train)"] = [r for r in table["row_id"] if r not in leaked]
+    return {name: ids for name, ids in subsets.items() if ids}
+
+
+def eval_columns_present(table: pd.DataFrame) -> list[str]:
+    """The columns test.py writes that scoring needs, for a clear error when one is missing."""
+    needed = ["row_id", *INPUT_FIELDS, "reference"]
+    return [c for c in needed if c not in table.columns]
