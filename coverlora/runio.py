@@ -157,15 +157,17 @@ def file_sha256(path: Path) -> str:
 
 
 def check_writable(folder: Path, need_bytes: int = 0) -> None:
-    """Fail before the long work starts if outputs can't be written (permissions, full disk)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise UserError(f"cannot write here ({exc.strerror})", where=str(folder),
-                        fix="choose another --output_dir or free the folder") from None
-    free = shutil.disk_usage(folder).free
+    """Fail before the long work starts if outputs can't be written (permissions, full disk).
+
+    Checks the nearest existing ancestor, so a bad run creates no folder.
+    """
+    existing = folder.resolve()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write into {existing}", where=str(folder),
+                        fix="choose another --output_dir or fix the folder's permissions")
+    free = shutil.disk_usage(existing).free
     if free < need_bytes:
         raise UserError(
             f"only {free / 2**30:.1f} GiB free, this stage needs about {need_bytes / 2**30:.1f} GiB",

@@ -1,0 +1,76 @@
+"""Kills and resumes: the test stage keeps finished rows; a partial line cut by a kill is ignored."""
+
+import json
+
+import pandas as pd
+import pytest
+
+import coverlora.generation as generation
+from coverlora.config import TestConfig, TrainConfig
+from coverlora.errors import UserError
+from coverlora.training import train
+
+
+@pytest.fixture()
+def trained_run(tiny_model_path, data_dir, tmp_path):
+    cfg = TrainConfig(model=tiny_model_path, data=str(data_dir), output_dir=str(tmp_path / "run"), max_steps=1,
+                      eval_strategy="no", batch_size=4)
+    return train(cfg)
+
+
+def test_killed_test_stage_resumes_without_redoing_or_duplicating(trained_run, monkeypatch):
+    cfg = TestConfig(run=str(trained_run.root), max_new_tokens=4, batch_size=2)
+    real, calls = generation.generate_batch, []
+
+    def killed_after_first_batch(model, tokenizer, prompts, max_new_tokens):
+        calls.append(len(prompts))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what Ctrl-C (or a kill) does mid-run
+        return real(model, tokenizer, prompts, max_new_tokens)
+
+    monkeypatch.setattr(generation, "generate_batch", killed_after_first_batch)
+    with pytest.raises(KeyboardInterrupt):
+        generation.run_test(cfg)
+    partial = trained_run.eval_partial
+    assert not trained_run.eval_csv.exists(), "no half-written eval.csv"
+    assert len(partial.read_text().splitlines()) == 1 + 2  # header + the first batch
+    with open(partial, "a") as handle:
+        handle.write('{"model": "base", "row_id": 3, "outp')  # a line cut short by the kill
+
+    calls.clear()
+    monkeypatch.setattr(generation, "generate_batch", lambda *a: (calls.append(len(a[2])), real(*a))[1])
+    _, table = generation.run_test(cfg)
+    assert sum(calls) == 4 * 2 - 2, "the two finished base letters are not generated again"
+    assert table["row_id"].tolist() == [0, 1, 2, 3] and table["row_id"].is_unique
+    assert pd.read_csv(trained_run.eval_csv)["row_id"].tolist() == [0, 1, 2, 3]
+
+
+def test_partial_results_from_other_settings_are_not_mixed_in(trained_run):
+    trained_run.eval_partial.write_text(json.dumps({"fingerprint": {"data": "other"}}) + "\n")
+    with pytest.raises(UserError, match="different setup.*--overwrite"):
+        generation.run_test(TestConfig(run=str(trained_run.root), max_new_tokens=2, models="base"))
+    _, table = generation.run_test(TestConfig(run=str(trained_run.root), max_new_tokens=2, models="base", overwrite=True))
+    assert len(table) == 4 and "finetuned_output" not in table
+
+
+def test_train_resume_continues_from_the_checkpoint(tiny_model_path, data_dir, tmp_path):
+    """A run stopped after epoch 1 and resumed ends where an uninterrupted run does (same data order)."""
+    from safetensors.torch import load_file
+
+    common = dict(model=tiny_model_path, data=str(data_dir), batch_size=4, warmup_steps=0, learning_rate=5e-3,
+                  eval_strategy="epoch", lr_scheduler="constant", lora_dropout=0.0)
+    straight = train(TrainConfig(output_dir=str(tmp_path / "a"), epochs=2, **common))
+
+    # "killed" after the first epoch's checkpoint: same config, max_steps cuts it there
+    interrupted = TrainConfig(output_dir=str(tmp_path / "b"), epochs=2, max_steps=3, **common)
+    layout = train(interrupted)
+    import shutil
+
+    shutil.rmtree(layout.adapter)  # the kill came before the final save
+    assert (layout.checkpoints / "checkpoint-3").is_dir()
+    resumed = train(TrainConfig(output_dir=str(tmp_path / "b"), epochs=2, resume=True, **common))
+    a = load_file(str(straight.adapter / "adapter_model.safetensors"))
+    b = load_file(str(resumed.adapter / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert (a[key] - b[key]).abs().max() < 1e-5, key
