@@ -194,3 +194,12 @@ def check_no_overlap(train: pd.DataFrame, test: pd.DataFrame, train_where: str) 
     if len(train) == len(test) and frame_hash(train) == frame_hash(test):
         raise UserError("the training data is the test split", where=train_where,
                         fix="pass the training CSV (or the folder holding train.csv and test.csv)")
+
+
+def write_split(frame: pd.DataFrame, path: Path) -> None:
+    """Write rows back in the dataset's own CSV layout (original column names), atomically."""
+    from .runio import atomic_path
+
+    out = frame[[f for f in FIELDS if f in frame.columns]].rename(columns={v: k for k, v in COLUMNS.items()})
+    with atomic_path(path) as tmp:
+        out.to_csv(tmp, index=False)
