@@ -24,6 +24,7 @@ def setup_logging() -> None:
     for noisy in ("httpx", "urllib3", "filelock", "datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # one bar (training) is enough
 
 
 def run_stage(stage: str, main: Callable, argv: Sequence[str] | None = None) -> None:

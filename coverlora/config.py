@@ -118,7 +118,10 @@ class TestConfig:
     run: str = _opt("", "Run folder: reads merged/ (or adapter/) and the train config; writes eval.csv.")
     data: str | None = _opt(None, "Test data (CSV, folder or hub id); null = the test split of the data used in training.")
     models: str = _opt("base,finetuned", "Which letters to generate: 'base', 'finetuned' or both.")
+    split: str = _opt("test", "'test', or 'validation' (the rows train.py held out) to tune decoding without touching test.")
     max_new_tokens: int = _opt(512, "Longest letter in new tokens; generation stops at EOS before that.")
+    repetition_penalty: float = _opt(1.0, "Greedy decoding's penalty on tokens already generated (1.0 = none).")
+    no_repeat_ngram_size: int = _opt(0, "Forbid repeating any n-gram of this size (0 = off); stops small models' loops.")
     batch_size: int = _opt(0, "Prompts per generate call; 0 = auto (8 on CPU, 64 on GPU). Batches are length-sorted.")
     limit: int = _opt(0, "Generate for the first N test rows only (0 = all).")
     precision: str = _opt("auto", "Generation dtype: 'auto' = bf16 where supported, fp16 on older GPUs, fp32 on CPU.")
@@ -129,6 +132,10 @@ class TestConfig:
         _require(bool(self.model_tags) and set(self.model_tags) <= {"base", "finetuned"}, "models",
                  f"must list base and/or finetuned, got {self.models!r}")
         _require(self.max_new_tokens > 0, "max_new_tokens", f"must be positive, got {self.max_new_tokens}")
+        _require(self.split in ("test", "validation"), "split", f"must be test or validation, got {self.split!r}")
+        _require(self.split == "test" or self.data is None, "data", "is taken from the training run when split is validation")
+        _require(0.5 <= self.repetition_penalty <= 2.0, "repetition_penalty", f"must be in [0.5, 2], got {self.repetition_penalty}")
+        _require(self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size", f"must be ≥ 0, got {self.no_repeat_ngram_size}")
         _require(self.batch_size >= 0, "batch_size", f"must be 0 (auto) or positive, got {self.batch_size}")
         _require(self.limit >= 0, "limit", f"must be 0 (all) or positive, got {self.limit}")
         _require(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
@@ -141,6 +148,7 @@ class TestConfig:
 @dataclass
 class MetricsConfig:
     run: str = _opt("", "Run folder holding eval.csv; scores, summary, plots and report.md are written beside it.")
+    split: str = _opt("test", "Score eval.csv ('test'), or eval_validation.csv ('validation', outputs under <run>/validation/).")
     bertscore_model: str = _opt("minilm", "'minilm' (offline, raw scores), 'roberta-large' (layer 17, rescaled; downloads), or a local model folder.")
     bertscore_layers: int = _opt(0, "Layer for a local bertscore_model folder (0 = its last layer).")
     long_form_chars: int = _opt(500, "References at least this long form the long-form subset.")
@@ -150,6 +158,7 @@ class MetricsConfig:
 
     def __post_init__(self) -> None:
         _require(bool(self.run), "run", "is required: the run folder holding eval.csv (e.g. --run runs/demo)")
+        _require(self.split in ("test", "validation"), "split", f"must be test or validation, got {self.split!r}")
         _require(self.long_form_chars > 0, "long_form_chars", f"must be positive, got {self.long_form_chars}")
         _require(self.bootstrap_resamples >= 100, "bootstrap_resamples", f"must be at least 100, got {self.bootstrap_resamples}")
         _require(self.batch_size > 0, "batch_size", f"must be positive, got {self.batch_size}")
@@ -272,3 +281,18 @@ def usage(stage: str) -> str:
 
 def to_yaml_section(stage: str, config: Any) -> str:
     return yaml.safe_dump({stage: dataclasses.asdict(config)}, sort_keys=False)
+
+
+def markdown_reference() -> str:
+    """The config reference for README: every stage's keys, defaults and help (python -m coverlora.config)."""
+    out = []
+    for stage, cls in STAGE_CONFIGS.items():
+        out += [f"**{stage}** (`{stage}.py`, section `{stage}:`)", "", "| key | default | meaning |", "|---|---|---|"]
+        for f in dataclasses.fields(cls):
+            out.append(f"| `{f.name}` | `{f.default}` | {f.metadata.get('help', '')} |")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(markdown_reference())

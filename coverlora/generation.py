@@ -18,7 +18,7 @@ from .data import clean_letter, frame_hash
 from .errors import UserError
 from .fields import FIELDS
 from .models import has_cuda, load_model, load_tokenizer, resolve_dtype
-from .runio import atomic_path, file_sha256, write_manifest
+from .runio import RunLayout, atomic_path, file_sha256, write_manifest
 from .runs import TrainedRun
 
 log = logging.getLogger("coverlora")
@@ -43,14 +43,18 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch
 
 
 @torch.no_grad()
-def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: int) -> tuple[list[str], list[int]]:
-    """Greedy letters for one batch; returns texts (prompt echo stripped) and new-token counts up to EOS."""
+def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: int,
+                   **decoding) -> tuple[list[str], list[int]]:
+    """Greedy letters for one batch; returns texts (prompt echo stripped) and new-token counts up to EOS.
+
+    `decoding` takes GenerationConfig options such as repetition_penalty or no_repeat_ngram_size.
+    """
     from transformers import GenerationConfig
 
     device = next(model.parameters()).device
     ids, mask = left_pad(prompts, tokenizer.pad_token_id)
     config = GenerationConfig(do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
-                              pad_token_id=tokenizer.pad_token_id)
+                              pad_token_id=tokenizer.pad_token_id, **decoding)
     out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config)
     new = out[:, ids.shape[1]:].cpu()
     texts, counts = [], []
@@ -63,7 +67,7 @@ def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
 
 
 def generate_all(model, tokenizer, prompts: list[list[int]], indices: list[int], *, max_new_tokens: int,
-                 batch_size: int, on_batch: BatchDone, desc: str) -> None:
+                 batch_size: int, on_batch: BatchDone, desc: str, **decoding) -> None:
     """Generate for `indices` in length-sorted batches; on CUDA OOM, halve the batch and retry."""
     pending = length_sorted_batches([len(prompts[i]) for i in indices], batch_size)
     pending = [[indices[k] for k in batch] for batch in pending]
@@ -73,7 +77,7 @@ def generate_all(model, tokenizer, prompts: list[list[int]], indices: list[int],
         batch = pending.pop(0)
         t0 = time.perf_counter()
         try:
-            texts, counts = generate_batch(model, tokenizer, [prompts[i] for i in batch], max_new_tokens)
+            texts, counts = generate_batch(model, tokenizer, [prompts[i] for i in batch], max_new_tokens, **decoding)
         except torch.cuda.OutOfMemoryError:
             if len(batch) == 1:
                 raise UserError("out of GPU memory on a single prompt", where="test stage",
@@ -142,13 +146,15 @@ def run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
     run = TrainedRun.open(cfg.run)
     if "finetuned" in cfg.model_tags:
         run.require_adapter()
-    frame, source = run.test_frame(cfg.data)
+    run.layout = RunLayout(run.layout.root, cfg.split)
+    frame, source = run.test_frame(cfg.data) if cfg.split == "test" else run.validation_frame()
     if cfg.limit:
         frame = frame.head(cfg.limit)
     dtype = resolve_dtype(cfg.precision)
     adapter_file = run.layout.adapter / "adapter_model.safetensors"
+    decoding = {"repetition_penalty": cfg.repetition_penalty, "no_repeat_ngram_size": cfg.no_repeat_ngram_size}
     fingerprint = {"data": frame_hash(frame), "models": cfg.model_tags, "max_new_tokens": cfg.max_new_tokens,
-                   "dtype": str(dtype), "adapter": file_sha256(adapter_file) if adapter_file.exists() else None}
+                   "dtype": str(dtype), "adapter": file_sha256(adapter_file) if adapter_file.exists() else None, **decoding}
     partial = PartialResults(run.layout.eval_partial, fingerprint, cfg.overwrite)
     rows = frame.to_dict("records")
     started = time.perf_counter()
@@ -167,7 +173,7 @@ def run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
                         for i, text, count in zip(batch, texts, counts))
 
         generate_all(model, tokenizer, prompts, todo, max_new_tokens=cfg.max_new_tokens,
-                     batch_size=_auto_batch_size(cfg), on_batch=save, desc=f"{tag} letters")
+                     batch_size=_auto_batch_size(cfg), on_batch=save, desc=f"{tag} letters", **decoding)
         del model
         gc.collect()
         if has_cuda():

@@ -39,8 +39,9 @@ def bertscore_model(name: str, layers: int) -> BertScoreModel:
 def read_eval_csv(layout: RunLayout) -> pd.DataFrame:
     path = layout.eval_csv
     if not path.is_file():
-        raise UserError("no eval.csv in this run", where=str(layout.root), fix=f"run: python test.py --run {layout.root}")
-    test_entry = read_json(layout.versions).get("test", {}) if layout.versions.is_file() else {}
+        raise UserError(f"no {path.name} in this run", where=str(layout.root),
+                        fix=f"run: python test.py --run {layout.root} --split {layout.split}")
+    test_entry = read_json(layout.versions).get("test" + layout.suffix, {}) if layout.versions.is_file() else {}
     if test_entry.get("eval_csv_sha256") and test_entry["eval_csv_sha256"] != file_sha256(path):
         raise UserError("eval.csv is not the one this run's test.py wrote (different test set or edited)",
                         where=str(path), fix=f"regenerate it: python test.py --run {layout.root}")
@@ -150,7 +151,7 @@ def write_report(layout: RunLayout, table: pd.DataFrame, scores: pd.DataFrame, s
     for subset in summary.subset.unique():
         n = int(summary[(summary.subset == subset) & (summary.system == "reference")]["n"].max())
         lines += [f"## {subset} ({n} rows)", "", _markdown_table(headline_table(summary, subset)), ""]
-    lines += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(layout.root).as_posix()})" for p in plots] + [""]
+    lines += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(layout.results).as_posix()})" for p in plots] + [""]
     if "finetuned" in set(scores.system):
         tuned = scores[scores.system == "finetuned"].sort_values("rouge_l").reset_index(drop=True)
         picks = {"worst": tuned.iloc[0], "median": tuned.iloc[len(tuned) // 2], "best": tuned.iloc[-1]}
@@ -166,7 +167,7 @@ def write_report(layout: RunLayout, table: pd.DataFrame, scores: pd.DataFrame, s
 
 
 def run_metrics(cfg: MetricsConfig) -> tuple[RunLayout, pd.DataFrame]:
-    layout = RunLayout(Path(cfg.run))
+    layout = RunLayout(Path(cfg.run), cfg.split)
     if not layout.root.is_dir():
         raise UserError("run folder not found", where=cfg.run, fix="pass the run folder that test.py wrote")
     table = read_eval_csv(layout)

@@ -31,6 +31,15 @@ class RunLayout:
     """Where each stage reads and writes inside `runs/<name>/`."""
 
     root: Path
+    split: str = "test"  # which eval set the eval/metrics files are about; validation ones live apart
+
+    @property
+    def suffix(self) -> str:
+        return "" if self.split == "test" else f"_{self.split}"
+
+    @property
+    def results(self) -> Path:
+        return self.root if self.split == "test" else self.root / self.split
 
     @property
     def adapter(self) -> Path:
@@ -50,27 +59,27 @@ class RunLayout:
 
     @property
     def eval_csv(self) -> Path:
-        return self.root / "eval.csv"
+        return self.root / f"eval{self.suffix}.csv"
 
     @property
     def eval_partial(self) -> Path:
-        return self.root / "eval.partial.jsonl"
+        return self.root / f"eval{self.suffix}.partial.jsonl"
 
     @property
     def scores_csv(self) -> Path:
-        return self.root / "scores.csv"
+        return self.results / "scores.csv"
 
     @property
     def summary_csv(self) -> Path:
-        return self.root / "eval_summary.csv"
+        return self.results / "eval_summary.csv"
 
     @property
     def plots(self) -> Path:
-        return self.root / "plots"
+        return self.results / "plots"
 
     @property
     def report(self) -> Path:
-        return self.root / "report.md"
+        return self.results / "report.md"
 
     def stage_config(self, stage: str) -> Path:
         return self.root / f"{stage}_config.yaml"
@@ -121,9 +130,13 @@ def replace_dir_atomic(staging: Path, target: Path) -> None:
 
 
 def write_manifest(layout: RunLayout, stage: str, config: Any, extra: dict | None = None) -> None:
-    """Write `<stage>_config.yaml` (the resolved config) and this stage's entry in versions.json."""
-    header = f"# Resolved {stage} config, written by coverlora. Re-run with: python {stage}.py --config {layout.stage_config(stage)}\n"
-    write_text_atomic(layout.stage_config(stage), header + to_yaml_section(stage, config))
+    """Write `<stage>_config.yaml` (the resolved config) and this stage's entry in versions.json.
+
+    Runs on the validation split are recorded apart (`test_validation`, ...), so they never mask the test run.
+    """
+    section, stage = stage, stage + layout.suffix
+    header = f"# Resolved {section} config, written by coverlora. Re-run with: python {section}.py --config {layout.stage_config(stage)}\n"
+    write_text_atomic(layout.stage_config(stage), header + to_yaml_section(section, config))
     versions = read_json(layout.versions) if layout.versions.exists() else {}
     versions[stage] = {**library_versions(), **(extra or {})}
     write_text_atomic(layout.versions, json.dumps(versions, indent=2) + "\n")
