@@ -237,11 +237,15 @@ class LetterWriter:
         if cfg.run:
             run = TrainedRun.open(cfg.run)
             model, tokenizer = _load_generator(run, "finetuned", dtype)
-            fmt, name = run.prompt_format(tokenizer), f"run {cfg.run}"
+            adapter_only = not (run.layout.merged / "config.json").is_file()
+            fmt = run.prompt_format(tokenizer)
+            name = f"{run.layout.root.name} (fine-tuned{', adapter' if adapter_only else ''})"
         else:
             path = resolve_model(cfg.model)
             model, tokenizer = load_model(path, dtype), load_tokenizer(path)
-            fmt, name = PromptFormat.for_tokenizer(tokenizer, cfg.chat_template), cfg.model
+            fmt = PromptFormat.for_tokenizer(tokenizer, cfg.chat_template)
+            # A short name for the page: no home folders in a screenshot.
+            name = "SmolLM2-135M-Instruct (embedded)" if cfg.model == "embedded" else Path(path).name or path
         model.eval()
         return cls(model, tokenizer, fmt, name)
 

@@ -267,7 +267,11 @@ async function start() {
   }
   document.querySelectorAll("#letter-form input:not(#page-token), #letter-form textarea")
     .forEach((el) => el.addEventListener("input", saveDraft));
-  $("page-token").addEventListener("change", () => store.set({pageToken: $("page-token").value.trim()}));
+  $("page-token").addEventListener("change", async () => {
+    await store.set({pageToken: $("page-token").value.trim()});
+    showError("");
+    await checkService();
+  });
   $("letter-form").addEventListener("submit", writeLetter);
   $("cancel").addEventListener("click", () => running && running.abort());
   $("copy").addEventListener("click", async () => {

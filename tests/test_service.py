@@ -397,6 +397,39 @@ def test_origin_patterns():
         origin_regex("localhost")
 
 
+# ---------------------------------------------------------------------------- serving a trained run
+
+
+@pytest.mark.parametrize("kind", ["merged", "adapter"])
+def test_serves_a_run_with_its_prompt_settings(tmp_path, tiny_model_path, kind):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from coverlora.config import TrainConfig, to_yaml_section
+    from coverlora.models import load_model, load_tokenizer
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train_config.yaml").write_text(
+        to_yaml_section("train", TrainConfig(model=tiny_model_path, chat_template="off")), encoding="utf-8")
+    model, tokenizer = load_model(tiny_model_path, torch.float32), load_tokenizer(tiny_model_path)
+    if kind == "merged":
+        model.save_pretrained(run / "merged")
+        tokenizer.save_pretrained(run / "merged")
+    else:
+        peft_model = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+        peft_model.save_pretrained(run / "adapter")
+        tokenizer.save_pretrained(run / "adapter")
+    cfg = parse_serve_cli(["--run", str(run), "--max_new_tokens", "4"])
+    writer = LetterWriter.from_config(cfg)
+    assert writer.format.use_chat_template is False  # the run's own chat_template: off
+    assert writer.name == ("run (fine-tuned)" if kind == "merged" else "run (fine-tuned, adapter)")
+    with TestClient(create_app(cfg, writer), base_url=BASE_URL) as client:
+        data = client.post("/v1/letters", json=job_body()).json()
+    assert data["prompt_tokens"] == len(writer.format.prompt_ids(body_to_row(job_body())))
+    assert data["model"] == writer.name
+
+
 # ---------------------------------------------------------------------------- the extension's files
 
 

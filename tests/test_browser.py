@@ -1,0 +1,253 @@
+"""The web page and the unpacked extension in a real browser: Debian's Chromium, headless, driven by Playwright.
+
+The service runs the tiny random Llama in a thread on a free localhost port. Its whitespace and special
+tokens are silenced so that its (gibberish) letter is not empty and can be seen on the page.
+Skipped when /usr/bin/chromium (apt-get install chromium) or the playwright package is missing; Playwright
+never downloads a browser here (executable_path is Debian's).
+
+  pytest -m browser tests/test_browser.py
+  # the README screenshot, from the embedded SmolLM2 (one letter, ~20 s of CPU):
+  COVERLORA_BROWSER_MODEL=embedded COVERLORA_SCREENSHOT=docs/extension.png pytest -m browser tests/test_browser.py -k extension
+"""
+
+import functools
+import http.server
+import os
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = pytest.mark.browser
+if not Path(CHROMIUM).is_file():
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no `playwright install` needed)")
+pytest.importorskip("uvicorn")
+
+expect = sync_api.expect
+from coverlora.service import EXTENSION_DIR, EXTENSION_ID, LetterWriter, ServeConfig, create_app  # noqa: E402
+
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--no-default-browser-check"]
+RESUME = {"name": "Ana Silva", "current_experience": "Data Analyst at Bar Inc for 3 years",
+          "past_experience": "Junior Analyst at Foo Ltd for 2 years", "skills": "SQL, Tableau, Python",
+          "qualifications": "BSc in Statistics"}
+JOB_PAGE = """<!doctype html><html><head><title>Data Analyst - Acme Corp | Careers</title>
+<meta property="og:site_name" content="Acme Corp"></head>
+<body><nav>Home · Jobs · About</nav><main><h1>Data Analyst</h1>
+<p>Acme Corp is hiring a Data Analyst to turn sales data into decisions.</p>
+<p>You have 3+ years of SQL and Tableau, and you explain numbers to people who are not analysts.</p>
+</main></body></html>"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def writer(tiny_model_path):
+    import torch
+
+    name = os.environ.get("COVERLORA_BROWSER_MODEL")
+    if name:
+        torch.set_num_threads(1)  # a real model on a shared CPU: one core
+        return LetterWriter.from_config(ServeConfig(model=name))
+    writer = LetterWriter.from_config(ServeConfig(model=tiny_model_path))
+    tokenizer = writer.tokenizer
+    silent = [i for i in range(len(tokenizer)) if not tokenizer.decode([i]).strip() or i in tokenizer.all_special_ids]
+    with torch.no_grad():  # a random model's letter is all newlines; make it visible gibberish instead
+        writer.model.get_output_embeddings().weight[silent] = 0
+    return writer
+
+
+def start_service(writer, **overrides):
+    """The service on a free 127.0.0.1 port, in a thread: (url, stop)."""
+    import uvicorn
+
+    port = free_port()
+    max_new = 220 if os.environ.get("COVERLORA_BROWSER_MODEL") else 8
+    cfg = ServeConfig(**{"model": "embedded", "port": port, "max_new_tokens": max_new, "max_wait_ms": 5, **overrides})
+    server = uvicorn.Server(uvicorn.Config(create_app(cfg, writer), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.05)
+
+    def stop():
+        server.should_exit = True
+        thread.join(10)
+
+    return f"http://127.0.0.1:{port}", stop
+
+
+@pytest.fixture(scope="module")
+def service(writer):
+    url, stop = start_service(writer)
+    yield url
+    stop()
+
+
+@pytest.fixture(scope="module")
+def job_site(tmp_path_factory):
+    """A job posting page on another localhost port (what a user would have open)."""
+    folder = tmp_path_factory.mktemp("job-site")
+    (folder / "job.html").write_text(JOB_PAGE, encoding="utf-8")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/job.html"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Chromium with the unpacked extension, a fresh profile, nothing fetched from outside."""
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    extension = str(EXTENSION_DIR)
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=False,  # headless via --headless=new: extensions work
+            args=[*FLAGS, f"--disable-extensions-except={extension}", f"--load-extension={extension}"],
+            ignore_default_args=["--disable-extensions"], viewport={"width": 900, "height": 1000})
+        context.set_default_timeout(60_000)
+        yield context
+        context.close()
+
+
+def fill_resume(page) -> None:
+    for name, value in RESUME.items():
+        page.fill(f"#resume-{name}", value)
+
+
+def wait_for_letter(page) -> dict:
+    page.click("#write")
+    expect(page.locator("#meta")).to_contain_text("tokens in", timeout=240_000)
+    return {"letter": page.input_value("#letter"), "warnings": page.locator("#warnings li").all_inner_texts(),
+            "error": page.locator("#error").inner_text() if page.locator("#error").is_visible() else ""}
+
+
+def test_web_page_writes_a_letter(browser, service, tmp_path):
+    page = browser.new_page()
+    page.goto(service + "/")
+    expect(page.locator("#service-status")).to_have_text(re.compile("^model:"))
+    assert page.evaluate("document.body.dataset.mode") == "page"
+    assert not page.locator("#use-page").is_visible()  # the page cannot read other tabs
+    page.fill("#job-title", "Data Analyst")
+    page.fill("#job-company", "Acme Corp")
+    page.fill("#job-posting", "3+ years of SQL and Tableau.")
+    fill_resume(page)
+    shown = wait_for_letter(page)
+    assert shown["error"] == ""
+    assert shown["letter"].strip(), "no letter on the page"
+    assert shown["warnings"], "the grounding warnings are not shown"
+    page.screenshot(path=str(tmp_path / "web-page.png"), full_page=True)
+    # The resume is kept (localStorage) for the next visit.
+    page.reload()
+    expect(page.locator("#resume-name")).to_have_value("Ana Silva")
+    # A missing required field is caught before any request.
+    page.fill("#job-company", "")
+    page.click("#write")
+    expect(page.locator("#error")).to_contain_text("Fill in the job title")
+    page.close()
+
+
+def test_extension_popup_reads_the_page_and_writes_a_letter(browser, service, job_site, tmp_path):
+    base = f"chrome-extension://{EXTENSION_ID}"
+    options = browser.new_page()
+    options.goto(f"{base}/options.html")
+    options.fill("#service-url", service)
+    options.click("button[type=submit]")
+    expect(options.locator("#result")).to_have_text("saved")
+    options.click("#test")
+    expect(options.locator("#result")).to_have_text(re.compile("^connected"))
+    options.close()
+
+    popup = browser.new_page()
+    popup.set_viewport_size({"width": 460, "height": 1000})
+    popup.goto(f"{base}/popup.html")
+    expect(popup.locator("#service-status")).to_have_text(re.compile("^model:"))
+    assert popup.evaluate("document.body.dataset.mode") == "extension"
+    # Open the job posting as the active tab of the popup's window, as when a user clicks the toolbar icon.
+    popup.evaluate("""url => new Promise(resolve => chrome.tabs.create({url, active: true}, tab => {
+        chrome.tabs.onUpdated.addListener(function done(id, info) {
+            if (id === tab.id && info.status === 'complete') { chrome.tabs.onUpdated.removeListener(done); resolve(); }
+        });
+    }))""", job_site)
+    popup.click("#use-page")
+    expect(popup.locator("#job-posting")).to_have_value(re.compile("sales data"))
+    assert popup.input_value("#job-title") == "Data Analyst"
+    assert popup.input_value("#job-company") == "Acme Corp"
+    assert "Home · Jobs" not in popup.input_value("#job-posting")  # <main>, not the navigation
+    fill_resume(popup)
+    shown = wait_for_letter(popup)
+    assert shown["error"] == ""
+    assert shown["letter"].strip(), "no letter in the popup"
+    assert shown["warnings"]
+    stored = popup.evaluate("chrome.storage.local.get(['resume', 'lastResult'])")
+    assert stored["resume"]["name"] == "Ana Silva" and stored["lastResult"]["letter"] == shown["letter"]
+    popup.locator("body").screenshot(path=str(tmp_path / "extension-popup.png"))
+    target = os.environ.get("COVERLORA_SCREENSHOT")
+    if target:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        popup.evaluate("(el => { el.style.height = el.scrollHeight + 4 + 'px'; })(document.querySelector('#letter'))")
+        popup.locator("body").screenshot(path=target)
+    popup.close()
+
+
+def test_web_page_asks_for_the_token(browser, writer):
+    url, stop = start_service(writer, token="browser-token")
+    try:
+        page = browser.new_page()
+        page.goto(url + "/")
+        expect(page.locator("#service-status")).to_have_text("token needed")
+        expect(page.locator("#page-settings")).to_have_attribute("open", "")
+        page.fill("#page-token", "browser-token")
+        page.dispatch_event("#page-token", "change")
+        expect(page.locator("#service-status")).to_have_text(re.compile("^model:"))
+        page.fill("#job-title", "Data Analyst")
+        page.fill("#job-company", "Acme Corp")
+        fill_resume(page)
+        assert wait_for_letter(page)["letter"].strip()
+        page.close()
+    finally:
+        stop()
+
+
+def test_job_heuristics_in_the_browser(browser, service):
+    page = browser.new_page()
+    page.goto(service + "/")  # heuristics.js is loaded by the page
+    guess = lambda info: page.evaluate("info => CoverloraHeuristics.guessJob(info, 100)", info)  # noqa: E731
+    ld = {"title": "Nurse", "company": "Umbrella Health", "description": "<p>Care for <b>patients</b>.</p>"}
+    assert guess({"title": "Jobs | Indeed", "jobPosting": ld, "text": "menu"}) == {
+        "title": "Nurse", "company": "Umbrella Health", "posting": "Care for patients .", "fromSelection": False}
+    linkedin = guess({"title": "Backend Engineer at Globex | LinkedIn", "h1": "", "text": "x" * 500, "siteName": "LinkedIn"})
+    assert (linkedin["title"], linkedin["company"], len(linkedin["posting"])) == ("Backend Engineer", "Globex", 100)
+    selected = guess({"title": "Careers", "selection": "Only this part", "text": "everything"})
+    assert selected["posting"] == "Only this part" and selected["fromSelection"]
+    assert guess({"title": "Product Manager - Stark Industries", "h1": "Stark Industries"})["title"] == "Product Manager"
+    page.close()
+
+
+def test_service_refuses_other_origins_in_the_browser(browser, service):
+    """A page that is not the extension nor a localhost page (a data: URL has origin 'null') cannot use it."""
+    page = browser.new_page()
+    page.goto("data:text/html,<title>x</title>")
+    status = page.evaluate("""url => fetch(url + '/v1/letters', {method: 'POST', headers: {'Content-Type': 'application/json'},
+        body: JSON.stringify({job: {title: 'a', company: 'b'}, resume: {name: 'c'}})}).then(r => r.status, e => 'blocked')""",
+                           service)
+    assert status == "blocked"  # preflight refused: the browser never sends the POST
+    page.close()
