@@ -81,6 +81,15 @@ CONFIGS: dict[str, tuple[dict, str]] = {
                                       batch_size=1, gradient_checkpointing=False, optimizer="adamw_torch_fused",
                                       use_liger_kernel=True, attn_implementation="flex_attention"),
                                  "bf16 LoRA, packed 8192, Liger, flex attention"),
+    "qlora_pack8k_flex_liger_bf16res": (dict(quantization="nf4", precision="bf16", packing=True, pack_length=8192,
+                                             batch_size=1, gradient_checkpointing=False, optimizer="adamw_torch_fused",
+                                             use_liger_kernel=True, attn_implementation="flex_attention",
+                                             _bench_bf16_residual=True),
+                                        "EXPERIMENT, not coverlora's path yet: as qlora_pack8k_flex_liger, but the "
+                                        "norms/embeddings that prepare_model_for_kbit_training upcasts stay bf16"),
+    "t4_yaml": (dict(quantization="nf4", precision="fp16", batch_size=4, gradient_accumulation_steps=1,
+                     gradient_checkpointing=True, optimizer="paged_adamw_8bit"),
+                "configs/t4-llama2-7b.yaml as written: NF4 fp16, bs4 (length-grouped), grad-ckpt, paged 8-bit AdamW"),
     "t4_pack4k": (dict(quantization="nf4", precision="fp16", packing=True, pack_length=4096, batch_size=1,
                        gradient_checkpointing=True, optimizer="paged_adamw_8bit", use_liger_kernel=True),
                   "T4 preset (16 GB): NF4 fp16, grad-ckpt, packed 4096, Liger, paged 8-bit AdamW"),
@@ -179,12 +188,9 @@ class CountingCollator:
     def __call__(self, examples):
         batch = self.inner(examples)
         ids = batch["input_ids"]
+        real = sum(len(ex["input_ids"]) for ex in examples)  # rows (or packed rows) before any padding
         if "attention_mask" in batch:
-            real = int(batch["attention_mask"].sum())
-        elif "position_ids" in batch and "cu_seq_lens_q" in batch:
-            real = int(batch["cu_seq_lens_q"][-1])  # padding-free: every token up to the last boundary is real
-        else:
-            real = int(ids.numel())
+            assert real == int(batch["attention_mask"].sum())
         self.real.append(real)
         self.supervised.append(int((batch["labels"] != -100).sum()))
         self.padded.append(int(ids.numel()))
@@ -427,6 +433,8 @@ def run_coverlora(name, args, ckpt: Path, dataset, tokenizer, warmup: int, steps
     overrides, desc = CONFIGS[name]
     if not cuda():
         overrides = smoke_overrides(overrides)
+    bench_flags = {k: v for k, v in overrides.items() if k.startswith("_bench_")}
+    overrides = {k: v for k, v in overrides.items() if not k.startswith("_bench_")}
     profile_steps = args.profile_steps if name in args.profile else 0
     out_dir = Path(args.work_dir) / f"run_{name}"
     cfg = TrainConfig(**{**COMMON, **overrides, "model": str(ckpt), "data": args.train_csv, "output_dir": str(out_dir),
@@ -443,6 +451,10 @@ def run_coverlora(name, args, ckpt: Path, dataset, tokenizer, warmup: int, steps
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+        if bench_flags.get("_bench_bf16_residual"):  # EXPERIMENT: undo the fp32 upcast of the frozen norms/embeddings
+            for param in model.parameters():
+                if param.dtype == torch.float32 and not param.requires_grad:
+                    param.data = param.data.to(dtype)
     t_load = time.time() - t
     t = time.time()
     trainer = build_trainer(cfg, RunLayout(out_dir), model, tokenizer, dataset, None, dtype)
@@ -450,6 +462,16 @@ def run_coverlora(name, args, ckpt: Path, dataset, tokenizer, warmup: int, steps
     from transformers.trainer_utils import SaveStrategy
 
     trainer.args.save_strategy = SaveStrategy.NO  # the bench keeps no checkpoints
+    workaround = None
+    if quantize and dtype == torch.float16:
+        # WORKAROUND (not in coverlora yet): TRL 1.16 casts QLoRA adapter weights to bf16, and fp16 AMP's GradScaler
+        # cannot unscale bf16 gradients ("_amp_foreach_non_finite_check_and_unscale_cuda" not implemented for
+        # 'BFloat16'), so coverlora.train() with precision fp16 + nf4 fails at the first optimizer step.
+        # fp32 adapters, as PEFT makes them by default, fix it.
+        for param in trainer.model.parameters():
+            if param.requires_grad and param.dtype == torch.bfloat16:
+                param.data = param.data.float()
+        workaround = "trainable bf16 -> fp32 after build_trainer (fp16 GradScaler)"
     check = None
     if cfg.packing:
         t = time.time()
@@ -470,6 +492,11 @@ def run_coverlora(name, args, ckpt: Path, dataset, tokenizer, warmup: int, steps
                                                      "use_liger_kernel", "attn_implementation", "torch_compile")}
     out["settings"]["optim_resolved"] = trainer.args.optim.value if hasattr(trainer.args.optim, "value") else str(trainer.args.optim)
     out["settings"]["padding_free"] = bool(getattr(trainer, "padding_free", False))
+    out["settings"]["pad_to_multiple_of"] = trainer.args.pad_to_multiple_of
+    if bench_flags:
+        out["settings"]["bench_flags"] = bench_flags
+    if workaround:
+        out["settings"]["bench_workaround"] = workaround
     if check is not None:
         out["boundary_check"] = check
     del trainer, model, collator
@@ -499,7 +526,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
              f"- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v),
              f"- data: {meta['data']}", f"- steps: {meta['warmup']} warm-up + {meta['steps']} timed per config; "
              "tok/s counts real (non-pad) input tokens of the timed steps only", "",
-             "| config | real tok/s | ratio vs reference | peak GiB | final loss | boundaries | target | what |",
+             "| config | real tok/s | ratio vs reference | peak GiB (reserved) | final loss | boundaries | target | what |",
              "|---|---:|---:|---:|---:|---|---|---|"]
     for r in rows:
         if "tok_per_s" not in r:
@@ -509,7 +536,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
         bc = r.get("boundary_check", {})
         bcs = ("ok" if bc.get("ok") else "LEAK?") + f" ({bc['packed_vs_separate_max_rel']:.1e} vs leaky {bc['leaky_vs_separate_median_rel']:.1e})" \
             if "ok" in bc else ("n/a (unpacked)" if not bc else bc.get("skipped", ""))
-        lines.append(f"| {r['config']} | {r['tok_per_s']:,.0f} | {ratio} | {r.get('peak_gib', '–')} | {r['final_loss']} | "
+        peak = f"{r['peak_gib']} ({r['peak_reserved_gib']})" if "peak_gib" in r else "–"
+        lines.append(f"| {r['config']} | {r['tok_per_s']:,.0f} | {ratio} | {peak} | {r['final_loss']} | "
                      f"{bcs} | {target_note(r)} | {r['desc']} |")
     for r in rows:
         if r.get("profile") and "error" not in r["profile"]:

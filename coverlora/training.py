@@ -64,6 +64,10 @@ def sft_config(cfg: TrainConfig, layout: RunLayout, dtype: torch.dtype, has_val:
         max_length=cfg.pack_length if cfg.packing else cfg.max_length,
         packing=cfg.packing,
         packing_strategy="bfd",
+        # Packed micro-batches of one fixed shape: flex attention compiles once instead of recompiling for each
+        # new length, and the allocator reuses the same blocks. The few pad tokens are masked out of the loss
+        # and each attends only to itself (position_ids restart at 0 on every one).
+        pad_to_multiple_of=cfg.pack_length if cfg.packing else None,
         use_liger_kernel=cfg.use_liger_kernel,
         torch_compile=cfg.torch_compile,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
