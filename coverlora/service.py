@@ -12,7 +12,6 @@ require a bearer token, and caps body size, field lengths, prompt tokens, new to
 """
 
 import asyncio
-import copy
 import dataclasses
 import hmac
 import json
@@ -55,6 +54,8 @@ class ServeConfig:
     host: str = _opt("127.0.0.1", "Address to bind. Keep 127.0.0.1: anything else exposes the model to your network.")
     port: int = _opt(8765, "TCP port.")
     max_new_tokens: int = _opt(384, "Cap on a letter's new tokens, and the default when a request gives none.")
+    repetition_penalty: float | None = _opt(None, "Greedy decoding's penalty on repeated tokens; null = the run's test stage value (test_config.yaml), else 1.0.")
+    no_repeat_ngram_size: int | None = _opt(None, "Forbid repeating n-grams of this size (0 = off); null = the run's test stage value, else 0.")
     max_seconds: float = _opt(120.0, "Cap on one generate call's time (a letter cut by it gets a 'truncated' warning).")
     request_timeout: float = _opt(300.0, "Seconds a request may wait for its letter, queue included, before a 504.")
     max_batch: int = _opt(8, "Most letters generated together in one generate call.")
@@ -80,6 +81,10 @@ class ServeConfig:
                     "max_field_chars", "max_posting_chars"):
             _require(getattr(self, key) > 0, key, f"must be positive, got {getattr(self, key)}")
         _require(self.max_wait_ms >= 0, "max_wait_ms", f"must be ≥ 0, got {self.max_wait_ms}")
+        _require(self.repetition_penalty is None or 0.5 <= self.repetition_penalty <= 2.0, "repetition_penalty",
+                 f"must be in [0.5, 2] (or null), got {self.repetition_penalty}")
+        _require(self.no_repeat_ngram_size is None or self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size",
+                 f"must be ≥ 0 (or null), got {self.no_repeat_ngram_size}")
         _require(self.max_seconds > 0, "max_seconds", f"must be positive, got {self.max_seconds}")
         _require(self.request_timeout > 0, "request_timeout", f"must be positive, got {self.request_timeout}")
         _require(self.token is None or len(self.token) >= 8, "token", "must be at least 8 characters (or null for none)")
@@ -188,20 +193,17 @@ def origin_regex(patterns: str) -> re.Pattern:
 
 
 class _GenerateWith:
-    """The model as generation.generate_batch sees it, with extra generation settings (a time cap) and
-    `generate` arguments (streamer, stop flag): decoding, EOS cut and clean-up stay generate_batch's."""
+    """The model as generation.generate_batch sees it, with extra `generate` arguments (a streamer, a stop
+    flag): the prompt padding, greedy decoding, EOS cut and clean-up stay generate_batch's."""
 
-    def __init__(self, model, settings: dict[str, Any], arguments: dict[str, Any]):
-        self._model, self._settings, self._arguments = model, settings, arguments
+    def __init__(self, model, arguments: dict[str, Any]):
+        self._model, self._arguments = model, arguments
 
     def parameters(self):
         return self._model.parameters()
 
-    def generate(self, *, generation_config, **kwargs: Any):
-        config = copy.deepcopy(generation_config)
-        for key, value in self._settings.items():
-            setattr(config, key, value)
-        return self._model.generate(generation_config=config, **kwargs, **self._arguments)
+    def generate(self, **kwargs: Any):
+        return self._model.generate(**kwargs, **self._arguments)
 
 
 def _stop_when(event: threading.Event):
@@ -218,8 +220,9 @@ def _stop_when(event: threading.Event):
 class LetterWriter:
     """One loaded model, its tokenizer and prompt format; generation runs in one worker thread."""
 
-    def __init__(self, model, tokenizer, prompt_format, name: str):
+    def __init__(self, model, tokenizer, prompt_format, name: str, decoding: dict[str, Any] | None = None):
         self.model, self.tokenizer, self.format, self.name = model, tokenizer, prompt_format, name
+        self.decoding = decoding or {}  # GenerationConfig options, as in the test stage
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coverlora-generate")
         self.generate_calls = 0  # instrumentation: how many generate calls served how many letters
         self.letters = 0
@@ -231,11 +234,17 @@ class LetterWriter:
         from .generation import _load_generator
         from .models import load_model, load_tokenizer, resolve_dtype, resolve_model
         from .prompts import PromptFormat
+        from .runio import read_stage_config
         from .runs import TrainedRun
 
         dtype = resolve_dtype(cfg.precision)
+        tested: dict[str, Any] = {}
         if cfg.run:
             run = TrainedRun.open(cfg.run)
+            try:  # serve letters as the test stage generated (and scored) them
+                tested = read_stage_config(run.layout, "test")
+            except UserError:
+                pass
             model, tokenizer = _load_generator(run, "finetuned", dtype)
             adapter_only = not (run.layout.merged / "config.json").is_file()
             fmt = run.prompt_format(tokenizer)
@@ -247,7 +256,13 @@ class LetterWriter:
             # A short name for the page: no home folders in a screenshot.
             name = "SmolLM2-135M-Instruct (embedded)" if cfg.model == "embedded" else Path(path).name or path
         model.eval()
-        return cls(model, tokenizer, fmt, name)
+        decoding = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0}
+        for key in decoding:
+            value = getattr(cfg, key) if getattr(cfg, key) is not None else tested.get(key)
+            if value is not None:
+                decoding[key] = type(decoding[key])(value)
+        log.info("decoding: greedy, %s", ", ".join(f"{k}={v}" for k, v in decoding.items()))
+        return cls(model, tokenizer, fmt, name, decoding)
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, *, max_seconds: float,
                  stop: threading.Event | None = None, streamer=None) -> tuple[list[str], list[int]]:
@@ -263,8 +278,8 @@ class LetterWriter:
             arguments["streamer"] = streamer
         self.generate_calls += 1
         self.letters += len(prompts)
-        model = _GenerateWith(self.model, {"max_time": max_seconds}, arguments)
-        return generate_batch(model, self.tokenizer, prompts, max_new_tokens)
+        return generate_batch(_GenerateWith(self.model, arguments), self.tokenizer, prompts, max_new_tokens,
+                              max_time=max_seconds, **self.decoding)
 
 
 @dataclass

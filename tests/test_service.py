@@ -303,6 +303,14 @@ def test_time_cap_stops_generation(make_client):
     assert "truncated" in {w["code"] for w in data["warnings"]}
 
 
+def test_stop_flag_ends_generation(writer):
+    prompt = writer.format.prompt_ids(body_to_row(job_body()))
+    stop = threading.Event()
+    stop.set()  # a client that went away: the next step ends the call
+    texts, counts = writer.generate([prompt], 8, max_seconds=60, stop=stop)
+    assert counts == [1]
+
+
 def test_request_timeout_is_504(make_client, writer):
     client = make_client(FakeWriter(writer, "late", delay=0.5), request_timeout=0.1)
     response = client.post("/v1/letters", json=job_body())
@@ -420,9 +428,12 @@ def test_serves_a_run_with_its_prompt_settings(tmp_path, tiny_model_path, kind):
         peft_model = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
         peft_model.save_pretrained(run / "adapter")
         tokenizer.save_pretrained(run / "adapter")
-    cfg = parse_serve_cli(["--run", str(run), "--max_new_tokens", "4"])
+    (run / "test_config.yaml").write_text("test:\n  repetition_penalty: 1.3\n  no_repeat_ngram_size: 4\n", encoding="utf-8")
+    cfg = parse_serve_cli(["--run", str(run), "--max_new_tokens", "4", "--no_repeat_ngram_size", "3"])
     writer = LetterWriter.from_config(cfg)
     assert writer.format.use_chat_template is False  # the run's own chat_template: off
+    # Decoding as the run's test stage had it, unless given here.
+    assert writer.decoding == {"repetition_penalty": 1.3, "no_repeat_ngram_size": 3}
     assert writer.name == ("run (fine-tuned)" if kind == "merged" else "run (fine-tuned, adapter)")
     with TestClient(create_app(cfg, writer), base_url=BASE_URL) as client:
         data = client.post("/v1/letters", json=job_body()).json()
