@@ -349,6 +349,20 @@ class Batcher:
                 break
         return [item for item in batch if not item.future.done()]  # clients that gave up meanwhile
 
+    @staticmethod
+    def _stop_when_abandoned(items: list[_Pending]) -> threading.Event:
+        """An event set once every client of one generate call is gone (timed out or disconnected)."""
+        stop, remaining = threading.Event(), [len(items)]
+
+        def gave_up(_future: asyncio.Future) -> None:
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                stop.set()  # nobody waits for these letters: stop generating them
+
+        for item in items:
+            item.future.add_done_callback(gave_up)
+        return stop
+
     async def _work(self, queue: asyncio.Queue) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -357,17 +371,7 @@ class Batcher:
             for item in batch:
                 groups.setdefault(item.max_new_tokens, []).append(item)
             for max_new, items in groups.items():
-                stop = threading.Event()
-                remaining = len(items)
-
-                def gave_up(_future: asyncio.Future) -> None:
-                    nonlocal remaining
-                    remaining -= 1
-                    if remaining == 0:
-                        stop.set()  # every client of this call is gone: stop generating for nobody
-
-                for item in items:
-                    item.future.add_done_callback(gave_up)
+                stop = self._stop_when_abandoned(items)
                 started = time.perf_counter()
                 try:
                     texts, counts = await loop.run_in_executor(
@@ -381,7 +385,7 @@ class Batcher:
                             item.future.set_exception(exc)
                     continue
                 seconds = time.perf_counter() - started
-                for item, text, count in zip(items, texts, counts):
+                for item, text, count in zip(items, texts, counts, strict=True):
                     if not item.future.done():
                         item.future.set_result(Generated(text, count, len(items), seconds))
 

@@ -10,7 +10,6 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
@@ -71,13 +70,16 @@ class FakeWriter(LetterWriter):
 
     def __init__(self, real: LetterWriter, letter: str = "", delay: float = 0.0, tokens: int = 3):
         super().__init__(None, real.tokenizer, real.format, "fake")
-        self.letter, self.delay, self.tokens, self.prompts = letter, delay, tokens, []
+        self.letter, self.delay, self.tokens, self.prompts, self.stopped = letter, delay, tokens, [], False
 
     def generate(self, prompts, max_new_tokens, *, max_seconds, stop=None, streamer=None):
         self.generate_calls += 1
         self.letters += len(prompts)
         self.prompts.extend(prompts)
-        time.sleep(self.delay)
+        if stop is not None and stop.wait(self.delay):
+            self.stopped = True  # the batcher's stop flag: every client of this call gave up
+        elif stop is None:
+            time.sleep(self.delay)
         return [self.letter] * len(prompts), [min(self.tokens, max_new_tokens)] * len(prompts)
 
 
@@ -311,11 +313,16 @@ def test_stop_flag_ends_generation(writer):
     assert counts == [1]
 
 
-def test_request_timeout_is_504(make_client, writer):
-    client = make_client(FakeWriter(writer, "late", delay=0.5), request_timeout=0.1)
+def test_request_timeout_is_504_and_stops_the_abandoned_generation(make_client, writer):
+    fake = FakeWriter(writer, "late", delay=5)
+    client = make_client(fake, request_timeout=0.2)
+    started = time.monotonic()
     response = client.post("/v1/letters", json=job_body())
     assert response.status_code == 504
     assert "no letter within" in response.json()["detail"]
+    while not fake.stopped and time.monotonic() - started < 4:
+        time.sleep(0.02)
+    assert fake.stopped, "the generate call went on for a client that had gone"
 
 
 def test_concurrent_requests_are_batched(make_client, writer):
