@@ -94,8 +94,8 @@ CONFIGS: dict[str, tuple[dict, str]] = {
                        gradient_checkpointing=True, optimizer="paged_adamw_8bit", use_liger_kernel=True),
                   "T4 preset (16 GB): NF4 fp16, grad-ckpt, packed 4096, Liger, paged 8-bit AdamW"),
 }
-DEFAULT_CONFIGS = ["reference", "qlora_pack4k", "qlora_pack4k_liger", "qlora_pack8k_liger", "qlora_pack8k_flex_liger",
-                   "lora16_pack8k_liger", "lora16_pack8k_flex_liger", "t4_pack4k"]
+DEFAULT_CONFIGS = ["reference", "qlora_pack4k", "t4_yaml", "qlora_pack8k_flex_liger", "qlora_pack8k_flex_liger_bf16res",
+                   "lora16_pack8k_flex_liger", "t4_pack4k"]
 TARGETS = {"qlora": 12000, "lora16": 15000}  # real tok/s on one H100; t4: peak <= 15 GiB
 
 
@@ -277,6 +277,15 @@ def profile_report(prof, steps: int, path: Path | None) -> dict:
     return report
 
 
+def boundaries_ok(packed_err: float, leaky_err: float) -> bool:
+    """Packed must match per-sample forwards to within rounding, far below what cross-sample attention gives.
+
+    Rounding alone gives ~0 in fp32 (CPU), ~4e-3 in fp16 and ~3-6e-2 in bf16 on the random 7B (32 layers of
+    8-bit-mantissa error); attending across samples gives ~1.3. A tenth of the leaky error separates the two.
+    """
+    return bool(packed_err < 0.1 * leaky_err)
+
+
 def boundary_check(trainer, dtype: torch.dtype, max_tokens: int, max_segments: int = 8) -> dict:
     """Packed forward vs per-sample forwards on the first packed micro-batch (hidden states of the last layer).
 
@@ -321,7 +330,7 @@ def boundary_check(trainer, dtype: torch.dtype, max_tokens: int, max_segments: i
     worst, leak = max(packed_err), statistics.median(leaky_err)
     return {"segments_checked": len(packed_err), "segments_in_row": len(segments), "tokens": int(ids.shape[1]),
             "packed_vs_separate_max_rel": round(worst, 5), "leaky_vs_separate_median_rel": round(leak, 5),
-            "ok": bool(worst < 0.05 and worst < 0.2 * leak)}
+            "ok": boundaries_ok(worst, leak)}
 
 
 def cleanup() -> None:
@@ -534,7 +543,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
             continue
         ratio = f"{r['tok_per_s'] / ref['tok_per_s']:.1f}x" if ref else "–"
         bc = r.get("boundary_check", {})
-        bcs = ("ok" if bc.get("ok") else "LEAK?") + f" ({bc['packed_vs_separate_max_rel']:.1e} vs leaky {bc['leaky_vs_separate_median_rel']:.1e})" \
+        bcs = ("ok" if "ok" in bc and boundaries_ok(bc["packed_vs_separate_max_rel"], bc["leaky_vs_separate_median_rel"])
+               else "LEAK?") + f" ({bc['packed_vs_separate_max_rel']:.1e} vs leaky {bc['leaky_vs_separate_median_rel']:.1e})" \
             if "ok" in bc else ("n/a (unpacked)" if not bc else bc.get("skipped", ""))
         peak = f"{r['peak_gib']} ({r['peak_reserved_gib']})" if "peak_gib" in r else "–"
         lines.append(f"| {r['config']} | {r['tok_per_s']:,.0f} | {ratio} | {peak} | {r['final_loss']} | "
@@ -556,7 +566,7 @@ def main(argv=None) -> int:
     p.add_argument("--configs", default=",".join(DEFAULT_CONFIGS), help=f"comma list from: {', '.join(CONFIGS)}")
     p.add_argument("--steps", type=int, default=8, help="timed optimizer steps per config")
     p.add_argument("--warmup", type=int, default=2, help="untimed optimizer steps first (allocator, autotune, compile)")
-    p.add_argument("--ref-steps", type=int, default=0, help="timed steps for the reference (0 = --steps)")
+    p.add_argument("--ref-steps", type=int, default=4, help="timed steps for the reference (0 = --steps); ~2 s each")
     p.add_argument("--train-csv", default=None, help="default: .devdata/train.csv, else ../shared/data/.../train.csv")
     p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: .devdata/tok, else the embedded SmolLM2)")
     p.add_argument("--ckpt-dir", default=None, help="random checkpoint (built when missing); default /tmp/coverlora-bench-SHAPE")
@@ -567,7 +577,14 @@ def main(argv=None) -> int:
     p.add_argument("--profile", default="", help="comma list of configs to profile (after their timed steps)")
     p.add_argument("--profile-steps", type=int, default=2)
     p.add_argument("--budget-s", type=float, default=0, help="skip configs that would start after this many seconds")
+    p.add_argument("--render", default=None, help="only rewrite the .md beside this results .jsonl, then exit")
     args = p.parse_args(argv)
+    if args.render:
+        lines = [json.loads(line) for line in Path(args.render).read_text(encoding="utf-8").splitlines() if line.strip()]
+        meta = next(x["meta"] for x in lines if "meta" in x)
+        Path(args.render).with_suffix(".md").write_text(markdown([x for x in lines if "config" in x], meta), encoding="utf-8")
+        print(Path(args.render).with_suffix(".md").read_text(encoding="utf-8"))
+        return 0
     args.profile = [c for c in args.profile.split(",") if c]
     names = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in names if c not in CONFIGS]
