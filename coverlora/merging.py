@@ -22,6 +22,20 @@ def _logits(model, prompts: list[list[int]]) -> list[torch.Tensor]:
     return [model(torch.tensor([ids], device=device)).logits.float().cpu() for ids in prompts]
 
 
+def check_merge(max_diff: float, top1_agreement: float, dtype: torch.dtype, limit: float, where: str) -> None:
+    """fp32 merges must match to rounding (1e-3). In 16 bits, W + BA is itself rounded, and over a deep model
+    that moves logits by ~1 (1.25 measured on SmolLM2 in bf16), so there the test is the next-token choice:
+    the merged model must pick the adapter model's top-1 token at >= 98% of positions."""
+    if limit or dtype == torch.float32:
+        limit = limit or 1e-3
+        if max_diff > limit:
+            raise UserError(f"merged logits differ from the adapter model's by {max_diff:.3g} (limit {limit:.3g})",
+                            where=where, fix="merge in higher precision: --precision fp32")
+    elif top1_agreement < 0.98:
+        raise UserError(f"the merged model picks a different next token at {100 * (1 - top1_agreement):.1f}% of positions",
+                        where=where, fix="merge in higher precision: --precision fp32")
+
+
 def merge(cfg: MergeConfig) -> tuple[TrainedRun, float]:
     from peft import PeftModel
 
@@ -46,11 +60,10 @@ def merge(cfg: MergeConfig) -> tuple[TrainedRun, float]:
     merged = model.merge_and_unload()
     merged_logits = _logits(merged, prompts)
     max_diff = max(float((a - b).abs().max()) for a, b in zip(adapter_logits, merged_logits))
-    limit = cfg.max_logit_diff or (1e-3 if dtype == torch.float32 else 0.5)
-    log.info("merged vs adapter logits on %d prompts: max |diff| = %.3g (limit %.3g)", len(prompts), max_diff, limit)
-    if max_diff > limit:
-        raise UserError(f"merged logits differ from the adapter model's by {max_diff:.3g} (limit {limit:.3g})",
-                        where=str(adapter), fix="merge in higher precision: --precision fp32")
+    agree = float(torch.cat([(a.argmax(-1) == b.argmax(-1)).flatten() for a, b in zip(adapter_logits, merged_logits)]).float().mean())
+    log.info("merged vs adapter logits on %d prompts: max |diff| = %.3g, same top-1 token at %.2f%% of positions",
+             len(prompts), max_diff, 100 * agree)
+    check_merge(max_diff, agree, dtype, cfg.max_logit_diff, str(adapter))
 
     # Written beside merged/ and swapped in only when complete, so re-running never leaves half a model.
     staging = run.layout.root / ".merged.tmp"

@@ -132,6 +132,12 @@ def build_trainer(cfg: TrainConfig, layout: RunLayout, model, tokenizer, train_s
     has_val = val_set is not None and len(val_set) > 0
     trainer = SFTTrainer(model=model, args=sft_config(cfg, layout, dtype, has_val), train_dataset=train_set,
                          eval_dataset=val_set if has_val else None, processing_class=tokenizer, peft_config=peft_config)
+    if dtype == torch.float16:
+        # TRL keeps QLoRA adapters in bf16, but fp16 mixed precision's grad scaler can't unscale bf16 gradients
+        # (measured: the first optimizer step fails). fp32 master weights are what fp16 AMP expects anyway.
+        for param in trainer.model.parameters():
+            if param.requires_grad and param.dtype == torch.bfloat16:
+                param.data = param.data.float()
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(make_progress_callback(layout.train_log))
     return trainer
