@@ -102,7 +102,7 @@ class MergeConfig:
     run: str = _opt("", "Run folder written by train.py; the base model is read from its train_config.yaml.")
     precision: str = _opt("auto", "dtype of the merged model: 'auto' = bf16 where supported, fp16 on older GPUs, fp32 on CPU.")
     check_prompts: int = _opt(3, "Validation prompts on which merged logits are compared with the adapter model's.")
-    max_logit_diff: float = _opt(0.0, "Largest allowed |merged − adapter| logit difference; 0 = auto (fp32: 1e-3; 16-bit: same top-1 token at ≥ 98% of positions).")
+    max_logit_diff: float = _opt(0.0, "Largest allowed |merged − adapter| logit difference; 0 = auto (fp32: 1e-3; 16-bit: same top-1 token at ≥ 95% of positions).")
 
     def __post_init__(self) -> None:
         _require(bool(self.run), "run", "is required: the run folder that train.py wrote (e.g. --run runs/demo)")
