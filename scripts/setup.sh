@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv with everything coverlora needs. Safe to re-run.
 #   CPU machine: torch 2.13.0 (the CPU build) is pinned FIRST, so nothing later pulls a multi-GB CUDA build.
-#   GPU machine (nvidia-smi present): the default CUDA torch, plus bitsandbytes for 4-bit QLoRA.
+#   GPU machine (nvidia-smi present): the default CUDA torch, plus bitsandbytes (4-bit QLoRA) and liger-kernel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -9,7 +9,7 @@ PYTHON=${PYTHON:-python3}
 PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip
 if command -v nvidia-smi >/dev/null 2>&1; then
-  $PIP install -q torch bitsandbytes
+  $PIP install -q torch bitsandbytes liger-kernel
 else
   $PIP install -q torch==2.13.0
 fi
