@@ -19,6 +19,8 @@ for variant in full filtered; do
   models=base,finetuned; [ $variant = filtered ] && models=finetuned
   $PY test.py --config configs/smollm2-gpu.yaml --run "$run" --models $models ${TEST_ARGS:-}
   stamp "$variant test"
-  $PY test.py --config configs/smollm2-gpu.yaml --run "$run" --models $models --split validation ${TEST_ARGS:-}
-  stamp "$variant validation"
+  if [ -z "${SKIP_VALIDATION:-}" ]; then
+    $PY test.py --config configs/smollm2-gpu.yaml --run "$run" --models $models --split validation ${TEST_ARGS:-}
+    stamp "$variant validation"
+  fi
 done

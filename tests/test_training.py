@@ -57,6 +57,9 @@ def test_plain_prompt_when_chat_template_is_off(tokenizer):
     text = tokenizer.decode(fmt.prompt_ids(row))
     assert "<|im_start|>" not in text and text.rstrip().endswith("### Cover Letter:")
     assert "Skills:" not in text, "empty optional fields are left out"
+    assert "Total Experience" not in text, "no years in the resume, no total"
+    row.update(current_experience="Nurse at A for 3 years", past_experience="Aide at B for 4 years")
+    assert "Total Experience: 7 years" in tokenizer.decode(fmt.prompt_ids(row))
 
 
 def _lora_state(model_dir: Path) -> dict[str, torch.Tensor]:
