@@ -15,6 +15,7 @@ RESUME_HINTS = {
     "merge": "rerun merge.py: it starts over and replaces merged/ only when done",
     "test": "rerun the same command: finished rows are kept",
     "metrics": "rerun metrics.py: outputs are only replaced when complete",
+    "serve": "the service stopped; start it again with the same command",
 }
 
 
@@ -27,11 +28,13 @@ def setup_logging() -> None:
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # one bar (training) is enough
 
 
-def run_stage(stage: str, main: Callable, argv: Sequence[str] | None = None) -> None:
+def run_stage(stage: str, main: Callable, argv: Sequence[str] | None = None,
+              parse: Callable[[Sequence[str]], object] | None = None) -> None:
     """Exit 0 on success, 2 on a user error (one line, no traceback), 130 on Ctrl-C."""
     setup_logging()
     try:
-        cfg = parse_cli(stage, sys.argv[1:] if argv is None else argv)
+        args = sys.argv[1:] if argv is None else argv
+        cfg = parse(args) if parse else parse_cli(stage, args)
         main(cfg)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

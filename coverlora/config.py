@@ -1,6 +1,6 @@
 """One dataclass per stage. Values come from defaults, then a YAML file, then `--key value` flags.
 
-A config file has one section per stage (`train:`, `merge:`, `test:`, `metrics:`), so a single preset
+A config file has one section per stage (`train:`, `merge:`, `test:`, `metrics:`, `serve:`), so a single preset
 describes a whole run. Unknown sections and keys fail with the closest valid name, as in nanoGPT's
 configurator: a typo must never be silently ignored.
 """
@@ -20,7 +20,7 @@ import yaml
 
 from .errors import ConfigError
 
-STAGES = ("train", "merge", "test", "metrics")
+STAGES = ("train", "merge", "test", "metrics", "serve")  # serve's dataclass lives in service.py (FastAPI)
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
@@ -217,7 +217,7 @@ def _read_sections(path: Path) -> dict[str, dict]:
         line = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"not valid YAML{line}: {getattr(exc, 'problem', exc)}", where=str(path)) from None
     if not isinstance(loaded, dict):
-        raise ConfigError("must be a mapping with train:/merge:/test:/metrics: sections", where=str(path))
+        raise ConfigError(f"must be a mapping with {'/'.join(s + ':' for s in STAGES)} sections", where=str(path))
     for section, body in loaded.items():
         if section not in STAGES:
             raise ConfigError(f"unknown section '{section}' ({_closest(str(section), STAGES)})", where=str(path))
@@ -238,16 +238,18 @@ def build_config(cls: type[C], values: dict[str, tuple[Any, str]]) -> C:
     return cls(**kwargs)
 
 
-def parse_cli(stage: str, argv: Sequence[str]) -> Any:
-    """Defaults → `--config FILE` section → `--key value` flags. `--flag` alone means true."""
-    cls = STAGE_CONFIGS[stage]
+def collect_values(stage: str, argv: Sequence[str], cls: type | None = None) -> tuple[dict[str, tuple[Any, str]], dict]:
+    """`--config FILE` (this stage's section) overlaid by `--key value` flags (`--flag` alone means true).
+
+    Returns {key: (raw value, where it came from)} and all the file's sections.
+    """
     config_file: Path | None = None
     flags: dict[str, tuple[Any, str]] = {}
     args = list(argv)
     while args:
         token = args.pop(0)
         if token in ("-h", "--help"):
-            print(usage(stage))
+            print(usage(stage, cls))
             sys.exit(0)
         if not token.startswith("--") or len(token) == 2:
             raise ConfigError(f"unexpected argument {token!r}", where="command line", fix="pass options as --key value")
@@ -259,20 +261,24 @@ def parse_cli(stage: str, argv: Sequence[str]) -> Any:
             config_file = Path(value)
         else:
             flags[key] = (value, "command line")
-    values: dict[str, tuple[Any, str]] = {}
-    if config_file is not None:
-        sections = _read_sections(config_file)
-        values = {key: (raw, str(config_file)) for key, raw in sections.get(stage, {}).items()}
-        # Later stages find the run folder through the same preset's train section.
-        train_dir = sections.get("train", {}).get("output_dir")
-        if stage != "train" and "run" not in values and train_dir:
-            values["run"] = (train_dir, str(config_file))
+    sections = _read_sections(config_file) if config_file is not None else {}
+    values = {key: (raw, str(config_file)) for key, raw in sections.get(stage, {}).items()}
     values.update(flags)
-    return build_config(cls, values)
+    return values, sections
 
 
-def usage(stage: str) -> str:
-    cls = STAGE_CONFIGS[stage]
+def parse_cli(stage: str, argv: Sequence[str]) -> Any:
+    """Defaults → `--config FILE` section → `--key value` flags."""
+    values, sections = collect_values(stage, argv)
+    # Later stages find the run folder through the same preset's train section.
+    train_dir = sections.get("train", {}).get("output_dir")
+    if stage != "train" and "run" not in values and train_dir:
+        values["run"] = (train_dir, "train.output_dir")
+    return build_config(STAGE_CONFIGS[stage], values)
+
+
+def usage(stage: str, cls: type | None = None) -> str:
+    cls = cls or STAGE_CONFIGS[stage]
     lines = [f"usage: python {stage}.py [--config FILE.yaml] [--key value ...]", "", "options (defaults in brackets):"]
     for f in dataclasses.fields(cls):
         lines.append(f"  --{f.name} [{f.default}]\n      {f.metadata.get('help', '')}")

@@ -12,13 +12,11 @@ require a bearer token, and caps body size, field lengths, prompt tokens, new to
 """
 
 import asyncio
-import dataclasses
 import hmac
 import json
 import logging
 import os
 import re
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,9 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Mapping, Sequence
 
-import yaml
 
-from .config import PRECISIONS, STAGES, _opt, _require, build_config
+from .config import PRECISIONS, _opt, _require, build_config, collect_values
 from .errors import ConfigError, UserError
 
 log = logging.getLogger("coverlora")
@@ -100,77 +97,23 @@ class ServeConfig:
 # ---------------------------------------------------------------------------- command line
 
 
-def usage() -> str:
-    lines = ["usage: python serve.py [--config FILE.yaml] [--key value ...]", "", "options (defaults in brackets):"]
-    for f in dataclasses.fields(ServeConfig):
-        lines.append(f"  --{f.name} [{f.default}]\n      {f.metadata.get('help', '')}")
-    return "\n".join(lines)
-
-
 def parse_serve_cli(argv: Sequence[str]) -> ServeConfig:
-    """coverlora.config.parse_cli's conventions for the serve stage: defaults → the `serve:` section of
-    `--config FILE` → `--key value` flags. A preset without `run`/`model` in `serve:` serves its train run."""
-    config_file: Path | None = None
-    flags: dict[str, tuple[Any, str]] = {}
-    args = list(argv)
-    while args:
-        token = args.pop(0)
-        if token in ("-h", "--help"):
-            print(usage())
-            sys.exit(0)
-        if not token.startswith("--") or len(token) == 2:
-            raise ConfigError(f"unexpected argument {token!r}", where="command line", fix="pass options as --key value")
-        key, has_value, value = token[2:].partition("=")
-        key = key.replace("-", "_")
-        if not has_value:
-            value = args.pop(0) if args and not args[0].startswith("--") else "true"
-        if key == "config":
-            config_file = Path(value)
-        else:
-            flags[key] = (value, "command line")
-    values: dict[str, tuple[Any, str]] = {}
-    if config_file is not None:
-        sections = _read_serve_sections(config_file)
-        values = {key: (raw, str(config_file)) for key, raw in (sections.get("serve") or {}).items()}
-        train_dir = (sections.get("train") or {}).get("output_dir")
-        if train_dir and not ({"run", "model"} & (set(values) | set(flags))):
-            values["run"] = (train_dir, str(config_file))
-    values.update(flags)
+    """coverlora.config's conventions for the serve stage: defaults → the `serve:` section of `--config FILE`
+    → `--key value` flags. A preset without `run`/`model` in `serve:` serves its train run."""
+    values, sections = collect_values("serve", argv, ServeConfig)
+    train_dir = (sections.get("train") or {}).get("output_dir")
+    if train_dir and not ({"run", "model"} & set(values)):
+        values["run"] = (train_dir, "train.output_dir")
     if "run" in values and "model" not in values:
         values["model"] = ("", "a run names its own model")
     return build_config(ServeConfig, values)
 
 
-def _read_serve_sections(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError("config file not found", where=str(path), fix="check the path given to --config")
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", where=str(path)) from None
-    if not isinstance(loaded, dict):
-        raise ConfigError("must be a mapping with train:/…/serve: sections", where=str(path))
-    for section, body in loaded.items():
-        if section not in (*STAGES, "serve"):
-            raise ConfigError(f"unknown section '{section}' (valid: {', '.join((*STAGES, 'serve'))})", where=str(path))
-        if body is not None and not isinstance(body, dict):
-            raise ConfigError(f"section '{section}' must be a mapping of key: value", where=str(path))
-    return loaded
-
-
 def run_serve(main: Callable[[ServeConfig], None], argv: Sequence[str] | None = None) -> None:
     """coverlora.cli.run_stage for serve.py: exit 0, 2 on a user error (one line), 130 on Ctrl-C."""
-    from .cli import setup_logging
+    from .cli import run_stage
 
-    setup_logging()
-    try:
-        main(parse_serve_cli(sys.argv[1:] if argv is None else argv))
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("\nstopped", file=sys.stderr)
-        sys.exit(130)
+    run_stage("serve", main, argv, parse=parse_serve_cli)
 
 
 def origin_regex(patterns: str) -> re.Pattern:

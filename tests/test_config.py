@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from coverlora.config import STAGE_CONFIGS, STAGES, TrainConfig, parse_cli
+from coverlora.config import STAGE_CONFIGS, TrainConfig, parse_cli
 from coverlora.errors import ConfigError
 
 CONFIGS = sorted(Path(__file__).resolve().parent.parent.joinpath("configs").glob("*.yaml"))
@@ -67,7 +67,7 @@ def test_stage_without_run_folder_says_so():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_shipped_config_loads_for_every_stage(path):
-    for stage in STAGES:
+    for stage in STAGE_CONFIGS:
         cfg = parse_cli(stage, ["--config", str(path)])
         assert isinstance(cfg, STAGE_CONFIGS[stage])
     header = path.read_text().splitlines()[0]
