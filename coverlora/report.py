@@ -20,6 +20,7 @@ log = logging.getLogger("coverlora")
 HEADLINE = ("rouge_l", "bertscore_f1", "repetition", "seq_rep_4", "distinct_2", "company_named", "title_named",
             "unsupported_years", "entity_precision", "has_placeholder", "self_bleu_4", "letter_words")
 SYSTEM_ORDER = ("base", "finetuned", "reference", "copy_input")
+SYSTEM_COLORS = {"base": "#9aa5b1", "finetuned": "#2f6fb0", "reference": "#4caf50", "copy_input": "#d9a441"}
 
 
 def bertscore_model(name: str, layers: int) -> BertScoreModel:
@@ -88,7 +89,7 @@ def plot_summary(summary: pd.DataFrame, scores: pd.DataFrame, table: pd.DataFram
         rows = overall[overall.metric == metric].set_index("system").reindex([s for s in SYSTEM_ORDER])
         rows = rows.dropna(subset=["mean"])
         ax.bar(rows.index, rows["mean"], yerr=rows["std"].fillna(0), capsize=3,
-               color=["#9aa5b1", "#2f6fb0", "#4caf50", "#d9a441"][: len(rows)])
+               color=[SYSTEM_COLORS[system] for system in rows.index])
         ax.set_title(metric, fontsize=10)
         ax.tick_params(axis="x", rotation=35, labelsize=8)
     for ax in list(axes.flat)[len(metrics):]:
@@ -99,10 +100,11 @@ def plot_summary(summary: pd.DataFrame, scores: pd.DataFrame, table: pd.DataFram
 
     fig, ax = plt.subplots(figsize=(6, 4))
     lengths = dict(zip(table["row_id"], table["reference"].str.len()))
-    for system, color in (("base", "#9aa5b1"), ("finetuned", "#2f6fb0")):
+    for system in ("base", "finetuned"):
         part = scores[scores.system == system]
         if len(part):
-            ax.scatter(part["row_id"].map(lengths), part["rouge_l"], s=12, alpha=0.7, label=system, color=color)
+            ax.scatter(part["row_id"].map(lengths), part["rouge_l"], s=12, alpha=0.7, label=system,
+                       color=SYSTEM_COLORS[system])
     ax.set_xlabel("reference length (characters)")
     ax.set_ylabel("ROUGE-L F1")
     ax.legend()
