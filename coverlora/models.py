@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from .distributed import cuda_device_index, fsdp_enabled
 from .errors import ConfigError, UserError
 
 log = logging.getLogger("coverlora")
@@ -86,7 +87,10 @@ def load_tokenizer(model_path: str):
 
 
 def load_model(model_path: str, dtype: torch.dtype, *, quantize_4bit: bool = False, attn_implementation: str = "sdpa"):
-    """A causal LM in `dtype`; with `quantize_4bit`, NF4 + double quantization (QLoRA) on CUDA."""
+    """A causal LM in `dtype`; with `quantize_4bit`, NF4 + double quantization (QLoRA) on CUDA.
+
+    On CUDA the model goes to this process's GPU: its LOCAL_RANK when `accelerate launch` started several processes.
+    """
     from transformers import AutoModelForCausalLM
 
     kwargs: dict = {"dtype": dtype, "attn_implementation": attn_implementation}
@@ -96,11 +100,19 @@ def load_model(model_path: str, dtype: torch.dtype, *, quantize_4bit: bool = Fal
                               fix="use quantization: auto (plain LoRA on CPU) or none")
         from transformers import BitsAndBytesConfig
 
+        storage = {}
+        if fsdp_enabled():
+            # FSDP shards only floating-point tensors of one dtype: 4-bit weights packed in the model's dtype, as the
+            # bitsandbytes and PEFT FSDP-QLoRA guides say (fp32 storage under fp16 mixed precision).
+            storage_dtype = dtype if dtype == torch.bfloat16 else torch.float32
+            storage = {"bnb_4bit_quant_storage": storage_dtype}
+            kwargs["dtype"] = storage_dtype
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
-        kwargs["device_map"] = {"": torch.cuda.current_device()}
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype,
+            **storage)
+        kwargs["device_map"] = {"": cuda_device_index()}
     elif has_cuda():
-        kwargs["device_map"] = {"": torch.cuda.current_device()}
+        kwargs["device_map"] = {"": cuda_device_index()}
     try:
         return AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
     except OSError as exc:

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from . import data as data_mod
+from . import distributed
 from .config import TrainConfig
 from .errors import UserError
 from .models import has_cuda, load_model, load_tokenizer, lora_target_check, resolve_dtype, resolve_model
@@ -164,6 +165,9 @@ def _check_resume(cfg: TrainConfig, layout: RunLayout) -> bool:
 
 
 def train(cfg: TrainConfig) -> RunLayout:
+    """Fine-tune and save adapter/. Under `accelerate launch` (DDP or FSDP) each process trains on its share of every
+    batch; the manifest, train_log.jsonl and adapter/ are written by the main process only (checkpoints by the Trainer)."""
+    distributed.init()  # before the model loads: each process's own GPU
     layout = RunLayout(Path(cfg.output_dir))
     # Everything that can fail fast does so before the model is loaded.
     frame = data_mod.load_split(cfg.data, "train")
@@ -196,23 +200,35 @@ def train(cfg: TrainConfig) -> RunLayout:
     model = load_model(model_path, dtype, quantize_4bit=quantize, attn_implementation=cfg.attn_implementation)
     model.config.use_cache = False
     lora_target_check(model, cfg.target_modules)
-    if quantize:
+    if quantize and not distributed.fsdp_enabled():
+        # Not under FSDP: its flat parameters need one dtype, and this upcasts norms and embeddings to fp32.
+        # TRL then enables input gradients for gradient checkpointing itself.
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
     layout.root.mkdir(parents=True, exist_ok=True)
-    write_manifest(layout, "train", cfg, {
-        "model_path": model_path, "data_hash": data_mod.frame_hash(frame), "train_rows": len(train_set),
-        "val_rows": len(val_set), "rows_too_long": dropped + val_dropped, "chat_template": fmt.use_chat_template,
-    })
+    if distributed.is_main():
+        processes = {}
+        if distributed.is_distributed():
+            processes = {"processes": distributed.world_size(), "fsdp": distributed.fsdp_enabled()}
+        write_manifest(layout, "train", cfg, {
+            "model_path": model_path, "data_hash": data_mod.frame_hash(frame), "train_rows": len(train_set),
+            "val_rows": len(val_set), "rows_too_long": dropped + val_dropped, "chat_template": fmt.use_chat_template,
+            **processes,
+        })
     trainer = build_trainer(cfg, layout, model, tokenizer, train_set, val_set, dtype)
     log.info("training on %d rows (%d held out for validation) -> %s", len(train_set), len(val_set), layout.root)
     trainer.train(resume_from_checkpoint=True if resume_from else None)
 
     staging = layout.root / ".adapter.tmp"
-    trainer.save_model(str(staging))  # the best checkpoint's weights when validation ran
-    tokenizer.save_pretrained(str(staging))
-    replace_dir_atomic(staging, layout.adapter)
+    if trainer.is_fsdp_enabled:
+        # Checkpoints stay sharded (each process its part); the adapter is gathered whole for a plain PEFT folder.
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    trainer.save_model(str(staging))  # the best checkpoint's weights when validation ran; only the main process writes
+    if distributed.is_main():
+        tokenizer.save_pretrained(str(staging))
+        replace_dir_atomic(staging, layout.adapter)
+    distributed.barrier()  # adapter/ is in place when train() returns in any process
     best = trainer.state.best_metric
     log.info("adapter saved to %s%s", layout.adapter, f" (best val_loss {best:.4f})" if best is not None else "")
     return layout
