@@ -14,12 +14,14 @@ Next: python metrics.py --run <run>
 
 from coverlora.cli import run_stage
 from coverlora.config import TestConfig
+from coverlora.distributed import is_main
 from coverlora.generation import run_test
 
 
 def main(cfg: TestConfig) -> None:
     run, table = run_test(cfg)
-    print(f"eval.csv: {run.layout.eval_csv} ({len(table)} rows)\nnext:     python metrics.py --run {run.layout.root}")
+    if is_main():  # under accelerate launch, one summary, not one per process
+        print(f"eval.csv: {run.layout.eval_csv} ({len(table)} rows)\nnext:     python metrics.py --run {run.layout.root}")
 
 
 if __name__ == "__main__":

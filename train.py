@@ -17,12 +17,14 @@ Next: python merge.py --run <output_dir>
 
 from coverlora.cli import run_stage
 from coverlora.config import TrainConfig
+from coverlora.distributed import is_main
 from coverlora.training import train
 
 
 def main(cfg: TrainConfig) -> None:
     layout = train(cfg)
-    print(f"adapter: {layout.adapter}\nnext:    python merge.py --run {layout.root}")
+    if is_main():  # under accelerate launch, one summary, not one per process
+        print(f"adapter: {layout.adapter}\nnext:    python merge.py --run {layout.root}")
 
 
 if __name__ == "__main__":

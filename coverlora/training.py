@@ -82,6 +82,7 @@ def sft_config(cfg: TrainConfig, layout: RunLayout, dtype: torch.dtype, has_val:
         save_total_limit=cfg.save_total_limit,
         logging_steps=cfg.logging_steps,
         report_to="none",
+        ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient: skip DDP's extra graph walk
         dataloader_num_workers=0,
         disable_tqdm=False,
     )

@@ -22,11 +22,11 @@ def test_killed_test_stage_resumes_without_redoing_or_duplicating(trained_run, m
     cfg = TestConfig(run=str(trained_run.root), max_new_tokens=4, batch_size=2)
     real, calls = generation.generate_batch, []
 
-    def killed_after_first_batch(model, tokenizer, prompts, max_new_tokens):
+    def killed_after_first_batch(model, tokenizer, prompts, max_new_tokens, **decoding):
         calls.append(len(prompts))
         if len(calls) == 2:
             raise KeyboardInterrupt  # what Ctrl-C (or a kill) does mid-run
-        return real(model, tokenizer, prompts, max_new_tokens)
+        return real(model, tokenizer, prompts, max_new_tokens, **decoding)
 
     monkeypatch.setattr(generation, "generate_batch", killed_after_first_batch)
     with pytest.raises(KeyboardInterrupt):
@@ -38,7 +38,7 @@ def test_killed_test_stage_resumes_without_redoing_or_duplicating(trained_run, m
         handle.write('{"model": "base", "row_id": 3, "outp')  # a line cut short by the kill
 
     calls.clear()
-    monkeypatch.setattr(generation, "generate_batch", lambda *a: (calls.append(len(a[2])), real(*a))[1])
+    monkeypatch.setattr(generation, "generate_batch", lambda *a, **kw: (calls.append(len(a[2])), real(*a, **kw))[1])
     _, table = generation.run_test(cfg)
     assert sum(calls) == 4 * 2 - 2, "the two finished base letters are not generated again"
     assert table["row_id"].tolist() == [0, 1, 2, 3] and table["row_id"].is_unique
