@@ -16,6 +16,7 @@ from .config import TrainConfig
 from .errors import UserError
 from .models import has_cuda, load_model, load_tokenizer, lora_target_check, resolve_dtype, resolve_model
 from .prompts import PromptFormat
+from .resources import check_fits
 from .runio import RunLayout, check_writable, read_stage_config, replace_dir_atomic, write_manifest
 
 log = logging.getLogger("coverlora")
@@ -198,6 +199,10 @@ def train(cfg: TrainConfig) -> RunLayout:
         log.info("CUDA: %s LoRA, compute dtype %s", "QLoRA (4-bit NF4, double quant)" if quantize else "16-bit", dtype)
     else:
         log.info("no CUDA: plain LoRA in %s on the CPU (no 4-bit quantization)", str(dtype).removeprefix("torch."))
+    tokens = (cfg.pack_length if cfg.packing else cfg.max_length) * cfg.batch_size
+    check_fits(model_path, 0.55 if quantize else dtype.itemsize, tokens, training=True,
+               checkpointing=cfg.gradient_checkpointing,
+               advice="use configs/t4-fast.yaml, or lower --batch_size / --max_length, or --gradient_checkpointing true")
     model = load_model(model_path, dtype, quantize_4bit=quantize, attn_implementation=cfg.attn_implementation)
     model.config.use_cache = False
     lora_target_check(model, cfg.target_modules)

@@ -1,0 +1,31 @@
+"""The memory estimate: right order of magnitude against measured peaks, and a clear refusal."""
+
+import json
+
+import pytest
+
+from coverlora import resources
+from coverlora.errors import UserError
+
+LLAMA2_7B = {"hidden_size": 4096, "num_hidden_layers": 32, "vocab_size": 32000, "intermediate_size": 11008,
+             "num_attention_heads": 32, "num_key_value_heads": 32}
+
+
+def test_llama2_7b_has_6_7b_parameters():
+    assert abs(resources.parameter_count(LLAMA2_7B) - 6.74e9) < 0.02e9
+
+
+@pytest.mark.parametrize(("tokens", "checkpointing", "measured_gib"), [(4 * 768, True, 6.29), (8192, False, 48.5)])
+def test_estimate_is_within_30_percent_of_the_h100_benchmark(tokens, checkpointing, measured_gib):
+    estimate = resources.estimate_bytes(LLAMA2_7B, 0.55, tokens, training=True, checkpointing=checkpointing) / 2**30
+    assert abs(estimate - measured_gib) / measured_gib < 0.3
+
+
+def test_refuses_a_model_that_cannot_fit(tmp_path, monkeypatch):
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA2_7B))
+    monkeypatch.setattr(resources, "available_bytes", lambda: (4 * 2**30, "this GPU (T4) has"))
+    with pytest.raises(UserError, match=r"needs ~\d+\.\d GiB, this GPU \(T4\) has 4.0 GiB free.*fix: use t4") as caught:
+        resources.check_fits(str(tmp_path), 2, 4 * 768, training=True, advice="use t4")
+    assert "\n" not in str(caught.value)
+    # 4-bit inference needs ~3.9 GiB: within the estimate's 25% margin, so a warning and no error
+    resources.check_fits(str(tmp_path), 0.55, 768, training=False, advice="-")
