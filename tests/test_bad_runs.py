@@ -1,0 +1,45 @@
+"""Stage inputs from the wrong run: an adapter for another base model, an eval.csv this run did not write."""
+
+import json
+
+import pytest
+
+from coverlora.config import MergeConfig, TrainConfig
+from coverlora.errors import UserError
+from coverlora.merging import merge
+from coverlora.report import read_eval_csv
+from coverlora.runio import RunLayout, file_sha256
+from coverlora.training import train
+
+
+def test_merge_refuses_an_adapter_trained_on_another_base(tiny_model_path, data_dir, tmp_path, tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    layout = train(TrainConfig(model=tiny_model_path, data=str(data_dir), output_dir=str(tmp_path / "run"),
+                               max_steps=1, eval_strategy="no", batch_size=4))
+    other = tmp_path / "wider-llama"
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=96, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(other)
+    tokenizer.save_pretrained(other)
+    saved = layout.stage_config("train")
+    saved.write_text(saved.read_text().replace(tiny_model_path, str(other)))
+    with pytest.raises(UserError, match="the adapter does not fit base model .*wider-llama"):
+        merge(MergeConfig(run=str(layout.root)))
+    assert not layout.merged.exists()
+
+
+def test_metrics_refuses_an_eval_csv_this_run_did_not_write(tmp_path):
+    layout = RunLayout(tmp_path)
+    layout.eval_csv.write_text("row_id,job_title\n0,Nurse\n")
+    layout.versions.write_text(json.dumps({"test": {"eval_csv_sha256": file_sha256(layout.eval_csv)}}))
+    layout.eval_csv.write_text("row_id,job_title\n0,Data Analyst\n")  # another test set's file copied in
+    with pytest.raises(UserError, match="not the one this run's test.py wrote.*python test.py --run"):
+        read_eval_csv(layout)
+
+
+def test_metrics_names_missing_columns(tmp_path):
+    layout = RunLayout(tmp_path)
+    layout.eval_csv.write_text("row_id,job_title\n0,Nurse\n")
+    with pytest.raises(UserError, match="eval.csv lacks columns"):
+        read_eval_csv(layout)
