@@ -224,7 +224,14 @@ def train(cfg: TrainConfig) -> RunLayout:
         })
     trainer = build_trainer(cfg, layout, model, tokenizer, train_set, val_set, dtype)
     log.info("training on %d rows (%d held out for validation) -> %s", len(train_set), len(val_set), layout.root)
-    trainer.train(resume_from_checkpoint=True if resume_from else None)
+    try:
+        trainer.train(resume_from_checkpoint=True if resume_from else None)
+    except torch.cuda.OutOfMemoryError:
+        raise UserError(f"out of GPU memory while training (batch_size {cfg.batch_size}, "
+                        f"{'pack_length ' + str(cfg.pack_length) if cfg.packing else 'max_length ' + str(cfg.max_length)}, "
+                        f"gradient_checkpointing {cfg.gradient_checkpointing})", where=str(layout.root),
+                        fix="start a new --output_dir with --gradient_checkpointing true, a lower --batch_size or "
+                            "--pack_length, or configs/t4-fast.yaml") from None
 
     staging = layout.root / ".adapter.tmp"
     if trainer.is_fsdp_enabled:

@@ -29,3 +29,21 @@ def test_refuses_a_model_that_cannot_fit(tmp_path, monkeypatch):
     assert "\n" not in str(caught.value)
     # 4-bit inference needs ~3.9 GiB: within the estimate's 25% margin, so a warning and no error
     resources.check_fits(str(tmp_path), 0.55, 768, training=False, advice="-")
+
+
+def test_gpu_oom_while_training_is_one_line_with_the_settings_to_change(tiny_model_path, data_dir, tmp_path, monkeypatch):
+    import torch
+    from transformers import Trainer
+
+    from coverlora.config import TrainConfig
+    from coverlora.training import train
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Trainer, "train", out_of_memory)
+    cfg = TrainConfig(model=tiny_model_path, data=str(data_dir), output_dir=str(tmp_path / "run"), batch_size=4)
+    with pytest.raises(UserError, match=r"out of GPU memory while training \(batch_size 4, max_length 768, "
+                                        r"gradient_checkpointing False\).*--gradient_checkpointing true") as caught:
+        train(cfg)
+    assert "\n" not in str(caught.value)
