@@ -21,6 +21,7 @@ import _bootstrap
 from coverlora.data import load_split, write_split
 from coverlora.errors import UserError
 from coverlora.quality import MIN_SIMILARITY, RULES, flag_counts, input_letter_similarity, quality_flags
+from coverlora.runio import atomic_path
 
 
 def flags_for(frame, args):
@@ -64,9 +65,8 @@ def main() -> None:
     out_csv = args.target / "train.csv" if is_folder else args.target
     write_split(kept, out_csv)
     dropped_csv = out_csv.with_name(out_csv.stem + ".dropped.csv")
-    with open(dropped_csv.with_suffix(".tmp"), "w", encoding="utf-8") as handle:
-        dropped.drop(columns=["line"]).to_csv(handle, index=False)
-    dropped_csv.with_suffix(".tmp").replace(dropped_csv)
+    with atomic_path(dropped_csv) as tmp:
+        dropped.drop(columns=["line"]).to_csv(tmp, index=False)
     if is_folder and (Path(args.source) / "test.csv").is_file():
         test = load_split(args.source, "test")
         report("test (reported, not filtered)", flags_for(test, args)[0], chosen)
