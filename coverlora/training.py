@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -146,14 +147,21 @@ def build_trainer(cfg: TrainConfig, layout: RunLayout, model, tokenizer, train_s
     return trainer
 
 
-def _check_resume(cfg: TrainConfig, layout: RunLayout) -> bool:
-    """True when there is a checkpoint to resume from; refuse to overwrite a finished or foreign run."""
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint the Trainer finished writing. It writes trainer_state.json last, so a folder
+    without it is what a kill during a save leaves behind; Trainer's own "latest" would pick it and crash."""
+    complete = [path for path in folder.glob("checkpoint-*") if (path / "trainer_state.json").is_file()]
+    return max(complete, key=lambda path: int(path.name.rsplit("-", 1)[1]), default=None)
+
+
+def _check_resume(cfg: TrainConfig, layout: RunLayout) -> Path | None:
+    """The checkpoint to resume from, if any; refuse to overwrite a finished or foreign run."""
     checkpoints = sorted(layout.checkpoints.glob("checkpoint-*")) if layout.checkpoints.is_dir() else []
     if not cfg.resume:
         if layout.adapter.exists() or checkpoints:
             raise UserError("this run folder already holds a training run", where=str(layout.root),
                             fix="pass --resume to continue it, or choose a new --output_dir")
-        return False
+        return None
     if not layout.stage_config("train").is_file():
         raise UserError("nothing to resume here (no train_config.yaml)", where=str(layout.root),
                         fix="drop --resume to start a new run")
@@ -163,7 +171,13 @@ def _check_resume(cfg: TrainConfig, layout: RunLayout) -> bool:
     if changed:
         raise UserError(f"--resume with settings that differ from the saved run: {', '.join(changed)}",
                         where=str(layout.stage_config("train")), fix="resume with the same config, or start a new --output_dir")
-    return bool(checkpoints)
+    resume_from = last_complete_checkpoint(layout.checkpoints) if checkpoints else None
+    for path in checkpoints:
+        if not (path / "trainer_state.json").is_file():
+            log.warning("removing %s: a kill cut its save short", path.name)
+            if distributed.is_main():
+                shutil.rmtree(path)
+    return resume_from
 
 
 def train(cfg: TrainConfig) -> RunLayout:
@@ -225,7 +239,7 @@ def train(cfg: TrainConfig) -> RunLayout:
     trainer = build_trainer(cfg, layout, model, tokenizer, train_set, val_set, dtype)
     log.info("training on %d rows (%d held out for validation) -> %s", len(train_set), len(val_set), layout.root)
     try:
-        trainer.train(resume_from_checkpoint=True if resume_from else None)
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except torch.cuda.OutOfMemoryError:
         raise UserError(f"out of GPU memory while training (batch_size {cfg.batch_size}, "
                         f"{'pack_length ' + str(cfg.pack_length) if cfg.packing else 'max_length ' + str(cfg.max_length)}, "

@@ -66,11 +66,50 @@ def test_train_resume_continues_from_the_checkpoint(tiny_model_path, data_dir, t
     layout = train(interrupted)
     import shutil
 
-    shutil.rmtree(layout.adapter)  # the kill came before the final save
-    assert (layout.checkpoints / "checkpoint-3").is_dir()
+    shutil.rmtree(layout.adapter)  # the kill came before the final save...
+    assert (layout.checkpoints / "checkpoint-3" / "trainer_state.json").is_file()
+    half_written = layout.checkpoints / "checkpoint-5"  # ...and in the middle of the next checkpoint's save
+    shutil.copytree(layout.checkpoints / "checkpoint-3", half_written)
+    (half_written / "trainer_state.json").unlink()
     resumed = train(TrainConfig(output_dir=str(tmp_path / "b"), epochs=2, resume=True, **common))
     a = load_file(str(straight.adapter / "adapter_model.safetensors"))
     b = load_file(str(resumed.adapter / "adapter_model.safetensors"))
     assert a.keys() == b.keys()
     for key in a:
         assert (a[key] - b[key]).abs().max() < 1e-5, key
+    assert not half_written.exists()
+
+
+def test_train_killed_with_sigkill_resumes_to_the_same_adapter(tiny_model_path, data_dir, tmp_path):
+    """A real kill -9 of train.py mid-run (as soon as its first checkpoint is complete), then --resume."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    root = Path(__file__).resolve().parent.parent
+
+    def command(out, *extra):
+        return [sys.executable, str(root / "train.py"), "--model", tiny_model_path, "--data", str(data_dir),
+                "--output_dir", str(out), "--epochs", "3", "--batch_size", "4", "--warmup_steps", "0",
+                "--learning_rate", "5e-3", "--lr_scheduler", "constant", "--lora_dropout", "0",
+                "--eval_strategy", "no", *extra]  # no best-checkpoint pick: the adapter is the last step's
+
+    assert subprocess.run(command(tmp_path / "a"), capture_output=True, timeout=600).returncode == 0
+    victim = subprocess.Popen(command(tmp_path / "b"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = tmp_path / "b" / "checkpoints" / "checkpoint-3" / "trainer_state.json"
+    deadline = time.monotonic() + 300
+    while not first.is_file() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (tmp_path / "b" / "adapter").exists()
+    resumed = subprocess.run(command(tmp_path / "b", "--resume"), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = load_file(str(tmp_path / "a" / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "adapter" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all((a[k] - b[k]).abs().max() < 1e-5 for k in a)
