@@ -61,12 +61,9 @@ class TrainedRun:
 
     def validation_frame(self) -> tuple[pd.DataFrame, str]:
         """The rows train.py held out, rebuilt from the saved seed and fraction (never the test split)."""
-        frame = data_mod.load_split(self.train.data, "train")
-        if self.train.max_train_rows:
-            frame = frame.iloc[: self.train.max_train_rows]
-        if self.train.clean:
-            frame["cover_letter"] = frame["cover_letter"].map(data_mod.clean_letter)
-        _, val = data_mod.train_val_split(frame, self.train.val_fraction, self.train.seed)
+        from .training import training_rows
+
+        _, _, val = training_rows(self.train)
         if val.empty:
             raise UserError("this run held out no validation rows (val_fraction 0)", where=str(self.layout.root))
         return val, f"{self.train.data} (validation rows)"

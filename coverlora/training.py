@@ -180,12 +180,9 @@ def _check_resume(cfg: TrainConfig, layout: RunLayout) -> Path | None:
     return resume_from
 
 
-def train(cfg: TrainConfig) -> RunLayout:
-    """Fine-tune and save adapter/. Under `accelerate launch` (DDP or FSDP) each process trains on its share of every
-    batch; the manifest, train_log.jsonl and adapter/ are written by the main process only (checkpoints by the Trainer)."""
-    distributed.init()  # before the model loads: each process's own GPU
-    layout = RunLayout(Path(cfg.output_dir))
-    # Everything that can fail fast does so before the model is loaded.
+def training_rows(cfg: TrainConfig):
+    """(all rows used, training rows, held-out validation rows), validated; later stages rebuild the
+    validation rows from the saved config through this same function."""
     frame = data_mod.load_split(cfg.data, "train")
     if cfg.max_train_rows:
         frame = frame.iloc[: cfg.max_train_rows]
@@ -194,6 +191,16 @@ def train(cfg: TrainConfig) -> RunLayout:
     if cfg.clean:
         frame["cover_letter"] = frame["cover_letter"].map(data_mod.clean_letter)
     train_rows, val_rows = data_mod.train_val_split(frame, cfg.val_fraction, cfg.seed)
+    return frame, train_rows, val_rows
+
+
+def train(cfg: TrainConfig) -> RunLayout:
+    """Fine-tune and save adapter/. Under `accelerate launch` (DDP or FSDP) each process trains on its share of every
+    batch; the manifest, train_log.jsonl and adapter/ are written by the main process only (checkpoints by the Trainer)."""
+    distributed.init()  # before the model loads: each process's own GPU
+    layout = RunLayout(Path(cfg.output_dir))
+    # Everything that can fail fast does so before the model is loaded.
+    frame, train_rows, val_rows = training_rows(cfg)
     resume_from = _check_resume(cfg, layout)
     check_writable(layout.root, need_bytes=256 * 2**20)
 
