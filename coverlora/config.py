@@ -22,6 +22,7 @@ from .errors import ConfigError
 
 STAGES = ("train", "merge", "test", "metrics", "serve")  # serve's dataclass lives in service.py (FastAPI)
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+KV_CACHES = ("preallocated", "dynamic", "static")
 
 
 def _opt(default: Any, help: str, **kwargs: Any) -> Any:
@@ -122,7 +123,8 @@ class TestConfig:
     max_new_tokens: int = _opt(512, "Longest letter in new tokens; generation stops at EOS before that.")
     repetition_penalty: float = _opt(1.0, "Greedy decoding's penalty on tokens already generated (1.0 = none).")
     no_repeat_ngram_size: int = _opt(0, "Forbid repeating any n-gram of this size (0 = off); stops small models' loops.")
-    batch_size: int = _opt(0, "Prompts per generate call; 0 = auto (8 on CPU, 64 on GPU). Batches are length-sorted.")
+    batch_size: int = _opt(0, "Most prompts per generate call; 0 = auto (8 on CPU, 512 on GPU). Batches are length-sorted, and on a GPU no larger than its free memory holds the KV cache of.")
+    kv_cache: str = _opt("preallocated", "'preallocated' (writes new tokens in place), 'dynamic' (transformers' default: copies the cache every step) or 'static' (StaticCache + torch.compile on CUDA; compiles per batch shape).")
     limit: int = _opt(0, "Generate for the first N test rows only (0 = all).")
     precision: str = _opt("auto", "Generation dtype: 'auto' = bf16 where supported, fp16 on older GPUs, fp32 on CPU.")
     overwrite: bool = _opt(False, "Discard finished rows of an earlier run instead of resuming them.")
@@ -139,6 +141,7 @@ class TestConfig:
         _require(self.batch_size >= 0, "batch_size", f"must be 0 (auto) or positive, got {self.batch_size}")
         _require(self.limit >= 0, "limit", f"must be 0 (all) or positive, got {self.limit}")
         _require(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        _require(self.kv_cache in KV_CACHES, "kv_cache", f"must be one of {', '.join(KV_CACHES)}, got {self.kv_cache!r}")
 
     @property
     def model_tags(self) -> list[str]:

@@ -1,4 +1,10 @@
-"""Batched greedy generation, and the test stage: base and fine-tuned letters into a resumable eval.csv."""
+"""Batched greedy generation, and the test stage: base and fine-tuned letters into a resumable eval.csv.
+
+Decoding a 7B model is bound by memory traffic: every step reads the weights once and the KV cache of the
+whole batch. So batches are as large as GPU memory allows (sized from the KV bytes per token), prompts are
+length-sorted to waste little on padding, and the KV cache is preallocated: transformers' DynamicCache
+grows by torch.cat, which copies the whole cache of every layer at every step (3x the traffic of reading it).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from typing import Callable, Iterable
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
+from transformers.cache_utils import Cache, DynamicLayer
 
 from . import distributed
 from .config import TestConfig
@@ -26,10 +33,93 @@ log = logging.getLogger("coverlora")
 BatchDone = Callable[[list[int], list[str], list[int], float], None]
 
 
-def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar prompt length, longest first (an OOM shows up at once)."""
+def length_sorted_batches(lengths: list[int], batch_size: int, *, max_new_tokens: int = 0,
+                          token_budget: int = 0) -> list[list[int]]:
+    """Indices grouped into batches of similar prompt length, longest first (an OOM shows up at once).
+
+    With a `token_budget`, a batch also stops growing once rows x (its longest prompt + max_new_tokens), the
+    KV-cache positions it will hold, would exceed the budget; every batch keeps at least one row.
+    """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    batches, start = [], 0
+    while start < len(order):
+        size = batch_size
+        if token_budget:
+            size = max(1, min(size, token_budget // (lengths[order[start]] + max_new_tokens)))
+        batches.append(order[start:start + size])
+        start += size
+    return batches
+
+
+def kv_bytes_per_token(model) -> int:
+    """Bytes one token's keys and values take over all layers, in the model's dtype."""
+    cfg = model.config.get_text_config()
+    heads = cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    return 2 * cfg.num_hidden_layers * kv_heads * head_dim * next(model.parameters()).element_size()
+
+
+def kv_token_budget(model, share: float = 0.85) -> int:
+    """KV-cache positions that fit in `share` of the model's GPU's free memory (0 = no limit, on CPU)."""
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        return 0
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free * share) // kv_bytes_per_token(model)
+
+
+class PreallocatedLayer(DynamicLayer):
+    """A DynamicLayer whose keys and values are views into one buffer of `capacity` positions, allocated at the
+    first update: new tokens are written in place instead of torch.cat-ing (copying) the whole layer's cache."""
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        super().lazy_initialization(key_states, value_states)
+        self._buffers = tuple(s.new_empty(*s.shape[:-2], self.capacity, s.shape[-1]) for s in (key_states, value_states))
+        self._filled = 0
+
+    def _view(self, end: int) -> None:
+        self._filled = end
+        self.keys, self.values = (b[..., :end, :] for b in self._buffers)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        start, end = self._filled, self._filled + key_states.shape[-2]
+        if end > self.capacity:  # longer than planned: grow once, by copying (what DynamicLayer does every step)
+            self.capacity = max(end, 2 * self.capacity)
+            old = self._buffers
+            self._buffers = tuple(b.new_empty(*b.shape[:-2], self.capacity, b.shape[-1]) for b in old)
+            for new, b in zip(self._buffers, old):
+                new[..., :start, :] = b[..., :start, :]
+        self._buffers[0][..., start:end, :] = key_states
+        self._buffers[1][..., start:end, :] = value_states
+        self._view(end)
+        return self.keys, self.values
+
+    def crop(self, tokens_to_remove: int) -> None:
+        if self.is_initialized and tokens_to_remove:
+            self._view(max(0, self._filled - abs(tokens_to_remove)))
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.is_initialized:
+            self._buffers = tuple(b.repeat_interleave(repeats, dim=0) for b in self._buffers)
+            self._view(self._filled)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.is_initialized:
+            self._buffers = tuple(b[indices, ...] for b in self._buffers)
+            self._view(self._filled)
+
+
+def preallocated_cache(model, capacity: int):
+    """A transformers Cache of PreallocatedLayers, one per decoder layer, each holding `capacity` positions."""
+    layers = model.config.get_text_config().num_hidden_layers
+    return Cache(layers=[PreallocatedLayer(capacity) for _ in range(layers)])
 
 
 def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,19 +134,26 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch
 
 
 @torch.no_grad()
-def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: int,
-                   **decoding) -> tuple[list[str], list[int]]:
+def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, *,
+                   kv_cache: str = "preallocated", **decoding) -> tuple[list[str], list[int]]:
     """Greedy letters for one batch; returns texts (prompt echo stripped) and new-token counts up to EOS.
 
+    `kv_cache`: 'preallocated' (in-place writes, see PreallocatedLayer), 'dynamic' (transformers' default,
+    torch.cat per step) or 'static' (transformers' StaticCache, which its generate compiles on CUDA).
     `decoding` takes GenerationConfig options such as repetition_penalty or no_repeat_ngram_size.
     """
     from transformers import GenerationConfig
 
     device = next(model.parameters()).device
     ids, mask = left_pad(prompts, tokenizer.pad_token_id)
+    cache = {}
+    if kv_cache == "preallocated":
+        cache["past_key_values"] = preallocated_cache(model, ids.shape[1] + max_new_tokens)
+    elif kv_cache == "static":
+        decoding["cache_implementation"] = "static"
     config = GenerationConfig(do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
                               pad_token_id=tokenizer.pad_token_id, **decoding)
-    out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config)
+    out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config, **cache)
     new = out[:, ids.shape[1]:].cpu()
     texts, counts = [], []
     for row in new:
@@ -69,8 +166,14 @@ def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
 
 def generate_all(model, tokenizer, prompts: list[list[int]], indices: list[int], *, max_new_tokens: int,
                  batch_size: int, on_batch: BatchDone, desc: str, **decoding) -> None:
-    """Generate for `indices` in length-sorted batches; on CUDA OOM, halve the batch and retry."""
-    pending = length_sorted_batches([len(prompts[i]) for i in indices], batch_size)
+    """Generate for `indices` in length-sorted batches of at most `batch_size` rows whose KV cache fits the GPU's
+    free memory; on CUDA OOM anyway, halve the batch and retry."""
+    budget = kv_token_budget(model)
+    pending = length_sorted_batches([len(prompts[i]) for i in indices], batch_size,
+                                    max_new_tokens=max_new_tokens, token_budget=budget)
+    if budget:
+        log.info("%s: %d batches (at most %d rows; KV cache budget %s positions)", desc, len(pending), batch_size,
+                 f"{budget:,}")
     pending = [[indices[k] for k in batch] for batch in pending]
     bar = tqdm(total=len(indices), desc=desc, unit="letter")
     tokens_done, started = 0, time.perf_counter()
@@ -113,7 +216,8 @@ class PartialResults:
 
 
 def _auto_batch_size(cfg: TestConfig) -> int:
-    return cfg.batch_size or (64 if has_cuda() else 8)
+    # On a GPU the KV-cache budget (generate_all) sets the real size; 512 caps the logits and the prefill.
+    return cfg.batch_size or (512 if has_cuda() else 8)
 
 
 def _load_generator(run: TrainedRun, tag: str, dtype: torch.dtype):
@@ -145,6 +249,7 @@ def run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
     dtype = resolve_dtype(cfg.precision)
     adapter_file = run.layout.adapter / "adapter_model.safetensors"
     decoding = {"repetition_penalty": cfg.repetition_penalty, "no_repeat_ngram_size": cfg.no_repeat_ngram_size}
+    speed = {"kv_cache": cfg.kv_cache}  # how, not what: outputs match, so it stays out of the fingerprint
     fingerprint = {"data": frame_hash(frame), "models": cfg.model_tags, "max_new_tokens": cfg.max_new_tokens,
                    "dtype": str(dtype), "adapter": file_sha256(adapter_file) if adapter_file.exists() else None, **decoding}
     base = run.layout.eval_partial
@@ -178,7 +283,7 @@ def run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
 
         desc = f"{tag} letters" + (f" [process {rank}/{world}]" if world > 1 else "")
         generate_all(model, tokenizer, prompts, todo, max_new_tokens=cfg.max_new_tokens,
-                     batch_size=_auto_batch_size(cfg), on_batch=save, desc=desc, **decoding)
+                     batch_size=_auto_batch_size(cfg), on_batch=save, desc=desc, **speed, **decoding)
         del model
         gc.collect()
         if has_cuda():

@@ -1,0 +1,70 @@
+"""Batched generation: every KV-cache kind gives the same greedy letters, the preallocated cache writes in place,
+and batches respect the KV-cache memory budget."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from coverlora.generation import (PreallocatedLayer, generate_batch, kv_bytes_per_token, length_sorted_batches,
+                                  preallocated_cache)
+from coverlora.models import load_model, load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_path):
+    model = load_model(tiny_model_path, torch.float32).eval()
+    return model, load_tokenizer(tiny_model_path)
+
+
+def prompts_of(tokenizer) -> list[list[int]]:
+    texts = ["Write a cover letter for a Data Analyst role at Acme Corp.",
+             "Nurse, Umbrella Health.",
+             "Backend Engineer at Globex; Go and PostgreSQL; five years at Initech as a junior developer."]
+    return [tokenizer(t)["input_ids"] for t in texts]
+
+
+@pytest.mark.parametrize("kv_cache", ["preallocated", "static"])
+def test_every_cache_gives_the_dynamic_caches_letters(tiny, kv_cache):
+    model, tokenizer = tiny
+    prompts = prompts_of(tokenizer)  # three lengths: left padding and its mask are exercised
+    expected = generate_batch(model, tokenizer, prompts, 16, kv_cache="dynamic")
+    assert generate_batch(model, tokenizer, prompts, 16, kv_cache=kv_cache) == expected
+    # one row at a time (no padding at all) gives the same letters as the padded batch
+    assert [generate_batch(model, tokenizer, [p], 16, kv_cache=kv_cache)[0][0] for p in prompts] == expected[0]
+
+
+def test_preallocated_layers_write_in_place_and_grow_when_too_small(tiny):
+    model, tokenizer = tiny
+    ids = torch.tensor([prompts_of(tokenizer)[0]])
+    cache = preallocated_cache(model, capacity=ids.shape[1] + 2)
+    with torch.no_grad():
+        out = model(input_ids=ids, past_key_values=cache, use_cache=True)
+        layer = cache.layers[0]
+        buffer = layer._buffers[0].data_ptr()
+        for _ in range(2):  # two decode steps fill the planned capacity exactly, without a new allocation
+            out = model(input_ids=out.logits[:, -1:].argmax(-1), past_key_values=cache, use_cache=True)
+        assert layer._buffers[0].data_ptr() == buffer and layer.keys.data_ptr() == buffer
+        assert cache.get_seq_length() == ids.shape[1] + 2
+        model(input_ids=out.logits[:, -1:].argmax(-1), past_key_values=cache, use_cache=True)  # one past capacity
+    assert layer.capacity >= ids.shape[1] + 3 and cache.get_seq_length() == ids.shape[1] + 3
+    assert isinstance(layer, PreallocatedLayer)
+
+
+def test_batches_are_length_sorted_and_fit_the_token_budget():
+    lengths = [30, 500, 120, 480, 90, 60, 300, 10]
+    batches = length_sorted_batches(lengths, batch_size=4, max_new_tokens=100, token_budget=1500)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(lengths, reverse=True)  # longest first: an out-of-memory shows at the first batch
+    for batch in batches:
+        assert len(batch) <= 4
+        assert len(batch) == 1 or len(batch) * (max(lengths[i] for i in batch) + 100) <= 1500
+    assert [len(b) for b in batches] == [2, 3, 3]  # 2 x (500+100) fit; then 3 x (300+100); then the 3 left
+    assert [len(b) for b in length_sorted_batches(lengths, batch_size=3)] == [3, 3, 2]  # no budget: batch_size only
+
+
+def test_kv_bytes_per_token_counts_keys_and_values_of_every_layer(tiny):
+    model, _ = tiny
+    # 2 layers x (keys + values) x 2 KV heads x head_dim 16 x 4 bytes (fp32)
+    assert kv_bytes_per_token(model) == 2 * 2 * 2 * 16 * 4
