@@ -12,6 +12,7 @@ import gc
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -30,6 +31,9 @@ from .runio import RunLayout, atomic_path, file_sha256, write_manifest
 from .runs import TrainedRun
 
 log = logging.getLogger("coverlora")
+# Recent transformers 5.x renamed generate()'s `past_key_values` to `cache`; the old name works until 6.0 (our
+# upper bound) and is the only one older 5.x releases take, so it stays, without the rename's warning.
+warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
 BatchDone = Callable[[list[int], list[str], list[int], float], None]
 
 
@@ -304,6 +308,8 @@ def run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
         with atomic_path(run.layout.eval_csv) as tmp:
             table.to_csv(tmp, index=False)
         extra = {"processes": world} if world > 1 else {}
+        if has_cuda():  # this process's; with several, each holds its own copy of the model
+            extra["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         write_manifest(run.layout, "test", cfg, {"test_data": source, "test_data_hash": fingerprint["data"], "rows": len(table),
                                                  "eval_csv_sha256": file_sha256(run.layout.eval_csv),
                                                  "seconds": round(time.perf_counter() - started, 1), **extra})

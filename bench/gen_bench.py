@@ -1,0 +1,272 @@
+"""Test-stage throughput: the reference way of generating vs coverlora's test.py, in one invocation.
+
+A random-weight model of a named shape (Llama-2-7B by default) is built once, with the SmolLM2 tokenizer (the
+real Llama-2 tokenizer needs a download), so its vocabulary is 49,152 instead of 32,000. A run folder is made
+for it the way train.py leaves one: the saved train config, a LoRA adapter (PEFT's initialisation, whose B = 0
+makes the fine-tuned model equal the base), and merged/ pointing at the same weights. Random weights never pick
+EOS, so every letter runs to max_new_tokens: the worst case for time.
+
+  reference  the seed notebook's way: the 4-bit NF4 model (fp16 compute), one prompt at a time, plain HF
+             generate with its default cache, greedy. Timed on --ref-prompts prompts; the time for all
+             prompts is extrapolated from that rate, and said to be.
+  test.py    the stage script itself, as a subprocess (model loads and eval.csv writing included), once per
+             --kv-caches entry and --processes count (several processes go through accelerate launch).
+
+For each: generated tokens, wall seconds, generated tok/s, letters, and the peak GPU memory test.py records.
+--profile-batch N adds a torch.profiler breakdown of N prompts' decode steps (where the time goes).
+
+Run (from the repository root; see bench/README.md):
+  python bench/gen_bench.py --data ../shared/data/cover-letter-dataset          # needs a GPU
+  python bench/gen_bench.py --shape tiny --data data/sample --max-new-tokens 8 --ref-prompts 1   # CPU smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+for path in (ROOT, ROOT / "bench"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from train_bench import SHAPES, cuda, device_name, kernel_category, log, sync, versions  # noqa: E402
+
+
+def build_model(shape: str, tokenizer_path: str, ckpt: Path) -> float:
+    """Random bf16 weights of `shape`, sized to the tokenizer's vocabulary, saved with the tokenizer."""
+    if (ckpt / "config.json").is_file():
+        return 0.0
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    started = time.time()
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    config = LlamaConfig(**{**SHAPES[shape], "vocab_size": len(tokenizer)}, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=pad, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    with torch.device("cuda" if cuda() else "cpu"):
+        model = LlamaForCausalLM._from_config(config, dtype=torch.bfloat16 if cuda() else torch.float32)
+    model.save_pretrained(str(ckpt))
+    tokenizer.save_pretrained(str(ckpt))
+    del model
+    gc.collect()
+    return time.time() - started
+
+
+def make_run(ckpt: Path, data: str, run: Path) -> None:
+    """A run folder as train.py + merge.py leave it: train config, adapter/, merged/ (B = 0: merged == base)."""
+    from peft import LoraConfig, get_peft_model
+
+    from coverlora.config import TrainConfig
+    from coverlora.models import load_model
+    from coverlora.runio import RunLayout, write_manifest
+
+    layout = RunLayout(run)
+    if (layout.adapter / "adapter_config.json").is_file():
+        return
+    run.mkdir(parents=True, exist_ok=True)
+    write_manifest(layout, "train", TrainConfig(model=str(ckpt), data=data, output_dir=str(run)))
+    model = load_model(str(ckpt), torch.bfloat16 if cuda() else torch.float32)
+    get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                                     task_type="CAUSAL_LM")).save_pretrained(str(layout.adapter))
+    layout.merged.symlink_to(ckpt.resolve(), target_is_directory=True)
+    del model
+    gc.collect()
+
+
+def test_prompts(run: Path, data: str) -> list[list[int]]:
+    from coverlora.models import load_tokenizer
+    from coverlora.runs import TrainedRun
+
+    trained = TrainedRun.open(str(run))
+    frame, _ = trained.test_frame(data)
+    fmt = trained.prompt_format(load_tokenizer(trained.base_model_path()))
+    return [fmt.prompt_ids(row) for row in frame.to_dict("records")]
+
+
+@torch.no_grad()
+def run_reference(ckpt: Path, prompts: list[list[int]], n: int, max_new_tokens: int, total_letters: int) -> dict:
+    """The seed notebook's generation: 4-bit model, one prompt at a time, plain HF generate."""
+    from coverlora.models import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(str(ckpt))
+    model = load_model(str(ckpt), torch.float16 if cuda() else torch.float32, quantize_4bit=cuda()).eval()
+    device = next(model.parameters()).device
+    tokens, started = 0, None
+    for k, prompt in enumerate(prompts[:n + 1]):
+        ids = torch.tensor([prompt], device=device)
+        sync()
+        if k == 1:  # the first prompt warms up (CUDA context, bitsandbytes kernels) and is not timed
+            started = time.perf_counter()
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                             do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        sync()
+        if k >= 1:
+            tokens += out.shape[1] - ids.shape[1]
+    seconds = time.perf_counter() - started
+    rate = tokens / seconds
+    del model
+    gc.collect()
+    torch.cuda.empty_cache() if cuda() else None
+    return {"config": "reference", "what": "4-bit NF4 (fp16 compute), one prompt at a time, HF generate",
+            "letters": n, "new_tokens": tokens, "seconds": round(seconds, 1), "tok_per_s": round(rate, 1),
+            "extrapolated_s_all": round(total_letters * max_new_tokens / rate),
+            "note": f"timed on {n} prompts; all {total_letters} letters extrapolated at this rate"}
+
+
+def run_test_stage(run: Path, data: str, kv_cache: str, processes: int, max_new_tokens: int, limit: int,
+                   batch_size: int) -> dict:
+    """test.py itself in a subprocess; tokens from its eval.csv, peak memory from its manifest."""
+    args = ["test.py", "--run", str(run), "--data", data, "--max_new_tokens", str(max_new_tokens),
+            "--kv_cache", kv_cache, "--limit", str(limit), "--batch_size", str(batch_size), "--overwrite"]
+    launch = [sys.executable] + args if processes == 1 else [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", "configs/accelerate/ddp.yaml",
+        "--num_processes", str(processes), *args]
+    log("$ " + " ".join(launch[1:] if processes == 1 else ["accelerate launch", *launch[3:]]))
+    started = time.perf_counter()
+    done = subprocess.run(launch, cwd=ROOT, env={**os.environ, "TQDM_MININTERVAL": "10"})
+    seconds = time.perf_counter() - started
+    name = f"test.py kv_cache={kv_cache}" + (f" x{processes} processes" if processes > 1 else "")
+    if done.returncode != 0:
+        return {"config": name, "error": f"exit {done.returncode}"}
+    import pandas as pd
+
+    table = pd.read_csv(run / "eval.csv")
+    manifest = json.loads((run / "versions.json").read_text()).get("test", {})
+    tokens = int(sum(table[f"{tag}_new_tokens"].sum() for tag in ("base", "finetuned")))
+    letters = 2 * len(table)
+    return {"config": name, "kv_cache": kv_cache, "processes": processes, "letters": letters, "new_tokens": tokens,
+            "seconds": round(seconds, 1), "tok_per_s": round(tokens / seconds, 1),
+            "stage_seconds": manifest.get("seconds"), "peak_gpu_gib": manifest.get("peak_gpu_gib"),
+            "at_max_new_tokens": round(float(sum((table[f"{t}_new_tokens"] >= max_new_tokens).sum()
+                                                 for t in ("base", "finetuned"))) / letters, 3)}
+
+
+@torch.no_grad()
+def profile_decode(ckpt: Path, prompts: list[list[int]], batch: int, steps: int) -> dict:
+    """Device time per decode step by kernel category, for `batch` of the longest prompts, preallocated cache."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from coverlora.generation import generate_batch
+    from coverlora.models import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(str(ckpt))
+    model = load_model(str(ckpt), torch.bfloat16 if cuda() else torch.float32).eval()
+    chosen = sorted(prompts, key=len, reverse=True)[:batch]
+    generate_batch(model, tokenizer, chosen, 2)  # warm-up
+    timings = {}
+    for n in (1, 1 + steps):  # prefill + first token, then with `steps` decode steps more: the difference is decode
+        sync()
+        started = time.perf_counter()
+        generate_batch(model, tokenizer, chosen, n)
+        sync()
+        timings[n] = time.perf_counter() - started
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda() else [])
+    with profile(activities=acts) as prof:
+        generate_batch(model, tokenizer, chosen, 1 + steps)
+    by_category: dict[str, float] = {}
+    for event in prof.key_averages():
+        if cuda() and "CUDA" not in str(getattr(event, "device_type", "")):
+            continue
+        ms = (getattr(event, "self_device_time_total", 0) if cuda() else event.self_cpu_time_total) / 1e3
+        by_category[kernel_category(event.key)] = by_category.get(kernel_category(event.key), 0.0) + ms
+    device_total = sum(by_category.values())
+    wall_step = (timings[1 + steps] - timings[1]) / steps * 1e3
+    del model
+    gc.collect()
+    return {"config": f"profile: {batch} prompts, {steps} decode steps", "batch": batch,
+            "prompt_tokens_max": len(chosen[0]), "wall_ms_per_decode_step": round(wall_step, 1),
+            "prefill_s": round(timings[1], 2), "tok_per_s_decode": round(batch / wall_step * 1e3),
+            "device_ms_by_category_whole_call": {k: round(v, 1) for k, v in sorted(by_category.items(), key=lambda kv: -kv[1])},
+            "device_ms_whole_call": round(device_total, 1)}
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+    lines = [f"# Generation bench: {meta['shape']} on {meta['device']}", "", f"- command: `{meta['command']}`",
+             f"- date: {meta['date']}", "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v),
+             f"- data: {meta['data']} ({meta['prompts']} test prompts; letters = prompts x 2 models)",
+             f"- max_new_tokens {meta['max_new_tokens']}; random weights never emit EOS, so letters run to the limit", "",
+             "| config | letters | new tokens | wall s | generated tok/s | peak GiB | note |", "|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['config']} | – | – | – | – | – | {r['error']} |")
+        elif "new_tokens" in r:
+            note = r.get("note", "")
+            if "extrapolated_s_all" in r:
+                note += f" = {r['extrapolated_s_all'] / 3600:.1f} h"
+            lines.append(f"| {r['config']} | {r['letters']} | {r['new_tokens']:,} | {r['seconds']} | {r['tok_per_s']:,.0f} "
+                         f"| {r.get('peak_gpu_gib') or '–'} | {note} |")
+    for r in rows:
+        if "wall_ms_per_decode_step" in r:
+            lines += ["", f"## {r['config']}", "", f"- wall per decode step: {r['wall_ms_per_decode_step']} ms "
+                      f"({r['tok_per_s_decode']:,} tok/s); prefill + first token {r['prefill_s']} s",
+                      f"- device time of the whole profiled call, {r['device_ms_whole_call']} ms:", "",
+                      "| category | ms |", "|---|---:|"]
+            lines += [f"| {k} | {v} |" for k, v in r["device_ms_by_category_whole_call"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shape", default="llama2-7b", choices=sorted(SHAPES))
+    p.add_argument("--data", required=True, help="folder holding train.csv and test.csv")
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the embedded SmolLM2's)")
+    p.add_argument("--ckpt-dir", default="/tmp/coverlora-genbench/model")
+    p.add_argument("--run-dir", default="/tmp/coverlora-genbench/run")
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--ref-prompts", type=int, default=2, help="prompts the reference is timed on (0 = skip it)")
+    p.add_argument("--ref-max-new-tokens", type=int, default=128, help="the reference's letters are cut here to save time")
+    p.add_argument("--kv-caches", default="preallocated", help="comma list of test.py --kv_cache values")
+    p.add_argument("--processes", default="1", help="comma list of process counts for test.py")
+    p.add_argument("--limit", type=int, default=0, help="test.py --limit (0 = every test row)")
+    p.add_argument("--batch-size", type=int, default=0, help="test.py --batch_size (0 = auto)")
+    p.add_argument("--profile-batch", type=int, default=0, help="profile decode steps at this batch size (0 = skip)")
+    p.add_argument("--out-dir", default=str(ROOT / "bench" / "results"))
+    p.add_argument("--tag", default="")
+    args = p.parse_args()
+
+    from coverlora.models import embedded_model_path
+
+    ckpt, run = Path(args.ckpt_dir), Path(args.run_dir)
+    log(f"model {args.shape}: built in {build_model(args.shape, args.tokenizer or str(embedded_model_path()), ckpt):.0f} s")
+    make_run(ckpt, str(Path(args.data).resolve()), run)
+    prompts = test_prompts(run, args.data)
+    if args.limit:
+        prompts = prompts[:args.limit]
+    meta = {"shape": args.shape, "device": device_name(), "versions": versions(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.argv[1:]), "data": args.data,
+            "prompts": len(prompts), "max_new_tokens": args.max_new_tokens}
+    rows = []
+    if args.ref_prompts:
+        rows.append(run_reference(ckpt, prompts, args.ref_prompts, args.ref_max_new_tokens, 2 * len(prompts)))
+        log(json.dumps(rows[-1]))
+    for processes in [int(n) for n in args.processes.split(",")]:
+        for kv_cache in args.kv_caches.split(","):
+            rows.append(run_test_stage(run, str(Path(args.data).resolve()), kv_cache, processes, args.max_new_tokens,
+                                       args.limit, args.batch_size))
+            log(json.dumps(rows[-1]))
+    if args.profile_batch:
+        rows.append(profile_decode(ckpt, prompts, args.profile_batch, steps=16))
+        log(json.dumps(rows[-1]))
+
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    gpu = device_name().split(" (")[0].lower().replace("nvidia ", "").replace(" ", "-")
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}_gen_{args.shape}_{gpu}{'_' + args.tag if args.tag else ''}"
+    (out / f"{stem}.jsonl").write_text("".join(json.dumps({**meta, **r}) + "\n" for r in rows))
+    (out / f"{stem}.md").write_text(markdown(rows, meta))
+    print(markdown(rows, meta))
+    return 0 if all("error" not in r for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
