@@ -151,9 +151,20 @@ def run_test_stage(run: Path, data: str, kv_cache: str, processes: int, max_new_
                                                  for t in ("base", "finetuned"))) / letters, 3)}
 
 
+def _category_ms(prof) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for event in prof.key_averages():
+        if cuda() and "CUDA" not in str(getattr(event, "device_type", "")):
+            continue
+        ms = (getattr(event, "self_device_time_total", 0) if cuda() else event.self_cpu_time_total) / 1e3
+        out[event.key] = out.get(event.key, 0.0) + ms
+    return out
+
+
 @torch.no_grad()
-def profile_decode(ckpt: Path, prompts: list[list[int]], batch: int, steps: int) -> dict:
-    """Device time per decode step by kernel category, for `batch` of the longest prompts, preallocated cache."""
+def profile_decode(ckpt: Path, prompts: list[list[int]], batch: int, steps: int, kv_caches: list[str]) -> list[dict]:
+    """Wall ms per decode step for each KV cache kind, at `batch` of the longest prompts; for the first kind also
+    device ms per decode step by kernel (a profile of prefill + `steps` steps minus one of the prefill alone)."""
     from torch.profiler import ProfilerActivity, profile
 
     from coverlora.generation import generate_batch
@@ -162,32 +173,43 @@ def profile_decode(ckpt: Path, prompts: list[list[int]], batch: int, steps: int)
     tokenizer = load_tokenizer(str(ckpt))
     model = load_model(str(ckpt), torch.bfloat16 if cuda() else torch.float32).eval()
     chosen = sorted(prompts, key=len, reverse=True)[:batch]
-    generate_batch(model, tokenizer, chosen, 2)  # warm-up
-    timings = {}
-    for n in (1, 1 + steps):  # prefill + first token, then with `steps` decode steps more: the difference is decode
+    rows = []
+    for kv in kv_caches:
         sync()
         started = time.perf_counter()
-        generate_batch(model, tokenizer, chosen, n)
+        generate_batch(model, tokenizer, chosen, 1 + steps, kv_cache=kv)  # warm-up; the static cache compiles here
         sync()
-        timings[n] = time.perf_counter() - started
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda() else [])
-    with profile(activities=acts) as prof:
-        generate_batch(model, tokenizer, chosen, 1 + steps)
-    by_category: dict[str, float] = {}
-    for event in prof.key_averages():
-        if cuda() and "CUDA" not in str(getattr(event, "device_type", "")):
-            continue
-        ms = (getattr(event, "self_device_time_total", 0) if cuda() else event.self_cpu_time_total) / 1e3
-        by_category[kernel_category(event.key)] = by_category.get(kernel_category(event.key), 0.0) + ms
-    device_total = sum(by_category.values())
-    wall_step = (timings[1 + steps] - timings[1]) / steps * 1e3
+        first = time.perf_counter() - started
+        timings = {}
+        for n in (1, 1 + steps):  # prefill + first token, then `steps` more: the difference is decoding
+            sync()
+            started = time.perf_counter()
+            generate_batch(model, tokenizer, chosen, n, kv_cache=kv)
+            sync()
+            timings[n] = time.perf_counter() - started
+        wall_step = (timings[1 + steps] - timings[1]) / steps * 1e3
+        row = {"config": f"decode steps, kv_cache={kv}", "batch": batch, "prompt_tokens_max": len(chosen[0]),
+               "wall_ms_per_decode_step": round(wall_step, 1), "tok_per_s_decode": round(batch / wall_step * 1e3),
+               "prefill_s": round(timings[1], 2), "first_call_s": round(first, 1)}
+        if kv == kv_caches[0]:
+            profiled = {}
+            for n in (1, 1 + steps):
+                acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda() else [])
+                with profile(activities=acts) as prof:
+                    generate_batch(model, tokenizer, chosen, n, kv_cache=kv)
+                profiled[n] = _category_ms(prof)
+            decode = {k: (v - profiled[1].get(k, 0.0)) / steps for k, v in profiled[1 + steps].items()}
+            by_category: dict[str, float] = {}
+            for name, ms in decode.items():
+                by_category[kernel_category(name)] = by_category.get(kernel_category(name), 0.0) + ms
+            row["device_ms_per_decode_step"] = round(sum(decode.values()), 1)
+            row["device_ms_by_category"] = {k: round(v, 2) for k, v in sorted(by_category.items(), key=lambda kv: -kv[1])}
+            row["top_kernels_ms_per_step"] = {k[:100]: round(v, 2) for k, v in sorted(decode.items(), key=lambda kv: -kv[1])[:12]}
+        rows.append(row)
+        log(json.dumps(row))
     del model
     gc.collect()
-    return {"config": f"profile: {batch} prompts, {steps} decode steps", "batch": batch,
-            "prompt_tokens_max": len(chosen[0]), "wall_ms_per_decode_step": round(wall_step, 1),
-            "prefill_s": round(timings[1], 2), "tok_per_s_decode": round(batch / wall_step * 1e3),
-            "device_ms_by_category_whole_call": {k: round(v, 1) for k, v in sorted(by_category.items(), key=lambda kv: -kv[1])},
-            "device_ms_whole_call": round(device_total, 1)}
+    return rows
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
@@ -205,13 +227,21 @@ def markdown(rows: list[dict], meta: dict) -> str:
                 note += f" = {r['extrapolated_s_all'] / 3600:.1f} h"
             lines.append(f"| {r['config']} | {r['letters']} | {r['new_tokens']:,} | {r['seconds']} | {r['tok_per_s']:,.0f} "
                          f"| {r.get('peak_gpu_gib') or '–'} | {note} |")
-    for r in rows:
-        if "wall_ms_per_decode_step" in r:
-            lines += ["", f"## {r['config']}", "", f"- wall per decode step: {r['wall_ms_per_decode_step']} ms "
-                      f"({r['tok_per_s_decode']:,} tok/s); prefill + first token {r['prefill_s']} s",
-                      f"- device time of the whole profiled call, {r['device_ms_whole_call']} ms:", "",
-                      "| category | ms |", "|---|---:|"]
-            lines += [f"| {k} | {v} |" for k, v in r["device_ms_by_category_whole_call"].items()]
+    decode = [r for r in rows if "wall_ms_per_decode_step" in r]
+    if decode:
+        lines += ["", f"## Decode steps in-process ({decode[0]['batch']} longest prompts, generate_batch)", "",
+                  "| kv_cache | wall ms/step | decode tok/s | prefill + 1st token s | first call s (compiles) |",
+                  "|---|---:|---:|---:|---:|"]
+        lines += [f"| {r['config'].split('=')[1]} | {r['wall_ms_per_decode_step']} | {r['tok_per_s_decode']:,} | "
+                  f"{r['prefill_s']} | {r['first_call_s']} |" for r in decode]
+    for r in decode:
+        if "device_ms_by_category" in r:
+            lines += ["", f"### Where a decode step's time goes: {r['config']}", "",
+                      f"device time {r['device_ms_per_decode_step']} ms of {r['wall_ms_per_decode_step']} ms wall "
+                      "(the rest: the GPU waiting for Python to launch kernels)", "", "| category | ms/step |", "|---|---:|"]
+            lines += [f"| {k} | {v} |" for k, v in r["device_ms_by_category"].items()]
+            lines += ["", "| kernel | ms/step |", "|---|---:|"]
+            lines += [f"| `{k}` | {v} |" for k, v in r["top_kernels_ms_per_step"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -229,7 +259,9 @@ def main() -> int:
     p.add_argument("--processes", default="1", help="comma list of process counts for test.py")
     p.add_argument("--limit", type=int, default=0, help="test.py --limit (0 = every test row)")
     p.add_argument("--batch-size", type=int, default=0, help="test.py --batch_size (0 = auto)")
-    p.add_argument("--profile-batch", type=int, default=0, help="profile decode steps at this batch size (0 = skip)")
+    p.add_argument("--profile-batch", type=int, default=0, help="time decode steps at this batch size (0 = skip)")
+    p.add_argument("--profile-kv-caches", default="preallocated,dynamic,static",
+                   help="KV caches to time decode steps of; the first is also profiled by kernel")
     p.add_argument("--out-dir", default=str(ROOT / "bench" / "results"))
     p.add_argument("--tag", default="")
     args = p.parse_args()
@@ -255,8 +287,7 @@ def main() -> int:
                                        args.limit, args.batch_size))
             log(json.dumps(rows[-1]))
     if args.profile_batch:
-        rows.append(profile_decode(ckpt, prompts, args.profile_batch, steps=16))
-        log(json.dumps(rows[-1]))
+        rows += profile_decode(ckpt, prompts, args.profile_batch, steps=16, kv_caches=args.profile_kv_caches.split(","))
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)

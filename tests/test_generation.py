@@ -68,3 +68,28 @@ def test_kv_bytes_per_token_counts_keys_and_values_of_every_layer(tiny):
     model, _ = tiny
     # 2 layers x (keys + values) x 2 KV heads x head_dim 16 x 4 bytes (fp32)
     assert kv_bytes_per_token(model) == 2 * 2 * 2 * 16 * 4
+
+
+def test_uniform_batches_share_one_shape_for_a_compiled_graph():
+    lengths = [30, 500, 120, 480, 90, 60, 300, 10]
+    batches = length_sorted_batches(lengths, batch_size=8, max_new_tokens=100, token_budget=1900, uniform=True)
+    # 1900 // (500 + 100) = 3 rows a batch at most -> 3 batches, spread as 3 + 3 + 2
+    assert [len(b) for b in batches] == [3, 3, 2]
+    assert [lengths[i] for b in batches for i in b] == sorted(lengths, reverse=True)
+
+
+def test_static_cache_batches_are_padded_to_one_shape_and_the_padding_dropped(tiny, monkeypatch):
+    import coverlora.generation as generation
+
+    model, tokenizer = tiny
+    prompts = prompts_of(tokenizer)
+    shapes, got = [], {}
+    real = generation.generate_batch
+    monkeypatch.setattr(generation, "generate_batch",
+                        lambda m, t, rows, n, **kw: (shapes.append(len(rows)), real(m, t, rows, n, **kw))[1])
+    generation.generate_all(model, tokenizer, prompts, [0, 1, 2], max_new_tokens=4, batch_size=2,
+                            on_batch=lambda batch, texts, counts, s: got.update(zip(batch, texts)), desc="t",
+                            kv_cache="static")
+    assert shapes == [2, 2]  # 3 rows as 2 + (1 padded to 2)
+    expected = generate_batch(model, tokenizer, prompts, 4, kv_cache="dynamic")[0]
+    assert [got[i] for i in range(3)] == expected
