@@ -272,7 +272,8 @@ def run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
     dtype = resolve_dtype(cfg.precision)
     adapter_file = run.layout.adapter / "adapter_model.safetensors"
     decoding = {"repetition_penalty": cfg.repetition_penalty, "no_repeat_ngram_size": cfg.no_repeat_ngram_size}
-    speed = {"kv_cache": cfg.kv_cache}  # how, not what: outputs match, so it stays out of the fingerprint
+    kv_cache = cfg.kv_cache if cfg.kv_cache != "auto" else ("static" if has_cuda() else "preallocated")
+    speed = {"kv_cache": kv_cache}  # how, not what (same greedy letters up to kernel rounding): not fingerprinted
     fingerprint = {"data": frame_hash(frame), "models": cfg.model_tags, "max_new_tokens": cfg.max_new_tokens,
                    "dtype": str(dtype), "adapter": file_sha256(adapter_file) if adapter_file.exists() else None, **decoding}
     base = run.layout.eval_partial
