@@ -162,7 +162,8 @@ def _category_ms(prof) -> dict[str, float]:
 
 
 @torch.no_grad()
-def profile_decode(ckpt: Path, prompts: list[list[int]], batch: int, steps: int, kv_caches: list[str]) -> list[dict]:
+def profile_decode(ckpt: Path, prompts: list[list[int]], batch: int, steps: int, kv_caches: list[str],
+                   max_new_tokens: int) -> list[dict]:
     """Wall ms per decode step for each KV cache kind, at `batch` of the longest prompts; for the first kind also
     device ms per decode step by kernel (a profile of prefill + `steps` steps minus one of the prefill alone)."""
     from torch.profiler import ProfilerActivity, profile
@@ -177,7 +178,8 @@ def profile_decode(ckpt: Path, prompts: list[list[int]], batch: int, steps: int,
     for kv in kv_caches:
         sync()
         started = time.perf_counter()
-        generate_batch(model, tokenizer, chosen, 1 + steps, kv_cache=kv)  # warm-up; the static cache compiles here
+        # warm-up (the static cache compiles here), at the full length so the static cache is as long as in test.py
+        generate_batch(model, tokenizer, chosen, max_new_tokens if kv == "static" else 1 + steps, kv_cache=kv)
         sync()
         first = time.perf_counter() - started
         timings = {}
@@ -255,7 +257,7 @@ def main() -> int:
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--ref-prompts", type=int, default=2, help="prompts the reference is timed on (0 = skip it)")
     p.add_argument("--ref-max-new-tokens", type=int, default=128, help="the reference's letters are cut here to save time")
-    p.add_argument("--kv-caches", default="preallocated", help="comma list of test.py --kv_cache values")
+    p.add_argument("--kv-caches", default="static", help="comma list of test.py --kv_cache values ('' = no test.py runs)")
     p.add_argument("--processes", default="1", help="comma list of process counts for test.py")
     p.add_argument("--limit", type=int, default=0, help="test.py --limit (0 = every test row)")
     p.add_argument("--batch-size", type=int, default=0, help="test.py --batch_size (0 = auto)")
@@ -271,9 +273,8 @@ def main() -> int:
     ckpt, run = Path(args.ckpt_dir), Path(args.run_dir)
     log(f"model {args.shape}: built in {build_model(args.shape, args.tokenizer or str(embedded_model_path()), ckpt):.0f} s")
     make_run(ckpt, str(Path(args.data).resolve()), run)
-    prompts = test_prompts(run, args.data)
-    if args.limit:
-        prompts = prompts[:args.limit]
+    all_prompts = test_prompts(run, args.data)
+    prompts = all_prompts[:args.limit] if args.limit else all_prompts
     meta = {"shape": args.shape, "device": device_name(), "versions": versions(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
             "command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.argv[1:]), "data": args.data,
             "prompts": len(prompts), "max_new_tokens": args.max_new_tokens}
@@ -282,12 +283,13 @@ def main() -> int:
         rows.append(run_reference(ckpt, prompts, args.ref_prompts, args.ref_max_new_tokens, 2 * len(prompts)))
         log(json.dumps(rows[-1]))
     for processes in [int(n) for n in args.processes.split(",")]:
-        for kv_cache in args.kv_caches.split(","):
+        for kv_cache in filter(None, args.kv_caches.split(",")):
             rows.append(run_test_stage(run, str(Path(args.data).resolve()), kv_cache, processes, args.max_new_tokens,
                                        args.limit, args.batch_size))
             log(json.dumps(rows[-1]))
     if args.profile_batch:
-        rows += profile_decode(ckpt, prompts, args.profile_batch, steps=16, kv_caches=args.profile_kv_caches.split(","))
+        rows += profile_decode(ckpt, all_prompts, args.profile_batch, steps=16, kv_caches=args.profile_kv_caches.split(","),
+                               max_new_tokens=args.max_new_tokens)
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
