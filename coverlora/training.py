@@ -40,12 +40,22 @@ def tokenize_rows(frame, fmt: PromptFormat, max_length: int):
     return datasets.Dataset.from_list(examples), too_long
 
 
+def one_gpu_per_process(args):
+    """Without a launcher, Trainer wraps the model in nn.DataParallel over every visible GPU, which SFTTrainer
+    refuses (measured on 2 H200s: ValueError). A plain `python train.py` trains on this process's GPU alone."""
+    if args.n_gpu > 1 and not distributed.is_distributed():
+        log.warning("%d GPUs visible: training on one. For all of them: accelerate launch --config_file "
+                    "configs/accelerate/ddp.yaml --num_processes %d train.py ...", args.n_gpu, args.n_gpu)
+        args._n_gpu = 1
+    return args
+
+
 def sft_config(cfg: TrainConfig, layout: RunLayout, dtype: torch.dtype, has_val: bool):
     from trl import SFTConfig
 
     cuda = has_cuda()
     evaluate = cfg.eval_strategy if has_val else "no"
-    return SFTConfig(
+    return one_gpu_per_process(SFTConfig(
         output_dir=str(layout.checkpoints),
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
@@ -87,7 +97,7 @@ def sft_config(cfg: TrainConfig, layout: RunLayout, dtype: torch.dtype, has_val:
         ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient: skip DDP's extra graph walk
         dataloader_num_workers=0,
         disable_tqdm=False,
-    )
+    ))
 
 
 def make_progress_callback(log_path: Path):

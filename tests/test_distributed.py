@@ -192,3 +192,21 @@ def test_two_processes_train_and_test_like_one(tiny_model_path, data_dir, tmp_pa
         redone = table[f"{tag}_output"] != reference[f"{tag}_output"].values
         assert table.loc[redone, f"{tag}_output"].tolist() == (["KEPT"] if tag == first["model"] else []), tag
     assert json.loads((run / "versions.json").read_text())["test"]["processes"] == 2
+
+
+def test_plain_python_with_several_gpus_trains_on_one(tmp_path, monkeypatch, caplog):
+    """Trainer would wrap the model in nn.DataParallel over every visible GPU, which SFTTrainer refuses."""
+    from trl import SFTConfig
+
+    from coverlora import training
+
+    args = SFTConfig(output_dir=str(tmp_path), report_to="none", bf16=False)
+    args._n_gpu = 2  # what TrainingArguments finds on a 2-GPU machine when no launcher started the process
+    assert args.n_gpu == 2
+    with caplog.at_level("WARNING", logger="coverlora"):
+        assert training.one_gpu_per_process(args).n_gpu == 1
+    assert "accelerate launch" in caplog.text and "--num_processes 2" in caplog.text
+
+    args._n_gpu = 2
+    monkeypatch.setattr(training.distributed, "is_distributed", lambda: True)  # under accelerate launch: untouched
+    assert training.one_gpu_per_process(args).n_gpu == 2
