@@ -94,7 +94,8 @@ def test_prompts(run: Path, data: str) -> list[list[int]]:
 
 
 @torch.no_grad()
-def run_reference(ckpt: Path, prompts: list[list[int]], n: int, max_new_tokens: int, total_letters: int) -> dict:
+def run_reference(ckpt: Path, prompts: list[list[int]], n: int, max_new_tokens: int, total_letters: int,
+                  letter_tokens: int) -> dict:
     """The seed notebook's generation: 4-bit model, one prompt at a time, plain HF generate."""
     from coverlora.models import load_model, load_tokenizer
 
@@ -119,8 +120,9 @@ def run_reference(ckpt: Path, prompts: list[list[int]], n: int, max_new_tokens: 
     torch.cuda.empty_cache() if cuda() else None
     return {"config": "reference", "what": "4-bit NF4 (fp16 compute), one prompt at a time, HF generate",
             "letters": n, "new_tokens": tokens, "seconds": round(seconds, 1), "tok_per_s": round(rate, 1),
-            "extrapolated_s_all": round(total_letters * max_new_tokens / rate),
-            "note": f"timed on {n} prompts; all {total_letters} letters extrapolated at this rate"}
+            "extrapolated_s_all": round(total_letters * letter_tokens / rate),
+            "note": f"timed on {n} prompts of {max_new_tokens} new tokens; {total_letters} letters of {letter_tokens} "
+                    "extrapolated at this rate"}
 
 
 def run_test_stage(run: Path, data: str, kv_cache: str, processes: int, max_new_tokens: int, limit: int,
@@ -280,7 +282,8 @@ def main() -> int:
             "prompts": len(prompts), "max_new_tokens": args.max_new_tokens}
     rows = []
     if args.ref_prompts:
-        rows.append(run_reference(ckpt, prompts, args.ref_prompts, args.ref_max_new_tokens, 2 * len(prompts)))
+        rows.append(run_reference(ckpt, prompts, args.ref_prompts, args.ref_max_new_tokens, 2 * len(prompts),
+                                  args.max_new_tokens))
         log(json.dumps(rows[-1]))
     for processes in [int(n) for n in args.processes.split(",")]:
         for kv_cache in filter(None, args.kv_caches.split(",")):
