@@ -80,7 +80,14 @@ def make_run(ckpt: Path, data: str, run: Path) -> None:
                                      task_type="CAUSAL_LM")).save_pretrained(str(layout.adapter))
     layout.merged.symlink_to(ckpt.resolve(), target_is_directory=True)
     del model
+    release_gpu()
+
+
+def release_gpu() -> None:
+    """Give cached GPU memory back: test.py runs in a child process and sizes its batches by free memory."""
     gc.collect()
+    if cuda():
+        torch.cuda.empty_cache()
 
 
 def test_prompts(run: Path, data: str) -> list[list[int]]:
@@ -116,8 +123,7 @@ def run_reference(ckpt: Path, prompts: list[list[int]], n: int, max_new_tokens: 
     seconds = time.perf_counter() - started
     rate = tokens / seconds
     del model
-    gc.collect()
-    torch.cuda.empty_cache() if cuda() else None
+    release_gpu()
     return {"config": "reference", "what": "4-bit NF4 (fp16 compute), one prompt at a time, HF generate",
             "letters": n, "new_tokens": tokens, "seconds": round(seconds, 1), "tok_per_s": round(rate, 1),
             "extrapolated_s_all": round(total_letters * letter_tokens / rate),

@@ -125,6 +125,7 @@ class TestConfig:
     no_repeat_ngram_size: int = _opt(0, "Forbid repeating any n-gram of this size (0 = off); stops small models' loops.")
     batch_size: int = _opt(0, "Most prompts per generate call; 0 = auto (8 on CPU, 512 on GPU). Batches are length-sorted, and on a GPU no larger than its free memory holds the KV cache of.")
     kv_cache: str = _opt("auto", "'auto' = static on a GPU, preallocated on CPU. 'static': transformers' StaticCache, decode steps compiled with CUDA graphs (one ~30 s compile per model; 2.1x faster than preallocated on a 7B, bench/README.md). 'preallocated': new tokens written in place, eager. 'dynamic': transformers' default, which copies the cache every step.")
+    backend: str = _opt("hf", "'hf' (transformers generate), or 'vllm' (optional, needs `pip install vllm` and a GPU: one engine, paged attention, the fine-tuned model as a LoRA adapter; one process).")
     limit: int = _opt(0, "Generate for the first N test rows only (0 = all).")
     precision: str = _opt("auto", "Generation dtype: 'auto' = bf16 where supported, fp16 on older GPUs, fp32 on CPU.")
     overwrite: bool = _opt(False, "Discard finished rows of an earlier run instead of resuming them.")
@@ -142,6 +143,9 @@ class TestConfig:
         _require(self.limit >= 0, "limit", f"must be 0 (all) or positive, got {self.limit}")
         _require(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         _require(self.kv_cache in KV_CACHES, "kv_cache", f"must be one of {', '.join(KV_CACHES)}, got {self.kv_cache!r}")
+        _require(self.backend in ("hf", "vllm"), "backend", f"must be hf or vllm, got {self.backend!r}")
+        _require(self.backend == "hf" or self.no_repeat_ngram_size == 0, "no_repeat_ngram_size",
+                 "is not available with backend vllm (set it to 0, or use backend: hf)")
 
     @property
     def model_tags(self) -> list[str]:

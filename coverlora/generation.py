@@ -243,6 +243,33 @@ def _auto_batch_size(cfg: TestConfig) -> int:
     return cfg.batch_size or (512 if has_cuda() else 8)
 
 
+class VllmLetters:
+    """backend: vllm. One vLLM engine (paged attention, continuous batching) serves both models: the base, and the
+    fine-tuned one as its LoRA adapter, so nothing loads twice and merged/ is not needed."""
+
+    def __init__(self, run: TrainedRun, cfg: TestConfig, dtype: torch.dtype):
+        try:
+            from vllm import LLM, SamplingParams
+            from vllm.lora.request import LoRARequest
+        except ImportError:
+            raise UserError("backend 'vllm' needs the vllm package", where="config key 'backend'",
+                            fix="pip install vllm (CUDA machines), or use backend: hf") from None
+        if distributed.world_size() > 1:
+            raise UserError("backend 'vllm' runs in one process", where="config key 'backend'",
+                            fix="run python test.py without accelerate launch, or use backend: hf")
+        names = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}
+        self.llm = LLM(model=run.base_model_path(), dtype=names[dtype], enable_lora=True,
+                       max_lora_rank=run.train.lora_r, seed=0)
+        self.params = SamplingParams(temperature=0.0, max_tokens=cfg.max_new_tokens,
+                                     repetition_penalty=cfg.repetition_penalty)
+        self.adapter = LoRARequest("finetuned", 1, str(run.layout.adapter))
+
+    def __call__(self, tag: str, prompts: list[list[int]]) -> tuple[list[str], list[int]]:
+        outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], self.params, use_tqdm=False,
+                                    lora_request=self.adapter if tag == "finetuned" else None)
+        return [clean_letter(o.outputs[0].text) for o in outputs], [len(o.outputs[0].token_ids) for o in outputs]
+
+
 def _load_generator(run: TrainedRun, tag: str, dtype: torch.dtype):
     if tag == "base":
         path = run.base_model_path()
@@ -290,13 +317,18 @@ def run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
     partial = PartialResults(own, fingerprint)
     rows = frame.to_dict("records")
     started = time.perf_counter()
+    vllm = None
     for tag in cfg.model_tags:
         todo = [i for i, row in enumerate(rows) if (tag, row["row_id"]) not in done]
         todo = distributed.shard(todo, rank, world)
         if not todo:
             continue
-        model, tokenizer = _load_generator(run, tag, dtype)
-        model.eval()
+        if cfg.backend == "vllm":
+            vllm = vllm or VllmLetters(run, cfg, dtype)
+            tokenizer = load_tokenizer(run.base_model_path())
+        else:
+            model, tokenizer = _load_generator(run, tag, dtype)
+            model.eval()
         fmt = run.prompt_format(tokenizer)
         prompts = [fmt.prompt_ids(row) for row in rows]
 
@@ -306,6 +338,12 @@ def run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
                         for i, text, count in zip(batch, texts, counts))
 
         desc = f"{tag} letters" + (f" [process {rank}/{world}]" if world > 1 else "")
+        if vllm is not None:  # vLLM schedules its own batches; chunks only bound what a kill can lose
+            chunk = _auto_batch_size(cfg)
+            for start in tqdm(range(0, len(todo), chunk), desc=desc, unit="chunk"):
+                batch, t0 = todo[start:start + chunk], time.perf_counter()
+                save(batch, *vllm(tag, [prompts[i] for i in batch]), time.perf_counter() - t0)
+            continue
         generate_all(model, tokenizer, prompts, todo, max_new_tokens=cfg.max_new_tokens,
                      batch_size=_auto_batch_size(cfg), on_batch=save, desc=desc, **speed, **decoding)
         del model

@@ -93,3 +93,80 @@ def test_static_cache_batches_are_padded_to_one_shape_and_the_padding_dropped(ti
     assert shapes == [2, 2]  # 3 rows as 2 + (1 padded to 2)
     expected = generate_batch(model, tokenizer, prompts, 4, kv_cache="dynamic")[0]
     assert [got[i] for i in range(3)] == expected
+
+
+@pytest.fixture()
+def trained_run(tiny_model_path, data_dir, tmp_path):
+    from coverlora.config import TrainConfig
+    from coverlora.training import train
+
+    return train(TrainConfig(model=tiny_model_path, data=str(data_dir), output_dir=str(tmp_path / "run"), max_steps=1,
+                             eval_strategy="no", batch_size=4))
+
+
+@pytest.fixture()
+def fake_vllm(monkeypatch):
+    """A stand-in for the vllm package that records how coverlora calls it (vLLM itself needs CUDA)."""
+    import sys
+    import types
+    from types import SimpleNamespace
+
+    calls = []
+
+    class LLM:
+        def __init__(self, **kwargs):
+            calls.append(("engine", kwargs))
+
+        def generate(self, prompts, params, use_tqdm=True, lora_request=None):
+            calls.append(("generate", prompts, params.kwargs, lora_request))
+            tag = "finetuned" if lora_request else "base"
+            return [SimpleNamespace(outputs=[SimpleNamespace(text=f" {tag} letter of {len(p['prompt_token_ids'])} ",
+                                                             token_ids=[7, 7, 2])]) for p in prompts]
+
+    vllm = types.ModuleType("vllm")
+    vllm.LLM, vllm.SamplingParams = LLM, lambda **kwargs: SimpleNamespace(kwargs=kwargs)
+    request = types.ModuleType("vllm.lora.request")
+    request.LoRARequest = lambda name, number, path: SimpleNamespace(name=name, path=path)
+    for name, module in {"vllm": vllm, "vllm.lora": types.ModuleType("vllm.lora"), "vllm.lora.request": request}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    return calls
+
+
+def test_vllm_backend_serves_both_models_from_one_engine_in_row_order(trained_run, fake_vllm):
+    from coverlora.config import TestConfig
+    from coverlora.generation import run_test
+
+    run, table = run_test(TestConfig(run=str(trained_run.root), backend="vllm", batch_size=3, max_new_tokens=9,
+                                     repetition_penalty=1.1))
+    engines = [c for c in fake_vllm if c[0] == "engine"]
+    assert len(engines) == 1  # one engine; the fine-tuned model is its LoRA adapter
+    assert engines[0][1]["model"] == run.base_model_path() and engines[0][1]["enable_lora"] is True
+    assert engines[0][1]["max_lora_rank"] == run.train.lora_r
+    generates = [c for c in fake_vllm if c[0] == "generate"]
+    assert [len(c[1]) for c in generates] == [3, 1, 3, 1]  # 4 test rows in chunks of 3, base then fine-tuned
+    assert all(c[2] == {"temperature": 0.0, "max_tokens": 9, "repetition_penalty": 1.1} for c in generates)
+    assert [c[3] is None for c in generates] == [True, True, False, False]
+    assert generates[2][3].path == str(run.layout.adapter)
+    # the prompts are the token ids the HF backend would feed, and the letters land on their rows
+    tokenizer = load_tokenizer(run.base_model_path())
+    fmt = run.prompt_format(tokenizer)
+    frame, _ = run.test_frame(None)
+    lengths = [len(fmt.prompt_ids(row)) for row in frame.to_dict("records")]
+    assert generates[0][1][0]["prompt_token_ids"] == fmt.prompt_ids(frame.to_dict("records")[0])
+    assert list(table["base_output"]) == [f"base letter of {n}" for n in lengths]
+    assert list(table["finetuned_output"]) == [f"finetuned letter of {n}" for n in lengths]
+    assert set(table["finetuned_new_tokens"]) == {3}
+
+
+def test_vllm_backend_without_vllm_is_a_one_line_error(trained_run, monkeypatch):
+    import sys
+
+    from coverlora.config import TestConfig
+    from coverlora.errors import ConfigError, UserError
+    from coverlora.generation import run_test
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm raises ImportError
+    with pytest.raises(UserError, match="needs the vllm package"):
+        run_test(TestConfig(run=str(trained_run.root), backend="vllm"))
+    with pytest.raises(ConfigError, match="not available with backend vllm"):
+        TestConfig(run=str(trained_run.root), backend="vllm", no_repeat_ngram_size=3)
