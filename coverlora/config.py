@@ -124,7 +124,7 @@ class TestConfig:
     repetition_penalty: float = _opt(1.0, "Greedy decoding's penalty on tokens already generated (1.0 = none).")
     no_repeat_ngram_size: int = _opt(0, "Forbid repeating any n-gram of this size (0 = off); stops small models' loops.")
     batch_size: int = _opt(0, "Most prompts per generate call; 0 = auto (8 on CPU, 512 on GPU). Batches are length-sorted, and on a GPU no larger than its free memory holds the KV cache of.")
-    kv_cache: str = _opt("auto", "'auto' = static on a GPU, preallocated on CPU. 'static': transformers' StaticCache, decode steps compiled with CUDA graphs (one ~30 s compile per model; 2.1x faster than preallocated on a 7B, bench/README.md). 'preallocated': new tokens written in place, eager. 'dynamic': transformers' default, which copies the cache every step.")
+    kv_cache: str = _opt("auto", "'auto' = static on a GPU, preallocated on CPU. 'static': transformers' StaticCache, decode steps compiled into CUDA graphs (a ~30 s compile per model; a 7B's 698 letters on an H100 took 172 s against 252 s preallocated, bench/README.md). 'preallocated': new tokens written in place, eager. 'dynamic': transformers' default, which copies the cache at every step.")
     backend: str = _opt("hf", "'hf' (transformers generate), or 'vllm' (optional, needs `pip install vllm` and a GPU: one engine, paged attention, the fine-tuned model as a LoRA adapter; one process).")
     limit: int = _opt(0, "Generate for the first N test rows only (0 = all).")
     precision: str = _opt("auto", "Generation dtype: 'auto' = bf16 where supported, fp16 on older GPUs, fp32 on CPU.")
