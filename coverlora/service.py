@@ -142,8 +142,8 @@ class _GenerateWith:
     def __init__(self, model, arguments: dict[str, Any]):
         self._model, self._arguments = model, arguments
 
-    def parameters(self):
-        return self._model.parameters()
+    def __getattr__(self, name: str):  # parameters(), config, ...: the model's own
+        return getattr(self._model, name)
 
     def generate(self, **kwargs: Any):
         return self._model.generate(**kwargs, **self._arguments)
