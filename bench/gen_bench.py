@@ -171,7 +171,7 @@ def _category_ms(prof) -> dict[str, float]:
 
 @torch.no_grad()
 def profile_decode(ckpt: Path, prompts: list[list[int]], batch: int, steps: int, kv_caches: list[str],
-                   max_new_tokens: int) -> list[dict]:
+                   max_new_tokens: int, attn: str = "sdpa") -> list[dict]:
     """Wall ms per decode step for each KV cache kind, at `batch` of the longest prompts; for the first kind also
     device ms per decode step by kernel (a profile of prefill + `steps` steps minus one of the prefill alone)."""
     from torch.profiler import ProfilerActivity, profile
@@ -180,7 +180,7 @@ def profile_decode(ckpt: Path, prompts: list[list[int]], batch: int, steps: int,
     from coverlora.models import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(str(ckpt))
-    model = load_model(str(ckpt), torch.bfloat16 if cuda() else torch.float32).eval()
+    model = load_model(str(ckpt), torch.bfloat16 if cuda() else torch.float32, attn_implementation=attn).eval()
     chosen = sorted(prompts, key=len, reverse=True)[:batch]
     rows = []
     for kv in kv_caches:
@@ -198,7 +198,7 @@ def profile_decode(ckpt: Path, prompts: list[list[int]], batch: int, steps: int,
             sync()
             timings[n] = time.perf_counter() - started
         wall_step = (timings[1 + steps] - timings[1]) / steps * 1e3
-        row = {"config": f"decode steps, kv_cache={kv}", "batch": batch, "prompt_tokens_max": len(chosen[0]),
+        row = {"config": f"decode steps, kv_cache={kv}" + (f", {attn}" if attn != "sdpa" else ""), "batch": batch, "prompt_tokens_max": len(chosen[0]),
                "wall_ms_per_decode_step": round(wall_step, 1), "tok_per_s_decode": round(batch / wall_step * 1e3),
                "prefill_s": round(timings[1], 2), "first_call_s": round(first, 1)}
         if kv == kv_caches[0]:
@@ -272,6 +272,7 @@ def main() -> int:
     p.add_argument("--profile-batch", type=int, default=0, help="time decode steps at this batch size (0 = skip)")
     p.add_argument("--profile-kv-caches", default="preallocated,dynamic,static",
                    help="KV caches to time decode steps of; the first is also profiled by kernel")
+    p.add_argument("--profile-attn", default="sdpa", help="comma list of attention implementations to time decode steps with")
     p.add_argument("--out-dir", default=str(ROOT / "bench" / "results"))
     p.add_argument("--tag", default="")
     args = p.parse_args()
@@ -297,8 +298,10 @@ def main() -> int:
                                        args.limit, args.batch_size))
             log(json.dumps(rows[-1]))
     if args.profile_batch:
-        rows += profile_decode(ckpt, all_prompts, args.profile_batch, steps=16, kv_caches=args.profile_kv_caches.split(","),
-                               max_new_tokens=args.max_new_tokens)
+        for attn in args.profile_attn.split(","):
+            rows += profile_decode(ckpt, all_prompts, args.profile_batch, steps=16, kv_caches=args.profile_kv_caches.split(","),
+                                   max_new_tokens=args.max_new_tokens, attn=attn)
+            release_gpu()
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
