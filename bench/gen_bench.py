@@ -132,10 +132,11 @@ def run_reference(ckpt: Path, prompts: list[list[int]], n: int, max_new_tokens: 
 
 
 def run_test_stage(run: Path, data: str, kv_cache: str, processes: int, max_new_tokens: int, limit: int,
-                   batch_size: int) -> dict:
+                   batch_size: int, attn: str = "sdpa") -> dict:
     """test.py itself in a subprocess; tokens from its eval.csv, peak memory from its manifest."""
     args = ["test.py", "--run", str(run), "--data", data, "--max_new_tokens", str(max_new_tokens),
-            "--kv_cache", kv_cache, "--limit", str(limit), "--batch_size", str(batch_size), "--overwrite"]
+            "--kv_cache", kv_cache, "--limit", str(limit), "--batch_size", str(batch_size),
+            "--attn_implementation", attn, "--overwrite"]
     launch = [sys.executable] + args if processes == 1 else [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", "configs/accelerate/ddp.yaml",
         "--num_processes", str(processes), *args]
@@ -143,7 +144,8 @@ def run_test_stage(run: Path, data: str, kv_cache: str, processes: int, max_new_
     started = time.perf_counter()
     done = subprocess.run(launch, cwd=ROOT, env={**os.environ, "TQDM_MININTERVAL": "10"})
     seconds = time.perf_counter() - started
-    name = f"test.py kv_cache={kv_cache}" + (f" x{processes} processes" if processes > 1 else "")
+    name = (f"test.py kv_cache={kv_cache}" + (f" {attn}" if attn != "sdpa" else "")
+            + (f" x{processes} processes" if processes > 1 else ""))
     if done.returncode != 0:
         return {"config": name, "error": f"exit {done.returncode}"}
     import pandas as pd
@@ -272,6 +274,7 @@ def main() -> int:
     p.add_argument("--profile-batch", type=int, default=0, help="time decode steps at this batch size (0 = skip)")
     p.add_argument("--profile-kv-caches", default="preallocated,dynamic,static",
                    help="KV caches to time decode steps of; the first is also profiled by kernel")
+    p.add_argument("--attn", default="sdpa", help="test.py --attn_implementation")
     p.add_argument("--profile-attn", default="sdpa", help="comma list of attention implementations to time decode steps with")
     p.add_argument("--out-dir", default=str(ROOT / "bench" / "results"))
     p.add_argument("--tag", default="")
@@ -295,7 +298,7 @@ def main() -> int:
     for processes in [int(n) for n in args.processes.split(",")]:
         for kv_cache in filter(None, args.kv_caches.split(",")):
             rows.append(run_test_stage(run, str(Path(args.data).resolve()), kv_cache, processes, args.max_new_tokens,
-                                       args.limit, args.batch_size))
+                                       args.limit, args.batch_size, args.attn))
             log(json.dumps(rows[-1]))
     if args.profile_batch:
         for attn in args.profile_attn.split(","):

@@ -272,17 +272,17 @@ class VllmLetters:
         return [clean_letter(o.outputs[0].text) for o in outputs], [len(o.outputs[0].token_ids) for o in outputs]
 
 
-def _load_generator(run: TrainedRun, tag: str, dtype: torch.dtype):
+def _load_generator(run: TrainedRun, tag: str, dtype: torch.dtype, attn: str = "sdpa"):
     if tag == "base":
         path = run.base_model_path()
-        return load_model(path, dtype), load_tokenizer(path)
+        return load_model(path, dtype, attn_implementation=attn), load_tokenizer(path)
     if (run.layout.merged / "config.json").is_file():
-        return load_model(str(run.layout.merged), dtype), load_tokenizer(str(run.layout.merged))
+        return load_model(str(run.layout.merged), dtype, attn_implementation=attn), load_tokenizer(str(run.layout.merged))
     from peft import PeftModel
 
     adapter = run.require_adapter()
     log.info("no merged/ model: generating from base + adapter (slower; run merge.py first)")
-    model = PeftModel.from_pretrained(load_model(run.base_model_path(), dtype), str(adapter))
+    model = PeftModel.from_pretrained(load_model(run.base_model_path(), dtype, attn_implementation=attn), str(adapter))
     return model, load_tokenizer(str(adapter))
 
 
@@ -329,7 +329,7 @@ def run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
             vllm = vllm or VllmLetters(run, cfg, dtype)
             tokenizer = load_tokenizer(run.base_model_path())
         else:
-            model, tokenizer = _load_generator(run, tag, dtype)
+            model, tokenizer = _load_generator(run, tag, dtype, cfg.attn_implementation)
             model.eval()
         fmt = run.prompt_format(tokenizer)
         prompts = [fmt.prompt_ids(row) for row in rows]
