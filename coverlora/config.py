@@ -125,7 +125,7 @@ class TestConfig:
     no_repeat_ngram_size: int = _opt(0, "Forbid repeating any n-gram of this size (0 = off); stops small models' loops.")
     batch_size: int = _opt(0, "Most prompts per generate call; 0 = auto (8 on CPU, 512 on GPU). Batches are length-sorted, and on a GPU no larger than its free memory holds the KV cache of.")
     kv_cache: str = _opt("auto", "'auto' = static on a GPU, preallocated on CPU. 'static': transformers' StaticCache, decode steps compiled into CUDA graphs (a ~30 s compile per model; a 7B's 698 letters on an H100 took 172 s against 252 s preallocated, bench/README.md). 'preallocated': new tokens written in place, eager. 'dynamic': transformers' default, which copies the cache at every step.")
-    attn_implementation: str = _opt("sdpa", "Attention kernel for generation (backend hf): sdpa, or flex_attention (skips the static cache's empty blocks: a 7B decode step on an H100 took 19.2 ms against 23.8, after a longer compile).")
+    attn_implementation: str = _opt("sdpa", "Attention kernel for generation (backend hf): sdpa, or flex_attention. flex skips the static cache's empty blocks (a 7B decode step on an H100: 19.2 ms vs 23.8) but compiles longer: the whole 7B stage took 172.6 s vs 143.3 s.")
     backend: str = _opt("hf", "'hf' (transformers generate), or 'vllm' (optional, needs `pip install vllm` and a GPU: one engine, paged attention, the fine-tuned model as a LoRA adapter; one process).")
     limit: int = _opt(0, "Generate for the first N test rows only (0 = all).")
     precision: str = _opt("auto", "Generation dtype: 'auto' = bf16 where supported, fp16 on older GPUs, fp32 on CPU.")
