@@ -197,9 +197,12 @@ def test_extension_popup_reads_the_page_and_writes_a_letter(browser, service, jo
     assert shown["error"] == ""
     assert shown["letter"].strip(), "no letter in the popup"
     assert shown["warnings"]
-    # the resume draft is saved 300 ms after the last keystroke: the tiny model can answer sooner than that
-    popup.wait_for_function("chrome.storage.local.get(['resume']).then(saved => !!saved.resume)", timeout=5000)
-    stored = popup.evaluate("chrome.storage.local.get(['resume', 'lastResult'])")
+    # the resume draft is saved 300 ms after the last keystroke: the tiny model can answer sooner than that.
+    # evaluate() awaits the storage promise; wait_for_function would take the pending promise itself as truthy.
+    deadline = time.monotonic() + 5
+    while "resume" not in (stored := popup.evaluate("chrome.storage.local.get(['resume', 'lastResult'])")):
+        assert time.monotonic() < deadline, "the popup never saved the resume draft"
+        popup.wait_for_timeout(100)
     assert stored["resume"]["name"] == "Ana Silva" and stored["lastResult"]["letter"] == shown["letter"]
     popup.locator("body").screenshot(path=str(tmp_path / "extension-popup.png"))
     target = os.environ.get("COVERLORA_SCREENSHOT")
