@@ -38,28 +38,8 @@ for path in (ROOT, ROOT / "bench"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from train_bench import SHAPES, cuda, device_name, kernel_category, log, sync, versions  # noqa: E402
-
-
-def build_model(shape: str, tokenizer_path: str, ckpt: Path) -> float:
-    """Random bf16 weights of `shape`, sized to the tokenizer's vocabulary, saved with the tokenizer."""
-    if (ckpt / "config.json").is_file():
-        return 0.0
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    started = time.time()
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    config = LlamaConfig(**{**SHAPES[shape], "vocab_size": len(tokenizer)}, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=pad, tie_word_embeddings=False)
-    torch.manual_seed(0)
-    with torch.device("cuda" if cuda() else "cpu"):
-        model = LlamaForCausalLM._from_config(config, dtype=torch.bfloat16 if cuda() else torch.float32)
-    model.save_pretrained(str(ckpt))
-    tokenizer.save_pretrained(str(ckpt))
-    del model
-    gc.collect()
-    return time.time() - started
+from train_bench import (SHAPES, build_checkpoint, cuda, device_name, kernel_ms, log, ms_by_category,  # noqa: E402
+                         sync, versions)
 
 
 def make_run(ckpt: Path, data: str, run: Path) -> None:
@@ -161,16 +141,6 @@ def run_test_stage(run: Path, data: str, kv_cache: str, processes: int, max_new_
                                                  for t in ("base", "finetuned"))) / letters, 3)}
 
 
-def _category_ms(prof) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for event in prof.key_averages():
-        if cuda() and "CUDA" not in str(getattr(event, "device_type", "")):
-            continue
-        ms = (getattr(event, "self_device_time_total", 0) if cuda() else event.self_cpu_time_total) / 1e3
-        out[event.key] = out.get(event.key, 0.0) + ms
-    return out
-
-
 @torch.no_grad()
 def profile_decode(ckpt: Path, prompts: list[list[int]], batch: int, steps: int, kv_caches: list[str],
                    max_new_tokens: int, attn: str = "sdpa") -> list[dict]:
@@ -209,13 +179,10 @@ def profile_decode(ckpt: Path, prompts: list[list[int]], batch: int, steps: int,
                 acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda() else [])
                 with profile(activities=acts) as prof:
                     generate_batch(model, tokenizer, chosen, n, kv_cache=kv)
-                profiled[n] = _category_ms(prof)
+                profiled[n] = {name: ms for name, (ms, _) in kernel_ms(prof).items()}
             decode = {k: (v - profiled[1].get(k, 0.0)) / steps for k, v in profiled[1 + steps].items()}
-            by_category: dict[str, float] = {}
-            for name, ms in decode.items():
-                by_category[kernel_category(name)] = by_category.get(kernel_category(name), 0.0) + ms
             row["device_ms_per_decode_step"] = round(sum(decode.values()), 1)
-            row["device_ms_by_category"] = {k: round(v, 2) for k, v in sorted(by_category.items(), key=lambda kv: -kv[1])}
+            row["device_ms_by_category"] = {k: round(v, 2) for k, v in ms_by_category(decode).items()}
             row["top_kernels_ms_per_step"] = {k[:100]: round(v, 2) for k, v in sorted(decode.items(), key=lambda kv: -kv[1])[:12]}
         rows.append(row)
         log(json.dumps(row))
@@ -283,7 +250,7 @@ def main() -> int:
     from coverlora.models import embedded_model_path
 
     ckpt, run = Path(args.ckpt_dir), Path(args.run_dir)
-    log(f"model {args.shape}: built in {build_model(args.shape, args.tokenizer or str(embedded_model_path()), ckpt):.0f} s")
+    log(f"model {args.shape}: built in {build_checkpoint(args.shape, ckpt, args.tokenizer or str(embedded_model_path())):.0f} s")
     make_run(ckpt, str(Path(args.data).resolve()), run)
     all_prompts = test_prompts(run, args.data)
     prompts = all_prompts[:args.limit] if args.limit else all_prompts

@@ -161,18 +161,27 @@ def load_rows(train_csv: str, tokenizer_path: str, vocab: int):
     return dataset, tokenizer, stats
 
 
-def build_checkpoint(shape: str, ckpt: Path) -> float:
-    """A random-weight bf16 Llama of `shape` saved to `ckpt` (reused when already there)."""
+def build_checkpoint(shape: str, ckpt: Path, tokenizer_path: str | None = None) -> float:
+    """A random-weight bf16 Llama of `shape` saved to `ckpt` (reused when already there). With `tokenizer_path`,
+    its vocabulary and special ids come from that tokenizer, saved beside the weights (a model test.py can run)."""
     if (ckpt / "config.json").is_file():
         return 0.0
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     t = time.time()
-    config = LlamaConfig(**SHAPES[shape], bos_token_id=1, eos_token_id=2, pad_token_id=2, tie_word_embeddings=False)
+    tokenizer, ids = None, dict(bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    if tokenizer_path:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        ids = dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                   eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
+    config = LlamaConfig(**{**SHAPES[shape], **ids}, tie_word_embeddings=False)
     torch.manual_seed(0)
     with torch.device("cuda" if cuda() else "cpu"):
         model = LlamaForCausalLM._from_config(config, dtype=torch.bfloat16 if cuda() else torch.float32)
     model.save_pretrained(str(ckpt))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(ckpt))
     del model
     gc.collect()
     if cuda():
@@ -255,29 +264,40 @@ def kernel_category(name: str) -> str:
     return "other elementwise/reduce"
 
 
-def profile_report(prof, steps: int, path: Path | None) -> dict:
-    use_cuda = cuda()
-    rows = []
+def kernel_ms(prof) -> dict[str, tuple[float, int]]:
+    """Milliseconds and calls of each GPU kernel and copy in a profile (of each op on a CPU run)."""
+    out = {}
     for e in prof.key_averages():
-        if use_cuda:  # GPU kernels and copies only: the aten ops that launch them would count them twice
+        if cuda():  # GPU kernels and copies only: the aten ops that launch them would count them twice
             if "CUDA" not in str(getattr(e, "device_type", "")):
                 continue
             t = getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
         else:
             t = e.self_cpu_time_total
         if t and t > 0:
-            rows.append((e.key, t / 1e3 / steps, e.count // max(steps, 1)))
-    rows.sort(key=lambda r: -r[1])
+            out[e.key] = (t / 1e3, e.count)
+    return out
+
+
+def ms_by_category(ms_by_kernel: dict[str, float]) -> dict[str, float]:
+    """Kernel times summed by kernel_category, largest first."""
     cats: dict[str, float] = {}
-    for name, ms, _ in rows:
+    for name, ms in ms_by_kernel.items():
         cats[kernel_category(name)] = cats.get(kernel_category(name), 0.0) + ms
+    return dict(sorted(cats.items(), key=lambda kv: -kv[1]))
+
+
+def profile_report(prof, steps: int, path: Path | None) -> dict:
+    rows = sorted(((name, ms / steps, count // max(steps, 1)) for name, (ms, count) in kernel_ms(prof).items()),
+                  key=lambda r: -r[1])
+    cats = ms_by_category({name: ms for name, ms, _ in rows})
     total = sum(cats.values()) or 1.0
-    report = {"ms_per_step_by_category": {k: round(v, 1) for k, v in sorted(cats.items(), key=lambda kv: -kv[1])},
+    report = {"ms_per_step_by_category": {k: round(v, 1) for k, v in cats.items()},
               "device_ms_per_step": round(total, 1),
               "top_kernels": [{"name": n[:110], "ms_per_step": round(ms, 2), "calls_per_step": c} for n, ms, c in rows[:25]]}
     if path is not None:
         path.write_text(prof.key_averages().table(
-            sort_by="self_cuda_time_total" if use_cuda else "self_cpu_time_total", row_limit=60))
+            sort_by="self_cuda_time_total" if cuda() else "self_cpu_time_total", row_limit=60))
     return report
 
 
@@ -536,7 +556,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
     ref = next((r for r in rows if r["config"] == "reference" and "tok_per_s" in r), None)
     lines = [f"# Training bench: {meta['shape']} on {meta['device']}", "",
              f"- command: `{meta['command']}`", f"- date: {meta['date']}",
-             f"- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v),
+             "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v),
              f"- data: {meta['data']}", f"- steps: {meta['warmup']} warm-up + {meta['steps']} timed per config; "
              "tok/s counts real (non-pad) input tokens of the timed steps only", "",
              "| config | real tok/s | ratio vs reference | peak GiB (reserved) | final loss | boundaries | target | what |",
