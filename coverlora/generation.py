@@ -30,6 +30,7 @@ from .data import clean_letter, frame_hash
 from .errors import UserError
 from .fields import FIELDS
 from .models import has_cuda, load_model, load_tokenizer, resolve_dtype
+from .resources import attention_shape
 from .runio import RunLayout, atomic_path, file_sha256, write_manifest
 from .runs import TrainedRun
 
@@ -49,17 +50,19 @@ def length_sorted_batches(lengths: list[int], batch_size: int, *, max_new_tokens
     sizes every batch for the longest prompt and spreads the rows evenly: one shape for a compiled graph.
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+
+    def rows_that_fit(longest_prompt: int) -> int:
+        if not token_budget:
+            return batch_size
+        return max(1, min(batch_size, token_budget // (longest_prompt + max_new_tokens)))
+
     if uniform and order:
-        size = batch_size
-        if token_budget:
-            size = max(1, min(size, token_budget // (lengths[order[0]] + max_new_tokens)))
+        size = rows_that_fit(lengths[order[0]])
         size = math.ceil(len(order) / math.ceil(len(order) / size))
         return [order[start:start + size] for start in range(0, len(order), size)]
     batches, start = [], 0
     while start < len(order):
-        size = batch_size
-        if token_budget:
-            size = max(1, min(size, token_budget // (lengths[order[start]] + max_new_tokens)))
+        size = rows_that_fit(lengths[order[start]])
         batches.append(order[start:start + size])
         start += size
     return batches
@@ -67,11 +70,9 @@ def length_sorted_batches(lengths: list[int], batch_size: int, *, max_new_tokens
 
 def kv_bytes_per_token(model) -> int:
     """Bytes one token's keys and values take over all layers, in the model's dtype."""
-    cfg = model.config.get_text_config()
-    heads = cfg.num_attention_heads
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
-    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
-    return 2 * cfg.num_hidden_layers * kv_heads * head_dim * next(model.parameters()).element_size()
+    cfg = model.config.get_text_config().to_dict()
+    _, kv_heads, head_dim = attention_shape(cfg)
+    return 2 * cfg["num_hidden_layers"] * kv_heads * head_dim * next(model.parameters()).element_size()
 
 
 def kv_token_budget(model, share: float = 0.75) -> int:
@@ -273,16 +274,19 @@ class VllmLetters:
 
 
 def _load_generator(run: TrainedRun, tag: str, dtype: torch.dtype, attn: str = "sdpa"):
+    def load(path: str):
+        return load_model(path, dtype, attn_implementation=attn)
+
     if tag == "base":
         path = run.base_model_path()
-        return load_model(path, dtype, attn_implementation=attn), load_tokenizer(path)
+        return load(path), load_tokenizer(path)
     if (run.layout.merged / "config.json").is_file():
-        return load_model(str(run.layout.merged), dtype, attn_implementation=attn), load_tokenizer(str(run.layout.merged))
+        return load(str(run.layout.merged)), load_tokenizer(str(run.layout.merged))
     from peft import PeftModel
 
     adapter = run.require_adapter()
     log.info("no merged/ model: generating from base + adapter (slower; run merge.py first)")
-    model = PeftModel.from_pretrained(load_model(run.base_model_path(), dtype, attn_implementation=attn), str(adapter))
+    model = PeftModel.from_pretrained(load(run.base_model_path()), str(adapter))
     return model, load_tokenizer(str(adapter))
 
 
@@ -301,8 +305,8 @@ def run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
     dtype = resolve_dtype(cfg.precision)
     adapter_file = run.layout.adapter / "adapter_model.safetensors"
     decoding = {"repetition_penalty": cfg.repetition_penalty, "no_repeat_ngram_size": cfg.no_repeat_ngram_size}
+    # How, not what (the same greedy letters up to kernel rounding): not fingerprinted.
     kv_cache = cfg.kv_cache if cfg.kv_cache != "auto" else ("static" if has_cuda() else "preallocated")
-    speed = {"kv_cache": kv_cache}  # how, not what (same greedy letters up to kernel rounding): not fingerprinted
     fingerprint = {"data": frame_hash(frame), "models": cfg.model_tags, "max_new_tokens": cfg.max_new_tokens,
                    "dtype": str(dtype), "adapter": file_sha256(adapter_file) if adapter_file.exists() else None, **decoding}
     base = run.layout.eval_partial
@@ -347,7 +351,7 @@ def run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
                 save(batch, *vllm(tag, [prompts[i] for i in batch]), time.perf_counter() - t0)
             continue
         generate_all(model, tokenizer, prompts, todo, max_new_tokens=cfg.max_new_tokens,
-                     batch_size=_auto_batch_size(cfg), on_batch=save, desc=desc, **speed, **decoding)
+                     batch_size=_auto_batch_size(cfg), on_batch=save, desc=desc, kv_cache=kv_cache, **decoding)
         del model
         gc.collect()
         if has_cuda():

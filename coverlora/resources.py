@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import torch
@@ -15,13 +14,18 @@ log = logging.getLogger("coverlora")
 GIB = 2**30
 
 
+def attention_shape(config: dict) -> tuple[int, int, int]:
+    """(query heads, key/value heads, head dim) of a Llama-style decoder's config.json."""
+    heads = config.get("num_attention_heads") or 1
+    kv = config.get("num_key_value_heads") or heads
+    return heads, kv, config.get("head_dim") or config["hidden_size"] // heads
+
+
 def parameter_count(config: dict) -> int:
     """Parameters of a Llama-style decoder from its config.json (embeddings, attention, MLP, head)."""
     hidden, layers = config["hidden_size"], config["num_hidden_layers"]
     vocab, inter = config["vocab_size"], config.get("intermediate_size", 4 * hidden)
-    heads = config.get("num_attention_heads", 1)
-    kv = config.get("num_key_value_heads", heads)
-    head_dim = config.get("head_dim") or hidden // heads
+    heads, kv, head_dim = attention_shape(config)
     attention = hidden * head_dim * (2 * heads + 2 * kv)
     mlp = 3 * hidden * inter
     head = 0 if config.get("tie_word_embeddings") else vocab * hidden

@@ -157,10 +157,15 @@ def build_trainer(cfg: TrainConfig, layout: RunLayout, model, tokenizer, train_s
     return trainer
 
 
+def checkpoint_complete(path: Path) -> bool:
+    """The Trainer writes trainer_state.json last: a checkpoint without it is what a kill during a save leaves."""
+    return (path / "trainer_state.json").is_file()
+
+
 def last_complete_checkpoint(folder: Path) -> Path | None:
-    """The newest checkpoint the Trainer finished writing. It writes trainer_state.json last, so a folder
-    without it is what a kill during a save leaves behind; Trainer's own "latest" would pick it and crash."""
-    complete = [path for path in folder.glob("checkpoint-*") if (path / "trainer_state.json").is_file()]
+    """The newest checkpoint the Trainer finished writing (Trainer's own "latest" would pick a cut-short one
+    and crash)."""
+    complete = [path for path in folder.glob("checkpoint-*") if checkpoint_complete(path)]
     return max(complete, key=lambda path: int(path.name.rsplit("-", 1)[1]), default=None)
 
 
@@ -183,7 +188,7 @@ def _check_resume(cfg: TrainConfig, layout: RunLayout) -> Path | None:
                         where=str(layout.stage_config("train")), fix="resume with the same config, or start a new --output_dir")
     resume_from = last_complete_checkpoint(layout.checkpoints) if checkpoints else None
     for path in checkpoints:
-        if not (path / "trainer_state.json").is_file():
+        if not checkpoint_complete(path):
             log.warning("removing %s: a kill cut its save short", path.name)
             if distributed.is_main():
                 shutil.rmtree(path)
