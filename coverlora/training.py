@@ -16,7 +16,7 @@ from . import distributed
 from .config import TrainConfig
 from .errors import UserError
 from .models import has_cuda, load_model, load_tokenizer, lora_target_check, resolve_dtype, resolve_model
-from .prompts import PromptFormat
+from .prompts import PromptFormat, check_special_tokens
 from .resources import check_fits
 from .runio import RunLayout, check_writable, read_stage_config, replace_dir_atomic, write_manifest
 
@@ -50,7 +50,7 @@ def one_gpu_per_process(args):
     return args
 
 
-def sft_config(cfg: TrainConfig, layout: RunLayout, dtype: torch.dtype, has_val: bool):
+def sft_config(cfg: TrainConfig, layout: RunLayout, dtype: torch.dtype, has_val: bool, end_token: str | None = None):
     from trl import SFTConfig
 
     cuda = has_cuda()
@@ -74,6 +74,9 @@ def sft_config(cfg: TrainConfig, layout: RunLayout, dtype: torch.dtype, has_val:
         seed=cfg.seed,
         data_seed=cfg.seed,
         completion_only_loss=True,  # labels of the prompt tokens become -100 from our completion_mask
+        # TRL makes this the tokenizer's EOS and adds it to the model's generation config: the saved model then stops
+        # where its letters end, in any tool that reads the config (vLLM, llama.cpp, Ollama).
+        eos_token=end_token,
         max_length=cfg.pack_length if cfg.packing else cfg.max_length,
         packing=cfg.packing,
         packing_strategy="bfd",
@@ -135,7 +138,8 @@ def make_progress_callback(log_path: Path):
     return DenseProgress()
 
 
-def build_trainer(cfg: TrainConfig, layout: RunLayout, model, tokenizer, train_set, val_set, dtype: torch.dtype):
+def build_trainer(cfg: TrainConfig, layout: RunLayout, model, tokenizer, train_set, val_set, dtype: torch.dtype,
+                  end_token: str | None = None):
     """SFTTrainer with LoRA on `model` (a plain or 4-bit base), our progress line, and no default log printing."""
     from peft import LoraConfig
     from transformers.trainer_callback import ProgressCallback
@@ -144,7 +148,7 @@ def build_trainer(cfg: TrainConfig, layout: RunLayout, model, tokenizer, train_s
     peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                              target_modules=cfg.target_modules, task_type="CAUSAL_LM")
     has_val = val_set is not None and len(val_set) > 0
-    trainer = SFTTrainer(model=model, args=sft_config(cfg, layout, dtype, has_val), train_dataset=train_set,
+    trainer = SFTTrainer(model=model, args=sft_config(cfg, layout, dtype, has_val, end_token), train_dataset=train_set,
                          eval_dataset=val_set if has_val else None, processing_class=tokenizer, peft_config=peft_config)
     if dtype == torch.float16:
         # TRL keeps QLoRA adapters in bf16, but fp16 mixed precision's grad scaler can't unscale bf16 gradients
@@ -195,33 +199,22 @@ def _check_resume(cfg: TrainConfig, layout: RunLayout) -> Path | None:
     return resume_from
 
 
-def training_rows(cfg: TrainConfig):
-    """(all rows used, training rows, held-out validation rows), validated; later stages rebuild the
-    validation rows from the saved config through this same function."""
-    frame = data_mod.load_split(cfg.data, "train")
-    if cfg.max_train_rows:
-        frame = frame.iloc[: cfg.max_train_rows]
-    if Path(cfg.data).is_dir() and (Path(cfg.data) / "test.csv").is_file():
-        data_mod.check_no_overlap(frame, data_mod.load_split(cfg.data, "test"), cfg.data)
-    if cfg.clean:
-        frame["cover_letter"] = frame["cover_letter"].map(data_mod.clean_letter)
-    train_rows, val_rows = data_mod.train_val_split(frame, cfg.val_fraction, cfg.seed)
-    return frame, train_rows, val_rows
-
-
 def train(cfg: TrainConfig) -> RunLayout:
     """Fine-tune and save adapter/. Under `accelerate launch` (DDP or FSDP) each process trains on its share of every
     batch; the manifest, train_log.jsonl and adapter/ are written by the main process only (checkpoints by the Trainer)."""
     distributed.init()  # before the model loads: each process's own GPU
     layout = RunLayout(Path(cfg.output_dir))
     # Everything that can fail fast does so before the model is loaded.
-    frame, train_rows, val_rows = training_rows(cfg)
+    frame, train_rows, val_rows = data_mod.training_rows(cfg)
     resume_from = _check_resume(cfg, layout)
     check_writable(layout.root, need_bytes=256 * 2**20)
 
     model_path = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_path)
     fmt = PromptFormat.for_tokenizer(tokenizer, cfg.chat_template, cfg.system_prompt)
+    if fmt.use_chat_template:
+        check_special_tokens(tokenizer, fmt.end_id)
+    log.info("letters end with %r (id %d)", fmt.end_token, fmt.end_id)
     train_set, dropped = tokenize_rows(train_rows, fmt, cfg.max_length)
     val_set, val_dropped = tokenize_rows(val_rows, fmt, cfg.max_length)
     if len(train_set) == 0:
@@ -258,7 +251,7 @@ def train(cfg: TrainConfig) -> RunLayout:
             "val_rows": len(val_set), "rows_too_long": dropped + val_dropped, "chat_template": fmt.use_chat_template,
             **processes,
         })
-    trainer = build_trainer(cfg, layout, model, tokenizer, train_set, val_set, dtype)
+    trainer = build_trainer(cfg, layout, model, tokenizer, train_set, val_set, dtype, fmt.end_token)
     log.info("training on %d rows (%d held out for validation) -> %s", len(train_set), len(val_set), layout.root)
     try:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

@@ -12,7 +12,7 @@ from pathlib import Path
 import _bootstrap
 
 from coverlora.data import load_split
-from coverlora.quality import find_leakage
+from coverlora.leakage import find_leakage
 from coverlora.scoring import describe, distinct_n, grounding_rates, check_letter, repetition_ratio, self_bleu
 
 

@@ -1,4 +1,4 @@
-"""Filter training data: length limits and the quality rules (see coverlora/quality.py).
+"""Filter training data: length limits and the quality rules (see coverlora/filters.py).
 
 Usage:
     # a filtered copy of a dataset folder: train.csv filtered, test.csv copied unchanged, dropped.csv beside them
@@ -20,7 +20,7 @@ import _bootstrap
 
 from coverlora.data import load_split, write_split
 from coverlora.errors import UserError
-from coverlora.quality import MIN_SIMILARITY, RULES, flag_counts, input_letter_similarity, quality_flags
+from coverlora.filters import MIN_SIMILARITY, RULES, flag_counts, input_letter_similarity, quality_flags
 from coverlora.runio import atomic_path
 
 

@@ -12,7 +12,7 @@ import _bootstrap
 import pandas as pd
 
 from coverlora.errors import UserError
-from coverlora.report import HEADLINE, plot_summary, read_eval_csv
+from coverlora.metrics import HEADLINE, plot_summary, read_eval_csv
 from coverlora.runio import RunLayout, atomic_path
 
 

@@ -7,7 +7,7 @@ import pytest
 from coverlora.config import MergeConfig, TrainConfig
 from coverlora.errors import UserError
 from coverlora.merging import merge
-from coverlora.report import read_eval_csv
+from coverlora.metrics import read_eval_csv
 from coverlora.runio import RunLayout, file_sha256
 from coverlora.training import train
 

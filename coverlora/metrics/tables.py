@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .fields import INPUT_FIELDS
-from .prompts import JOB_LINES, RESUME_LINES
-from .scoring import (BertScoreModel, bert_score, bootstrap_diff_ci, check_letter, describe, distinct_n,
-                      repetition_ratio, rouge_l, self_bleu, seq_rep_n)
+from ..baselines import baseline_letters
+from ..fields import INPUT_FIELDS
+from ..scoring import (BertScoreModel, bert_score, bootstrap_diff_ci, check_letter, describe, distinct_n,
+                       repetition_ratio, rouge_l, self_bleu, seq_rep_n)
 
 GENERATED = ("base", "finetuned")
 # The references score themselves only on metrics that don't compare with a reference.
@@ -17,29 +17,25 @@ REFERENCE_FREE = ("repetition", "seq_rep_4", "distinct_2", "company_named", "tit
 METRICS = ("rouge_l", "bertscore_f1", "bertscore_precision", "bertscore_recall", *REFERENCE_FREE)
 
 
-def copy_input_letter(row: dict) -> str:
-    """The copy-the-input baseline: the prompt's fields, concatenated, as if they were the letter."""
-    return "\n".join(f"{label}: {row[key]}" for label, key in (*JOB_LINES, *RESUME_LINES) if str(row.get(key) or "").strip())
-
-
-def systems_in(table: pd.DataFrame) -> dict[str, list[str]]:
-    """Every system's letters in table order: the generated ones present, the references, the copy baseline."""
+def systems_in(table: pd.DataFrame, train: pd.DataFrame | None = None) -> dict[str, list[str]]:
+    """Every system's letters in table order: the generated ones present, the references, and the baselines
+    (retrieval only when the training rows are given)."""
     letters = {tag: table[f"{tag}_output"].fillna("").tolist() for tag in GENERATED if f"{tag}_output" in table}
     letters["reference"] = table["reference"].tolist()
-    letters["copy_input"] = [copy_input_letter(row) for row in table.to_dict("records")]
-    return letters
+    return letters | baseline_letters(table, train)
 
 
-def letters_by_row(table: pd.DataFrame) -> dict[str, dict[int, str]]:
-    return {system: dict(zip(table["row_id"], texts)) for system, texts in systems_in(table).items()}
+def letters_by_row(table: pd.DataFrame, systems: dict[str, list[str]]) -> dict[str, dict[int, str]]:
+    return {system: dict(zip(table["row_id"], texts)) for system, texts in systems.items()}
 
 
-def score_letters(table: pd.DataFrame, bertscore_model: BertScoreModel, batch_size: int = 32) -> tuple[pd.DataFrame, str]:
+def score_letters(table: pd.DataFrame, systems: dict[str, list[str]], bertscore_model: BertScoreModel,
+                  batch_size: int = 32) -> tuple[pd.DataFrame, str]:
     """One row per (test row, system) with every metric; returns it and the BERTScore label."""
     rows = table.to_dict("records")
     references = table["reference"].tolist()
     frames, label = [], ""
-    for system, letters in systems_in(table).items():
+    for system, letters in systems.items():
         checks = [check_letter(letter, row) for letter, row in zip(letters, rows)]
         frame = pd.DataFrame({
             "row_id": table["row_id"].values,
@@ -103,12 +99,18 @@ def summarize(scores: pd.DataFrame, letters: dict[str, dict[int, str]], subsets:
     return pd.DataFrame(out).reindex(columns=columns)
 
 
-def subsets_for(table: pd.DataFrame, long_form_chars: int, leaked: set[int] | None) -> dict[str, list[int]]:
+LEAK_FREE, NOVEL = "leak_free (not in train)", "novel (no exact or near-duplicate training letter)"
+
+
+def subsets_for(table: pd.DataFrame, long_form_chars: int, seen: pd.DataFrame | None) -> dict[str, list[int]]:
+    """Row ids per subset: all, long-form references and, when `seen` (leakage.seen_in_training, indexed like
+    `table`) is known, leak-free and novel rows."""
     subsets = {"all": table["row_id"].tolist(),
                f"long_form (reference >= {long_form_chars} chars)":
                    table.loc[table["reference"].str.len() >= long_form_chars, "row_id"].tolist()}
-    if leaked is not None:
-        subsets["leak_free (not in train)"] = [r for r in table["row_id"] if r not in leaked]
+    if seen is not None:
+        subsets[LEAK_FREE] = table.loc[~seen["leaked"].values, "row_id"].tolist()
+        subsets[NOVEL] = table.loc[seen["novel"].values, "row_id"].tolist()
     return {name: ids for name, ids in subsets.items() if ids}
 
 

@@ -1,9 +1,11 @@
-"""Tests for coverlora.quality on small hand-built DataFrames."""
+"""Tests for coverlora.filters and coverlora.leakage on small hand-built DataFrames."""
 
 import pandas as pd
 import pytest
 
-from coverlora import quality as q
+from coverlora import filters as q
+from coverlora.leakage import find_leakage
+from coverlora.text import canonical
 from coverlora.fields import FIELDS
 
 BODY = (
@@ -42,11 +44,11 @@ def flags_of(*rows, **kw):
 # ---------------------------------------------------------------- normalize
 
 
-def test_normalize_text():
-    assert q.normalize_text("  Hello,\n\n  WORLD!!  ") == "hello, world"
-    assert q.normalize_text("\u201cQuoted.\u201d") == "quoted"
-    assert q.normalize_text("Corp.") == q.normalize_text("corp")
-    assert q.normalize_text(None) == "" and q.normalize_text(float("nan")) == ""
+def test_canonical_text():
+    assert canonical("  Hello,\n\n  WORLD!!  ") == "hello, world"
+    assert canonical("\u201cQuoted.\u201d") == "quoted"
+    assert canonical("Corp.") == canonical("corp")
+    assert canonical(None) == "" and canonical(float("nan")) == ""
 
 
 # ---------------------------------------------------------------- leakage
@@ -65,7 +67,7 @@ def test_find_leakage():
     test = frame(same_letter_same_company, same_letter_other_company, same_inputs_new_letter, clean)
     test.index = [10, 11, 12, 13]
 
-    lk = q.find_leakage(train, test)
+    lk = find_leakage(train, test)
     assert list(lk.index) == [10, 11, 12, 13]
     assert lk["letter_in_train"].tolist() == [True, True, False, False]
     assert lk["letter_in_train_same_company"].tolist() == [True, False, False, False]
@@ -237,3 +239,48 @@ def test_input_letter_similarity_related_beats_unrelated():
     assert len(sims) == 3 and all(-1.0 <= s <= 1.0 for s in sims)
     assert sims[0] > sims[2] and sims[1] > sims[2]
     assert sims[2] < q.MIN_SIMILARITY < min(sims[0], sims[1])
+
+
+# ---------------------------------------------------------------- one rule for the filter and the metrics
+
+from coverlora.scoring.grounding import check_letter  # noqa: E402
+
+RULE_CASES = [
+    # (field, value, letter text, named?)  — the cases where the two old copies of each rule disagreed, and more
+    ("hiring_company", "Acme Analytics Inc.", "I want to join Acme Analytics.", True),
+    ("hiring_company", "The Globex", "I want to join Globex.", True),
+    ("hiring_company", "ACME, Inc", "I admire Acme's products.", True),
+    ("hiring_company", "IBM", "I worked at Ibmsoft.", False),
+    ("hiring_company", "Acme Corp", "I want to join your company.", False),
+    ("job_title", "Sr. Data Engineer", "I apply as a Senior Data Engineer.", True),
+    ("job_title", "Data Scientists", "the Data Scientist position", True),
+    ("job_title", "Senior Data Engineer", "I apply as a Data Engineer.", False),
+    ("job_title", "Backend Engineer (Remote)", "the Backend Engineer role", True),
+]
+PLACEHOLDER_CASES = [
+    ("With XX years of experience", True),
+    ("Sincerely,\nYour Name", True),
+    ("I would love to join (insert company name) soon.", True),
+    ("Sincerely,\n[Your Name]", True),
+    ("I would love to join {company} soon.", True),
+    ("I worked at XYZ Analytics for 3 years.", False),
+    ("I love C++ and a<b comparisons (e.g. x > y).", False),
+]
+
+
+@pytest.mark.parametrize("field, value, text, named", RULE_CASES)
+def test_filter_and_metrics_share_the_company_and_title_rule(field, value, text, named):
+    letter = BODY.format(title="Data Engineer", company="Acme Corp").replace("Data Engineer", "data work").replace(
+        "Acme Corp", "the team") + " " + text
+    r = row(letter=letter, **{field: value})
+    flags = flags_of(r)
+    rule = {"hiring_company": ("company_missing", "company_named"), "job_title": ("title_missing", "title_named")}[field]
+    assert flags[rule[0]].item() is (not named)
+    assert check_letter(letter, r)[rule[1]] is named
+
+
+@pytest.mark.parametrize("text, hit", PLACEHOLDER_CASES)
+def test_filter_and_metrics_share_the_placeholder_rule(text, hit):
+    letter = BODY.format(title="Data Engineer", company="Acme Corp") + " " + text
+    assert flags_of(row(letter=letter))["placeholder"].item() is hit
+    assert check_letter(letter, row(letter=letter))["has_placeholder"] is hit
