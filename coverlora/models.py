@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -48,12 +49,13 @@ def embedded_model_path() -> Path:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     apply_special_tokens(tokenizer, model, gguf_special_tokens(folder / EMBEDDED_GGUF))
-    staging = target.with_name(target.name + ".tmp")
+    staging = target.with_name(f"{target.name}.tmp{os.getpid()}")  # one per process: several stages may start at once
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
-    if target.exists():
-        return target  # another process finished first
-    staging.rename(target)
+    try:
+        staging.rename(target)
+    except OSError:  # another process finished first
+        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

@@ -1,26 +1,50 @@
 #!/usr/bin/env bash
-# The SmolLM2 quality result (results/README.md): train on the full data with and without the quality
-# filter, merge, and generate the test letters (and the validation letters) — all through the stage scripts.
+# The SmolLM2 quality result (results/README.md): train on the full data with and without the quality filter, for
+# several seeds, merge, and generate the test letters, all through the stage scripts. The runs of one step start
+# together: a 135M model leaves most of a GPU idle, so one H200 runs six trainings in about the time of one.
 # Usage: bash results/run_smollm2.sh DATA_DIR OUT_DIR [extra train args...]
+#   SEEDS="42 43 44" (default)  VARIANTS="full filtered" (default)  VALIDATION=1 also writes validation letters.
+# Then, on any machine: python metrics.py --run OUT_DIR/full-42 --train_data DATA_DIR   (and so on for each run)
 set -euo pipefail
 DATA=$1; OUT_DIR=$2; shift 2
 PY=${PY:-python3}
+SEEDS=${SEEDS:-42 43 44}
+VARIANTS=${VARIANTS:-full filtered}
 T0=$(date +%s)
 stamp() { echo "== $1: $(( $(date +%s) - T0 )) s"; }
-$PY scripts/filter.py "$DATA" "$OUT_DIR/data-filtered"
-stamp filter
-for variant in full filtered; do
-  data=$DATA; [ $variant = filtered ] && data=$OUT_DIR/data-filtered
-  run=$OUT_DIR/$variant
-  $PY train.py --config configs/smollm2-gpu.yaml --data "$data" --output_dir "$run" "$@"
-  stamp "$variant train"
-  $PY merge.py --config configs/smollm2-gpu.yaml --run "$run"
-  stamp "$variant merge"
-  models=base,finetuned; [ $variant = filtered ] && models=finetuned
-  $PY test.py --config configs/smollm2-gpu.yaml --run "$run" --models $models ${TEST_ARGS:-}
-  stamp "$variant test"
-  if [ -z "${SKIP_VALIDATION:-}" ]; then
-    $PY test.py --config configs/smollm2-gpu.yaml --run "$run" --models $models --split validation ${TEST_ARGS:-}
-    stamp "$variant validation"
+# Every step's runs in parallel; the first failure fails the script once all have ended.
+together() {
+  local pids=() status=0
+  for run in "${RUNS[@]}"; do "$@" "$run" > "$OUT_DIR/$(basename "$run").$STEP.log" 2>&1 & pids+=($!); done
+  for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+  [ $status = 0 ] || { tail -n 5 "$OUT_DIR"/*."$STEP".log; exit 1; }
+}
+mkdir -p "$OUT_DIR"
+$PY scripts/filter.py "$DATA" "$OUT_DIR/data-filtered" > "$OUT_DIR/filter.log"
+$PY -c "from coverlora.models import embedded_model_path; embedded_model_path()"  # convert once, before the runs
+stamp "filter and conversion"
+RUNS=()
+for variant in $VARIANTS; do for seed in $SEEDS; do RUNS+=("$OUT_DIR/$variant-$seed"); done; done
+
+train_one() {
+  local run=$1 name; name=$(basename "$1"); local data=$DATA
+  [ "${name%-*}" = filtered ] && data=$OUT_DIR/data-filtered
+  $PY train.py --config configs/smollm2-gpu.yaml --data "$data" --output_dir "$run" --seed "${name##*-}" "${TRAIN_ARGS[@]}"
+}
+TRAIN_ARGS=("$@")
+STEP=train together train_one
+stamp train
+STEP=merge together $PY merge.py --config configs/smollm2-gpu.yaml --run
+stamp merge
+
+test_one() {
+  # The base model's letters do not depend on the seed or the data: the first run writes them.
+  local models=finetuned
+  [ "$1" = "${RUNS[0]}" ] && models=base,finetuned
+  $PY test.py --config configs/smollm2-gpu.yaml --run "$1" --data "$DATA" --models $models
+  if [ -n "${VALIDATION:-}" ]; then
+    $PY test.py --config configs/smollm2-gpu.yaml --run "$1" --models $models --split validation
   fi
-done
+}
+STEP=test together test_one
+stamp test
