@@ -30,7 +30,8 @@ def setup_logging() -> None:
 
 def run_stage(stage: str, main: Callable, argv: Sequence[str] | None = None,
               parse: Callable[[Sequence[str]], object] | None = None) -> None:
-    """Exit 0 on success, 2 on a user error (one line, no traceback), 130 on Ctrl-C."""
+    """Exit 0 on success, 2 on a user error (one line, no traceback), 1 on an unexpected error (one line; the
+    traceback with COVERLORA_DEBUG=1), 130 on Ctrl-C."""
     setup_logging()
     try:
         args = sys.argv[1:] if argv is None else argv
@@ -42,3 +43,10 @@ def run_stage(stage: str, main: Callable, argv: Sequence[str] | None = None,
     except KeyboardInterrupt:
         print(f"\ninterrupted: {RESUME_HINTS[stage]}", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:  # a bug or an error no check foresaw: still one line, the traceback on request
+        if os.environ.get("COVERLORA_DEBUG"):
+            raise
+        detail = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(f"error: {stage} failed unexpectedly ({type(exc).__name__}: {detail}) — set COVERLORA_DEBUG=1 for the "
+              f"traceback; {RESUME_HINTS[stage]}", file=sys.stderr)
+        sys.exit(1)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .errors import UserError
 from .fields import COLUMNS, FIELDS, REQUIRED_FIELDS
+from .hub import looks_local, require_hub
 from .prompts import JOB_SECTION, LETTER_SECTION, RESUME_SECTION
 from .text import clean_text
 
@@ -42,11 +43,11 @@ def clean_letter(text: str) -> str:
 def _line_numbers(raw: str) -> list[int]:
     """CSV line on which each data row starts (rows may span lines inside quotes)."""
     starts, reader = [], csv.reader(io.StringIO(raw))
-    line = 1
     next(reader, None)
     line = reader.line_num + 1
-    for _ in reader:
-        starts.append(line)
+    for record in reader:
+        if record:  # pandas skips blank lines: counting them would shift every later row's number
+            starts.append(line)
         line = reader.line_num + 1
     return starts
 
@@ -76,6 +77,7 @@ def read_csv(path: Path, *, require_target: bool = True) -> pd.DataFrame:
     if frame.empty:
         raise UserError("has a header but no data rows", where=where)
     lines = _line_numbers(raw)
+    frame.columns = [str(name).strip() for name in frame.columns]  # " Skillsets" passed the header check too
     frame = frame.rename(columns=COLUMNS)
     present = [name for name in FIELDS if name in frame.columns]
     frame = frame[present].copy()
@@ -83,8 +85,19 @@ def read_csv(path: Path, *, require_target: bool = True) -> pd.DataFrame:
         frame[name] = frame[name].map(clean_text)
     frame.insert(0, "row_id", range(len(frame)))
     frame["line"] = lines[: len(frame)] if len(lines) >= len(frame) else range(2, len(frame) + 2)
+    _check_repeated_header(frame, where)
     _check_cells(frame, where, require_target)
     return frame
+
+
+def _check_repeated_header(frame: pd.DataFrame, where: str) -> None:
+    """Concatenated exports repeat the header mid-file; as data it would be trained on as a letter."""
+    headers = {field: header for header, field in COLUMNS.items() if field in frame.columns}
+    repeated = frame.index[sum((frame[f].str.strip() == h) for f, h in headers.items()) >= max(2, len(headers) // 2)]
+    if len(repeated):
+        row = frame.loc[repeated[0]]
+        raise UserError(f"line {row['line']} (row {row['row_id']}) repeats the header row", where=where,
+                        fix="delete the repeated header lines (files joined together?)")
 
 
 def _check_header(header: list[str], where: str, require_target: bool) -> None:
@@ -150,8 +163,9 @@ def load_split(source: str, split: str, *, require_target: bool = True) -> pd.Da
             raise UserError(f"no {split}.csv in this folder", where=str(path),
                             fix=f"put {split}.csv there or pass the CSV itself")
         return read_csv(candidate, require_target=require_target)
-    if path.suffix.lower() == ".csv" or path.exists() or not HUB_ID.match(source):
+    if looks_local(source) or not HUB_ID.match(source):
         return read_csv(path, require_target=require_target)
+    require_hub(source, "dataset")
     splits = _hub_splits(source)
     if split not in splits:
         raise UserError(f"hub dataset has no '{split}' split (has {', '.join(splits)})", where=source)
@@ -205,5 +219,6 @@ def training_rows(cfg):
         check_no_overlap(frame, load_split(cfg.data, "test"), cfg.data)
     if cfg.clean:
         frame["cover_letter"] = frame["cover_letter"].map(clean_letter)
+        _check_cells(frame, cfg.data, True)  # a letter that was only a prompt echo is empty now
     train_rows, val_rows = train_val_split(frame, cfg.val_fraction, cfg.seed)
     return frame, train_rows, val_rows

@@ -29,7 +29,7 @@ from .config import TestConfig
 from .data import clean_letter, frame_hash
 from .errors import UserError
 from .fields import FIELDS
-from .models import has_cuda, load_model, load_tokenizer, resolve_dtype
+from .models import has_cuda, load_adapter, load_model, load_tokenizer, resolve_dtype
 from .resources import attention_shape
 from .runio import RunLayout, atomic_path, file_sha256, write_manifest
 from .runs import TrainedRun
@@ -286,11 +286,9 @@ def _load_generator(run: TrainedRun, tag: str, dtype: torch.dtype, attn: str = "
         return load(path), load_tokenizer(path)
     if (run.layout.merged / "config.json").is_file():
         return load(str(run.layout.merged)), load_tokenizer(str(run.layout.merged))
-    from peft import PeftModel
-
     adapter = run.require_adapter()
     log.info("no merged/ model: generating from base + adapter (slower; run merge.py first)")
-    model = PeftModel.from_pretrained(load(run.base_model_path()), str(adapter))
+    model = load_adapter(load(run.base_model_path()), str(adapter), run.train.model)
     return model, load_tokenizer(str(adapter))
 
 

@@ -10,8 +10,8 @@ import torch
 
 from .config import MergeConfig
 from .errors import UserError
-from .models import load_model, load_tokenizer, resolve_dtype
-from .runio import replace_dir_atomic, write_manifest
+from .models import load_adapter, load_model, load_tokenizer, resolve_dtype
+from .runio import replace_dir_atomic, run_lock, write_manifest
 from .runs import TrainedRun
 
 log = logging.getLogger("coverlora")
@@ -43,9 +43,12 @@ def check_merge(max_diff: float, top1_agreement: float, dtype: torch.dtype, limi
 
 
 def merge(cfg: MergeConfig) -> tuple[TrainedRun, float]:
-    from peft import PeftModel
-
     run = TrainedRun.open(cfg.run)
+    with run_lock(run.layout.root, "merge"):
+        return run, _merge(run, cfg)
+
+
+def _merge(run: TrainedRun, cfg: MergeConfig) -> float:
     adapter = run.require_adapter()
     base_path = run.base_model_path()
     dtype = resolve_dtype(cfg.precision)
@@ -56,11 +59,7 @@ def merge(cfg: MergeConfig) -> tuple[TrainedRun, float]:
     started = time.perf_counter()
     # Always merge into a 16/32-bit base: merging into a 4-bit base re-quantizes and loses the adapter's effect.
     base = load_model(base_path, dtype)
-    try:
-        model = PeftModel.from_pretrained(base, str(adapter))
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise UserError(f"the adapter does not fit base model {run.train.model} ({str(exc).splitlines()[0][:160]})",
-                        where=str(adapter), fix="merge with the base model the adapter was trained on") from None
+    model = load_adapter(base, str(adapter), run.train.model)
     model.eval()
     adapter_logits = _logits(model, prompts)
     merged = model.merge_and_unload()
@@ -82,4 +81,4 @@ def merge(cfg: MergeConfig) -> tuple[TrainedRun, float]:
     replace_dir_atomic(staging, run.layout.merged)
     write_manifest(run.layout, "merge", cfg, {"base_model": base_path, "dtype": str(dtype).removeprefix("torch."),
                                               "max_logit_diff": max_diff, "seconds": round(time.perf_counter() - started, 1)})
-    return run, max_diff
+    return max_diff

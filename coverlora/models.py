@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 
 from .distributed import cuda_device_index, fsdp_enabled
-from .errors import ConfigError, UserError
+from .errors import ConfigError, UserError, reading
+from .hub import looks_local, require_hub
 
 log = logging.getLogger("coverlora")
 EMBEDDED = "embedded"
@@ -80,12 +81,14 @@ def resolve_model(name: str) -> str:
     """'embedded' → the cached converted folder; a path must exist; anything else is a hub id."""
     if name == EMBEDDED:
         return str(embedded_model_path())
-    path = Path(name)
-    looks_local = name.startswith((".", "/", "~")) or path.exists() or name.count("/") > 1
-    if looks_local and not (path.expanduser() / "config.json").is_file():
-        raise ConfigError("model folder not found (or has no config.json)", where=f"model '{name}'",
-                          fix="give a folder saved with save_pretrained, a hub id, or 'embedded'")
-    return str(path.expanduser()) if looks_local else name
+    path = Path(name).expanduser()
+    if looks_local(name):
+        if not (path / "config.json").is_file():
+            raise ConfigError("model folder not found (or has no config.json)", where=f"model '{name}'",
+                              fix="give a folder saved with save_pretrained, a hub id, or 'embedded'")
+        return str(path)
+    require_hub(name, "model", cached_file="config.json")
+    return name
 
 
 def has_cuda() -> bool:
@@ -104,7 +107,8 @@ def resolve_dtype(precision: str) -> torch.dtype:
 def load_tokenizer(model_path: str):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    with reading(model_path, "tokenizer"):
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
         # Padding is masked out of the labels by the completion mask, so reusing EOS here is safe.
         tokenizer.pad_token = tokenizer.eos_token
@@ -138,11 +142,17 @@ def load_model(model_path: str, dtype: torch.dtype, *, quantize_4bit: bool = Fal
         kwargs["device_map"] = {"": cuda_device_index()}
     elif has_cuda():
         kwargs["device_map"] = {"": cuda_device_index()}
-    try:
+    with reading(model_path, "model", fix="check the model id or folder; offline machines need a local folder or 'embedded'"):
         return AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
-    except OSError as exc:
-        raise UserError(f"cannot load model ({str(exc).splitlines()[0][:200]})", where=model_path,
-                        fix="check the model id or folder; offline machines need a local folder or 'embedded'") from None
+
+
+def load_adapter(base, adapter: str, base_name: str):
+    """`base` with the LoRA adapter saved at `adapter`; one line when the adapter is unreadable or for another base."""
+    from peft import PeftModel
+
+    with reading(adapter, "adapter", fix=f"re-train it (python train.py ... --resume), or use the base model it was "
+                                          f"trained on ({base_name})"):
+        return PeftModel.from_pretrained(base, adapter)
 
 
 def lora_target_check(model, target_modules: list[str] | str) -> None:

@@ -157,8 +157,57 @@ def read_stage_config(layout: RunLayout, stage: str) -> dict:
             where=str(layout.root),
             fix=f"run `python {stage}.py` first, or pass the run folder it wrote",
         )
-    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return loaded.get(stage, {})
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UserError(f"corrupted: not readable YAML ({str(exc).splitlines()[0]})", where=str(path),
+                        fix=f"restore it, or re-run python {stage}.py into a new folder") from None
+    section = loaded.get(stage, {}) if isinstance(loaded, dict) else None
+    if not isinstance(section, dict):
+        raise UserError(f"corrupted: no '{stage}:' mapping", where=str(path),
+                        fix=f"restore it, or re-run python {stage}.py into a new folder")
+    return section
+
+
+LOCK_NAME = ".coverlora.lock"
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path, stage: str) -> Iterator[None]:
+    """Hold an exclusive lock on a run folder while a stage writes into it; a second stage on the same folder is
+    refused in one line. The OS drops a flock when its process dies, so a killed run never leaves a stale lock:
+    a lock file whose PID is gone is simply taken over. A folder this call created is removed again if the stage
+    wrote nothing into it."""
+    import fcntl
+    import time
+
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    while True:
+        handle = open(path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise UserError(f"this run folder is in use by {holder}", where=str(folder),
+                            fix="wait for that stage to finish, or choose another run folder") from None
+        if path.exists() and os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+            break  # the file we locked is still the lock file (its last holder may have removed it meanwhile)
+        handle.close()
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{stage}.py (PID {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')})")
+    handle.flush()
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        handle.close()
+        if created and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def file_sha256(path: Path) -> str:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 from . import data as data_mod
 from . import distributed
@@ -18,7 +21,7 @@ from .errors import UserError
 from .models import has_cuda, load_model, load_tokenizer, lora_target_check, resolve_dtype, resolve_model
 from .prompts import PromptFormat, check_special_tokens
 from .resources import check_fits
-from .runio import RunLayout, check_writable, read_stage_config, replace_dir_atomic, write_manifest
+from .runio import RunLayout, check_writable, read_stage_config, replace_dir_atomic, run_lock, write_manifest
 
 log = logging.getLogger("coverlora")
 
@@ -199,17 +202,57 @@ def _check_resume(cfg: TrainConfig, layout: RunLayout) -> Path | None:
     return resume_from
 
 
+class NonFiniteGuard(TrainerCallback):
+    """Stop at the first non-finite loss, gradient norm or adapter weight, in one line naming the step and the
+    likely causes. The Trainer writes a checkpoint only after the step's log, so the last good checkpoint stays; a
+    checkpoint saved with non-finite weights is removed again. Under fp16 an infinite gradient norm is the grad
+    scaler's business (it skips that step), so only the loss and the weights count there."""
+
+    def __init__(self, fp16: bool):
+        super().__init__()
+        self.fp16 = fp16
+
+    @staticmethod
+    def fail(step: int, what: str) -> None:
+        raise UserError(f"training diverged at step {step}: {what}", where="train",
+                        fix="start a new --output_dir with a lower --learning_rate, --precision bf16 instead of fp16 "
+                            "(fp16 overflows), or a finite --weight_decay; checkpoints/ keeps the last good step")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "eval_loss", *(() if self.fp16 else ("grad_norm",))):
+            value = (logs or {}).get(key)
+            if value is not None and not math.isfinite(value):
+                self.fail(state.global_step, f"{key} is {value}")
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        if model is not None and not weights_finite(model):
+            shutil.rmtree(Path(args.output_dir) / f"checkpoint-{state.global_step}", ignore_errors=True)
+            self.fail(state.global_step, "the adapter's weights are not finite")
+
+
+def weights_finite(model) -> bool:
+    trainable = [p.detach() for p in model.parameters() if p.requires_grad]
+    return not trainable or bool(torch.stack(torch._foreach_norm(trainable)).isfinite().all())
+
+
 def train(cfg: TrainConfig) -> RunLayout:
     """Fine-tune and save adapter/. Under `accelerate launch` (DDP or FSDP) each process trains on its share of every
-    batch; the manifest, train_log.jsonl and adapter/ are written by the main process only (checkpoints by the Trainer)."""
+    batch; the manifest, train_log.jsonl and adapter/ are written by the main process only (checkpoints by the Trainer).
+    The main process holds the run folder's lock throughout: a second run into the same folder is refused."""
     distributed.init()  # before the model loads: each process's own GPU
     layout = RunLayout(Path(cfg.output_dir))
-    # Everything that can fail fast does so before the model is loaded.
+    # Everything that can fail fast does so before the model is loaded and before the run folder exists.
     frame, train_rows, val_rows = data_mod.training_rows(cfg)
-    resume_from = _check_resume(cfg, layout)
-    check_writable(layout.root, need_bytes=256 * 2**20)
-
     model_path = resolve_model(cfg.model)
+    check_writable(layout.root, need_bytes=256 * 2**20)
+    with run_lock(layout.root, "train") if distributed.is_main() else contextlib.nullcontext():
+        resume_from = _check_resume(cfg, layout)
+        trainer, tokenizer = _fit(cfg, layout, model_path, frame, train_rows, val_rows, resume_from)
+        _save_adapter(trainer, tokenizer, layout)
+    return layout
+
+
+def _fit(cfg: TrainConfig, layout: RunLayout, model_path: str, frame, train_rows, val_rows, resume_from):
     tokenizer = load_tokenizer(model_path)
     fmt = PromptFormat.for_tokenizer(tokenizer, cfg.chat_template, cfg.system_prompt)
     if fmt.use_chat_template:
@@ -241,7 +284,6 @@ def train(cfg: TrainConfig) -> RunLayout:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
-    layout.root.mkdir(parents=True, exist_ok=True)
     if distributed.is_main():
         processes = {}
         if distributed.is_distributed():
@@ -252,6 +294,7 @@ def train(cfg: TrainConfig) -> RunLayout:
             **processes,
         })
     trainer = build_trainer(cfg, layout, model, tokenizer, train_set, val_set, dtype, fmt.end_token)
+    trainer.add_callback(NonFiniteGuard(fp16=dtype == torch.float16))
     log.info("training on %d rows (%d held out for validation) -> %s", len(train_set), len(val_set), layout.root)
     try:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -261,7 +304,12 @@ def train(cfg: TrainConfig) -> RunLayout:
                         f"gradient_checkpointing {cfg.gradient_checkpointing})", where=str(layout.root),
                         fix="start a new --output_dir with --gradient_checkpointing true, a lower --batch_size or "
                             "--pack_length, or configs/t4-fast.yaml") from None
+    return trainer, tokenizer
 
+
+def _save_adapter(trainer, tokenizer, layout: RunLayout) -> None:
+    if not weights_finite(trainer.model):
+        NonFiniteGuard.fail(trainer.state.global_step, "the trained adapter's weights are not finite")
     staging = layout.root / ".adapter.tmp"
     if trainer.is_fsdp_enabled:
         # Checkpoints stay sharded (each process its part); the adapter is gathered whole for a plain PEFT folder.
@@ -273,4 +321,3 @@ def train(cfg: TrainConfig) -> RunLayout:
     distributed.barrier()  # adapter/ is in place when train() returns in any process
     best = trainer.state.best_metric
     log.info("adapter saved to %s%s", layout.adapter, f" (best val_loss {best:.4f})" if best is not None else "")
-    return layout

@@ -24,9 +24,28 @@ def test_merge_refuses_an_adapter_trained_on_another_base(tiny_model_path, data_
     tokenizer.save_pretrained(other)
     saved = layout.stage_config("train")
     saved.write_text(saved.read_text().replace(tiny_model_path, str(other)))
-    with pytest.raises(UserError, match="the adapter does not fit base model .*wider-llama"):
+    with pytest.raises(UserError, match="cannot read the adapter .*trained on .*wider-llama"):
         merge(MergeConfig(run=str(layout.root)))
     assert not layout.merged.exists()
+
+
+def test_a_truncated_adapter_is_one_line_in_merge_and_test(tiny_model_path, data_dir, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    layout = train(TrainConfig(model=tiny_model_path, data=str(data_dir), output_dir=str(tmp_path / "run"),
+                               max_steps=1, eval_strategy="no", batch_size=4))
+    weights = layout.adapter / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    repo = Path(__file__).resolve().parent.parent
+    for script in ("merge.py", "test.py"):
+        done = subprocess.run([sys.executable, str(repo / script), "--run", str(layout.root), "--limit", "1"][: 4 if script == "merge.py" else 6],
+                              capture_output=True, text=True, cwd=repo)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert lines[-1].startswith("error: ") and "cannot read the adapter" in lines[-1] and "Traceback" not in done.stderr
+    assert not layout.merged.exists() and not layout.eval_csv.exists()
 
 
 def test_metrics_refuses_an_eval_csv_this_run_did_not_write(tmp_path):

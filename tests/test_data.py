@@ -135,3 +135,61 @@ def test_clean_letter_strips_artifacts_and_keeps_paragraphs():
     raw = "### Cover Letter:\nDear  Ms. Lee,\r\n\r\n\r\nI   am glad.\nThanks\n\n### Sample 2\nother letter"
     assert clean_letter(raw) == "Dear Ms. Lee,\n\nI am glad.\nThanks"
     assert clean_text("a\u00a0 b\n\n\n\nc") == "a b\n\nc"
+
+
+def test_a_repeated_header_row_is_named_not_trained_on(tmp_path):
+    header_as_row = {column: column for column in COLUMNS}  # two files joined: the header again as row 1
+    path = write_csv(tmp_path / "t.csv", [rows(1)[0], header_as_row, *rows(2)], index=False)
+    with pytest.raises(UserError, match=r"line \d+ \(row 1\) repeats the header row"):
+        read_csv(path)
+
+
+def test_a_header_with_a_trailing_space_reads_like_the_clean_one(tmp_path):
+    path = write_csv(tmp_path / "t.csv", rows(2), index=False)
+    path.write_text(path.read_text().replace("Skillsets", "Skillsets ", 1))
+    assert read_csv(path)["skillsets"].tolist() == [r["Skillsets"] for r in rows(2)]
+
+
+def test_blank_lines_do_not_shift_the_reported_line(tmp_path):
+    bad = rows(3)
+    bad[2]["Applicant Name"] = ""
+    path = write_csv(tmp_path / "t.csv", bad, index=False)
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0] + "\n\n" + "".join(lines[1:]))  # two blank lines after the header
+    expected = 1 + 2 + 1 + sum(r["Cover Letter"].count("\n") + 1 for r in bad[:2])  # header, blanks, then rows
+    with pytest.raises(UserError, match=rf"line {expected} \(row 2\), column 'Applicant Name' is empty"):
+        read_csv(path)
+
+
+def test_a_letter_that_cleaning_empties_is_refused_with_its_line(tmp_path):
+    from coverlora.config import TrainConfig
+    from coverlora.data import training_rows
+
+    bad = rows(4)
+    bad[1]["Cover Letter"] = "### Job Description:\nData Analyst at Acme\n### Applicant Resume:\nAna"
+    folder = tmp_path / "d"
+    folder.mkdir()
+    write_csv(folder / "train.csv", bad, index=False)
+    with pytest.raises(UserError, match=r"line \d+ \(row 1\), column 'Cover Letter'"):
+        training_rows(TrainConfig(model="embedded", data=str(folder / "train.csv"), output_dir=str(tmp_path / "r")))
+
+
+def test_a_misspelt_local_path_is_never_looked_up_on_the_hub(tmp_path, monkeypatch):
+    import time
+
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    started = time.perf_counter()
+    with pytest.raises(UserError, match="file not found"):
+        load_split("data/smaple", "train")  # "data" is a folder here: a path, not the hub user "data"
+    assert time.perf_counter() - started < 1
+
+
+def test_a_hub_id_offline_fails_within_five_seconds(monkeypatch):
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    started = time.perf_counter()
+    with pytest.raises(UserError, match="hub id, and the Hugging Face Hub cannot be reached"):
+        load_split("someone/cover-letters", "train")
+    assert time.perf_counter() - started < 5

@@ -115,3 +115,32 @@ def test_missing_target_module_is_named(tiny_model_path, data_dir, tmp_path):
     with pytest.raises(ConfigError, match="no module named query_key_value.*choose from"):
         train(tiny_cfg(tiny_model_path, data_dir, tmp_path / "run", lora_target_modules="query_key_value"))
     assert not (tmp_path / "run" / "train_config.yaml").exists()
+
+
+def test_a_nan_weight_decay_stops_training_in_one_line_and_keeps_no_adapter(tiny_model_path, data_dir, tmp_path):
+    """AdamW with weight_decay NaN turns every LoRA weight into NaN; the guard stops at that step."""
+    from coverlora.errors import UserError
+
+    cfg = tiny_cfg(tiny_model_path, data_dir, tmp_path / "run", max_steps=3, logging_steps=1)
+    object.__setattr__(cfg, "weight_decay", float("nan"))  # past the config's own check, as a diverging run would be
+    with pytest.raises(UserError, match=r"training diverged at step 1: loss is nan|training diverged at step \d"):
+        train(cfg)
+    assert not (tmp_path / "run" / "adapter").exists()
+    assert not (tmp_path / "run" / ".coverlora.lock").exists()
+
+
+def test_a_second_stage_on_a_locked_run_folder_is_refused(tmp_path):
+    from coverlora.errors import UserError
+    from coverlora.runio import run_lock
+
+    folder = tmp_path / "run"
+    with run_lock(folder, "train"):
+        with pytest.raises(UserError, match=r"in use by train\.py \(PID \d+"):
+            with run_lock(folder, "test"):
+                pass
+    assert not folder.exists(), "a folder the lock created and nobody wrote into is removed"
+    folder.mkdir()
+    (folder / ".coverlora.lock").write_text("train.py (PID 999999, since yesterday)")  # a killed run's leftover
+    with run_lock(folder, "merge"):
+        assert "merge.py" in (folder / ".coverlora.lock").read_text()
+    assert folder.exists()

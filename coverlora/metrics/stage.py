@@ -13,7 +13,7 @@ from .. import data as data_mod
 from ..config import MetricsConfig
 from ..errors import UserError
 from ..leakage import seen_in_training
-from ..runio import RunLayout, atomic_path, file_sha256, read_json, write_manifest
+from ..runio import RunLayout, atomic_path, file_sha256, read_json, run_lock, write_manifest
 from ..runs import TrainedRun
 from ..scoring import BertScoreModel, default_model, roberta_large
 from .report import plot_summary, write_report
@@ -72,6 +72,11 @@ def run_metrics(cfg: MetricsConfig) -> tuple[RunLayout, pd.DataFrame]:
     layout = RunLayout(Path(cfg.run), cfg.split)
     if not layout.root.is_dir():
         raise UserError("run folder not found", where=cfg.run, fix="pass the run folder that test.py wrote")
+    with run_lock(layout.root, "metrics"):
+        return layout, _score(cfg, layout)
+
+
+def _score(cfg: MetricsConfig, layout: RunLayout) -> pd.DataFrame:
     table = read_eval_csv(layout)
     model = bertscore_model(cfg.bertscore_model, cfg.bertscore_layers)
     train_source = cfg.train_data
@@ -98,4 +103,4 @@ def run_metrics(cfg: MetricsConfig) -> tuple[RunLayout, pd.DataFrame]:
     write_report(layout, table, scores, summary, plots, label)
     write_manifest(layout, "metrics", cfg, {"bertscore": label, "subsets": {k: len(v) for k, v in subsets.items()},
                                             "seconds": round(time.perf_counter() - started, 1)})
-    return layout, summary
+    return summary

@@ -1,0 +1,90 @@
+"""One results table from several runs: each fine-tuned variant as the mean ± std over its seeds.
+
+Usage:
+    python scripts/seeds.py full=runs/full-42,runs/full-43,runs/full-44 filtered=runs/filtered-42,... \
+        --out results/smollm2/seeds.md
+
+Each NAME=RUN,RUN,... is one fine-tuned variant trained with several seeds; every run must have been scored by
+metrics.py. The base model, the references and the baselines do not depend on the seed: they are read from the
+first run that has them. A difference between variants is only an effect when it is clearly larger than the spread.
+"""
+
+import argparse
+from pathlib import Path
+
+import _bootstrap
+import pandas as pd
+
+from coverlora.errors import UserError
+from coverlora.metrics.tables import LEAK_FREE, NOVEL
+from coverlora.runio import RunLayout, write_text_atomic
+
+COLUMNS = (("all", "rouge_l", "ROUGE-L"), (LEAK_FREE, "rouge_l", "ROUGE-L leak-free"), (NOVEL, "rouge_l", "ROUGE-L novel"),
+           ("all", "bertscore_f1", "BERTScore F1"), ("all", "company_named", "company named"),
+           ("all", "title_named", "title named"), ("all", "name_named", "applicant named"),
+           ("all", "unsupported_years", "unsupported years"), ("all", "entity_precision", "entity precision"),
+           ("all", "has_placeholder", "placeholders"), ("all", "repetition", "repetition"),
+           ("all", "letter_words", "words"))
+FIXED_SYSTEMS = (("base", "base SmolLM2-135M-Instruct"), ("reference", "reference letters"),
+                 ("copy_input", "copy-the-input baseline"), ("template", "fixed template baseline"),
+                 ("retrieval", "retrieval baseline (nearest training letter, names swapped)"))
+
+
+def summary_of(run: str) -> pd.DataFrame:
+    layout = RunLayout(Path(run))
+    if not layout.summary_csv.is_file():
+        raise UserError("no eval_summary.csv", where=run, fix=f"run: python metrics.py --run {run}")
+    return pd.read_csv(layout.summary_csv)
+
+
+def cell(summaries: list[pd.DataFrame], system: str, subset: str, metric: str) -> str:
+    values = []
+    for summary in summaries:
+        hit = summary[(summary.system == system) & (summary.subset == subset) & (summary.metric == metric)]["mean"]
+        values += [float(hit.iloc[0])] if len(hit) and pd.notna(hit.iloc[0]) else []
+    if not values:
+        return "–"
+    digits = 0 if metric == "letter_words" else 3
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    series = pd.Series(values)
+    return f"{series.mean():.{digits}f} ± {series.std(ddof=1):.{digits}f}"
+
+
+def table(variants: dict[str, list[str]]) -> str:
+    summaries = {name: [summary_of(run) for run in runs] for name, runs in variants.items()}
+    everything = [s for group in summaries.values() for s in group]
+    first_with = {system: [next(s for s in everything if system in set(s.system))]
+                  for system, _ in FIXED_SYSTEMS if any(system in set(s.system) for s in everything)}
+    rows = [("| system | " + " | ".join(title for *_, title in COLUMNS) + " |"),
+            "|---|" + "---:|" * len(COLUMNS)]
+    ordered = [(label, first_with[system], system) for system, label in FIXED_SYSTEMS[:1] if system in first_with]
+    ordered += [(f"fine-tuned, {name} ({len(group)} seeds)", group, "finetuned") for name, group in summaries.items()]
+    ordered += [(label, first_with[system], system) for system, label in FIXED_SYSTEMS[1:] if system in first_with]
+    for label, group, system in ordered:
+        rows.append(f"| {label} | " + " | ".join(cell(group, system, subset, metric) for subset, metric, _ in COLUMNS) + " |")
+    sizes = everything[0].drop_duplicates("subset").set_index("subset")
+    counts = ", ".join(f"{name.split(' ')[0]} {int(sizes.loc[name, 'n'])}" for name in ("all", LEAK_FREE, NOVEL)
+                       if name in sizes.index)
+    return "\n".join(rows) + f"\n\nRows: {counts}. Fine-tuned cells are the mean ± std over seeds.\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("variants", nargs="+", help="NAME=RUN,RUN,...")
+    parser.add_argument("--out", type=Path, help="write the markdown table here (else print it)")
+    args = parser.parse_args()
+    variants = {}
+    for spec in args.variants:
+        name, _, runs = spec.partition("=")
+        if not runs:
+            raise UserError(f"expected NAME=RUN,RUN,..., got {spec!r}", where="command line")
+        variants[name] = runs.split(",")
+    text = table(variants)
+    if args.out:
+        write_text_atomic(args.out, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    _bootstrap.run(main)
