@@ -20,7 +20,9 @@ and /docs. Binds 127.0.0.1; answers only the extension's origin and localhost pa
 `serve:` section holds these keys. Measure it with: python bench/serve_load.py --url http://127.0.0.1:8765
 """
 
-from coverlora.service import ServeConfig, run_serve, serve
+from coverlora.cli import run_stage
+from coverlora.config import ServeConfig
+from coverlora.service import serve
 
 
 def main(cfg: ServeConfig) -> None:
@@ -28,4 +30,4 @@ def main(cfg: ServeConfig) -> None:
 
 
 if __name__ == "__main__":
-    run_serve(main)
+    run_stage("serve", main)

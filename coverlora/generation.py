@@ -151,13 +151,15 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch
 
 @torch.no_grad()
 def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, *, stop_ids: list[int] | None = None,
-                   kv_cache: str = "preallocated", **decoding) -> tuple[list[str], list[int]]:
+                   kv_cache: str = "preallocated", generate_kwargs: dict | None = None,
+                   **decoding) -> tuple[list[str], list[int]]:
     """Greedy letters for one batch; returns texts (prompt echo stripped) and new-token counts up to the first of
     `stop_ids` (PromptFormat.stop_ids: the end of turn and EOS; default EOS alone).
 
     `kv_cache`: 'preallocated' (in-place writes, see PreallocatedLayer), 'dynamic' (transformers' default,
     torch.cat per step) or 'static' (transformers' StaticCache, which its generate compiles on CUDA).
-    `decoding` takes GenerationConfig options such as repetition_penalty or no_repeat_ngram_size.
+    `decoding` takes GenerationConfig options such as repetition_penalty or no_repeat_ngram_size;
+    `generate_kwargs` goes to `model.generate` as it is (stopping_criteria, a streamer).
     """
     from transformers import GenerationConfig
 
@@ -171,7 +173,8 @@ def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
     stop_ids = list(stop_ids or [tokenizer.eos_token_id])
     config = GenerationConfig(do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=stop_ids,
                               pad_token_id=tokenizer.pad_token_id, **decoding)
-    out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config, **cache)
+    out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config, **cache,
+                         **(generate_kwargs or {}))
     new = out[:, ids.shape[1]:].cpu()
     texts, counts = [], []
     for row in new:
@@ -277,7 +280,8 @@ class VllmLetters:
         return [clean_letter(o.outputs[0].text) for o in outputs], [len(o.outputs[0].token_ids) for o in outputs]
 
 
-def _load_generator(run: TrainedRun, tag: str, dtype: torch.dtype, attn: str = "sdpa"):
+def load_generator(run: TrainedRun, tag: str, dtype: torch.dtype, attn: str = "sdpa"):
+    """Model and tokenizer for `tag`'s letters: 'base', or 'finetuned' (merged/, else base + adapter/)."""
     def load(path: str):
         return load_model(path, dtype, attn_implementation=attn)
 
@@ -335,7 +339,7 @@ def run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
             tokenizer = load_tokenizer(run.base_model_path())
             vllm = vllm or VllmLetters(run, cfg, dtype, run.prompt_format(tokenizer).stop_ids)
         else:
-            model, tokenizer = _load_generator(run, tag, dtype, cfg.attn_implementation)
+            model, tokenizer = load_generator(run, tag, dtype, cfg.attn_implementation)
             model.eval()
         fmt = run.prompt_format(tokenizer)
         prompts = [fmt.prompt_ids(row) for row in rows]

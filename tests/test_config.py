@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from coverlora.config import STAGE_CONFIGS, TrainConfig, parse_cli
+from coverlora.config import STAGE_CONFIGS, TrainConfig, markdown_reference, parse_cli
 from coverlora.errors import ConfigError
 
-CONFIGS = sorted(Path(__file__).resolve().parent.parent.joinpath("configs").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted(ROOT.joinpath("configs").glob("*.yaml"))
 
 
 def test_defaults_then_yaml_then_cli(tmp_path):
@@ -37,7 +38,9 @@ def test_later_stages_find_the_run_folder_in_the_preset(tmp_path):
         (["--lora_r", "-4"], None, "'lora_r'"),
         (["--learning_rate", "5"], None, "'learning_rate': must be in (0, 0.01]"),
         (["--val_fraction", "1.5"], None, "'val_fraction'"),
-        (["--quantization", "int3"], None, "'quantization'"),
+        (["--quantization", "int3"], None, "'quantization': must be one of auto, nf4, none, got 'int3'"),
+        (["--precision", "bf61"], None, "did you mean 'bf16'?"),
+        ([], "train:\n  eval_strategy: epochs\n", "did you mean 'epoch'?"),
         (["--resume", "maybe"], None, "expected bool"),
         (["positional"], None, "unexpected argument"),
         ([], "train: [1, 2]\n", "must be a mapping"),
@@ -74,5 +77,23 @@ def test_every_shipped_config_loads_for_every_stage(path):
     assert header.startswith("#") and "python" in path.read_text().split("train:")[0]
 
 
-def test_configs_folder_is_not_empty():
-    assert {p.name for p in CONFIGS} >= {"demo-cpu.yaml", "t4-llama2-7b.yaml", "h100.yaml"}
+def test_choices_are_checked_however_the_config_is_built():
+    with pytest.raises(ConfigError, match="'quantization': must be one of auto, nf4, none"):
+        TrainConfig(quantization="int3")
+
+
+def test_help_lists_the_choices(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_cli("test", ["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--kv_cache {auto,static,preallocated,dynamic} [auto]" in out and "--split {test,validation} [test]" in out
+    assert "--limit [0]" in out  # no choices for a free value
+
+
+def test_readme_config_reference_is_the_generated_one():
+    """README's reference is `python -m coverlora.config`'s output: regenerate it when a config changes."""
+    readme = ROOT.joinpath("README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Configuration reference\n", 1)[1].split("\n## ", 1)[0]
+    tables = section[section.index("\n**") + 1:]  # after the section's opening paragraph
+    assert tables.strip() == markdown_reference().strip()

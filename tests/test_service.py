@@ -16,9 +16,15 @@ import pytest
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
+from conftest import make_row, write_csv  # noqa: E402
+from coverlora.config import EXTENSION_ID, ServeConfig, origin_regex, parse_cli  # noqa: E402
+from coverlora.data import read_csv  # noqa: E402
 from coverlora.errors import ConfigError  # noqa: E402
-from coverlora.service import (  # noqa: E402
-    EXTENSION_DIR, EXTENSION_ID, LetterWriter, ServeConfig, body_to_row, create_app, origin_regex, parse_serve_cli)
+from coverlora.fields import INPUT_FIELDS, REQUEST_KEYS  # noqa: E402
+from coverlora.service import EXTENSION_DIR, LetterWriter, create_app  # noqa: E402
+from coverlora.service.letters import body_to_row  # noqa: E402
+from coverlora.service.schemas import request_model  # noqa: E402
+from coverlora.training import tokenize_rows  # noqa: E402
 
 BASE_URL = "http://127.0.0.1"
 EXTENSION_ORIGIN = f"chrome-extension://{EXTENSION_ID}"
@@ -99,18 +105,31 @@ def test_letter_happy_path(make_client, writer):
     assert {"company_named", "title_named", "name_named", "unsupported_entities", "placeholders"} <= set(data["grounding"])
 
 
-def test_prompt_is_the_training_prompt_and_posting_fills_in(make_client, writer):
+def test_prompt_is_the_training_prompt_and_posting_fills_in(make_client, writer, tmp_path):
+    """The service's prompt for a job and resume is the one training built from the same dataset row."""
+    csv_row = make_row(3)  # keyed by the dataset's CSV headers
+    examples, _ = tokenize_rows(read_csv(write_csv(tmp_path / "train.csv", [csv_row])), writer.format, 10_000)
+    trained = examples[0]
+    training_prompt = [t for t, in_letter in zip(trained["input_ids"], trained["completion_mask"]) if not in_letter]
+    job = {"title": csv_row["Job Title"], "company": csv_row["Hiring Company"]}
+    resume = {"name": csv_row["Applicant Name"], "current_experience": csv_row["Current Working Experience"],
+              "past_experience": csv_row["Past Working Experience"], "skills": csv_row["Skillsets"],
+              "qualifications": csv_row["Qualifications"]}
+    qualifications = csv_row["Preferred Qualifications"]
     fake = FakeWriter(writer, "x")
     client = make_client(fake)
-    body = job_body(job__preferred_qualifications="", job__posting="We need Kubernetes and 5 years of Go.")
-    assert client.post("/v1/letters", json=body).status_code == 200
-    row = body_to_row(body)
-    assert row["preferred_qualifications"] == "We need Kubernetes and 5 years of Go."
-    assert row["hiring_company"] == "Acme Corp" and row["skillsets"] == "SQL, Tableau"
-    assert fake.prompts[-1] == fake.format.prompt_ids(row)
-    # Given preferred qualifications win over the posting.
-    body = job_body(job__posting="ignored text")
-    assert body_to_row(body)["preferred_qualifications"] == "3+ years of SQL"
+    for given in ({"preferred_qualifications": qualifications},
+                  {"preferred_qualifications": "", "posting": qualifications},  # the posting fills in
+                  {"preferred_qualifications": qualifications, "posting": "ignored text"}):  # given ones win
+        assert client.post("/v1/letters", json={"job": {**job, **given}, "resume": resume}).status_code == 200
+        assert fake.prompts[-1] == training_prompt, given
+
+
+def test_request_model_holds_every_input_field_of_the_field_table():
+    request = request_model(ServeConfig()).model_fields
+    assert set(REQUEST_KEYS) == set(INPUT_FIELDS)
+    for field, (part, key) in REQUEST_KEYS.items():
+        assert key in request[part].annotation.model_fields, field
 
 
 def test_warnings_come_from_the_grounding_checks(make_client, writer):
@@ -257,7 +276,9 @@ def test_cors_refuses_other_origins(make_client, origin):
 def test_foreign_host_header_is_refused(make_client):
     client = make_client()
     assert client.get("/healthz", headers={"Host": "attacker.example:8765"}).status_code == 400
+    assert client.post("/v1/letters", json=job_body(), headers={"Host": "localhost.attacker.example"}).status_code == 400
     assert client.get("/healthz", headers={"Host": "localhost:8765"}).status_code == 200
+    assert client.get("/healthz", headers={"Host": "[::1]:8765"}).status_code == 200
     assert make_client(allowed_hosts="*").get("/healthz", headers={"Host": "box.lan"}).status_code == 200
 
 
@@ -379,26 +400,28 @@ def test_web_page_docs_and_health(make_client):
 
 
 def test_serve_config_from_flags_and_file(tmp_path):
-    cfg = parse_serve_cli(["--port", "9001", "--max_batch=4", "--token", "longenough"])
+    cfg = parse_cli("serve", ["--port", "9001", "--max_batch=4", "--token", "longenough"])
     assert (cfg.port, cfg.max_batch, cfg.token, cfg.model, cfg.host) == (9001, 4, "longenough", "embedded", "127.0.0.1")
     preset = tmp_path / "preset.yaml"
     preset.write_text("train:\n  output_dir: runs/x\nserve:\n  max_new_tokens: 64\n", encoding="utf-8")
-    cfg = parse_serve_cli(["--config", str(preset)])
+    cfg = parse_cli("serve", ["--config", str(preset)])
     assert (cfg.run, cfg.model, cfg.max_new_tokens) == ("runs/x", "", 64)
-    cfg = parse_serve_cli(["--config", str(preset), "--model", "embedded"])
+    cfg = parse_cli("serve", ["--config", str(preset), "--model", "embedded"])
     assert (cfg.run, cfg.model) == ("", "embedded")
     with pytest.raises(ConfigError, match="did you mean 'max_batch'"):
-        parse_serve_cli(["--max_bach", "3"])
+        parse_cli("serve", ["--max_bach", "3"])
     with pytest.raises(ConfigError, match="not both"):
-        parse_serve_cli(["--run", "runs/x", "--model", "some/model"])
+        parse_cli("serve", ["--run", "runs/x", "--model", "some/model"])
     with pytest.raises(ConfigError, match="port"):
-        parse_serve_cli(["--port", "70000"])
+        parse_cli("serve", ["--port", "70000"])
+    with pytest.raises(ConfigError, match="allowed_hosts"):
+        parse_cli("serve", ["--allowed_hosts", "localhost,local*"])  # Starlette would refuse it at start-up
     bad = tmp_path / "bad.yaml"
     bad.write_text("srve:\n  port: 1\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="unknown section"):
-        parse_serve_cli(["--config", str(bad)])
+        parse_cli("serve", ["--config", str(bad)])
     with pytest.raises(SystemExit) as exit_info:
-        parse_serve_cli(["--help"])
+        parse_cli("serve", ["--help"])
     assert exit_info.value.code == 0
 
 
@@ -436,7 +459,7 @@ def test_serves_a_run_with_its_prompt_settings(tmp_path, tiny_model_path, kind):
         peft_model.save_pretrained(run / "adapter")
         tokenizer.save_pretrained(run / "adapter")
     (run / "test_config.yaml").write_text("test:\n  repetition_penalty: 1.3\n  no_repeat_ngram_size: 4\n", encoding="utf-8")
-    cfg = parse_serve_cli(["--run", str(run), "--max_new_tokens", "4", "--no_repeat_ngram_size", "3"])
+    cfg = parse_cli("serve", ["--run", str(run), "--max_new_tokens", "4", "--no_repeat_ngram_size", "3"])
     writer = LetterWriter.from_config(cfg)
     assert writer.format.use_chat_template is False  # the run's own chat_template: off
     # Decoding as the run's test stage had it, unless given here.

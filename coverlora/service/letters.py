@@ -1,0 +1,124 @@
+"""One letter request's way through the service: body → row → prompt ids, and letter → warnings → answer."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..config import ServeConfig
+from ..fields import REQUEST_KEYS
+from .batcher import Generated
+from .writer import LetterWriter
+
+
+def body_to_row(body: Mapping[str, Any]) -> dict[str, str]:
+    """The API's names → the dataset's field names that PromptFormat and the grounding checks use.
+    The free-text posting stands in for the preferred qualifications when those are empty."""
+    row = {field: str(body[part].get(key) or "") for field, (part, key) in REQUEST_KEYS.items()}
+    if not row["preferred_qualifications"].strip():
+        row["preferred_qualifications"] = str(body["job"].get("posting") or "")
+    return row
+
+
+@dataclass
+class Prepared:
+    row: dict[str, str]
+    prompt: list[int]
+    max_new_tokens: int
+    warnings: list[dict[str, str]]
+
+
+class PromptTooLong(Exception):
+    """The prompt exceeds the token budget even with the posting cut: a 422."""
+
+
+def _trim_posting(writer: LetterWriter, row: dict[str, str], prompt: list[int], budget: int) -> list[int]:
+    """Cut the posting (standing in for the preferred qualifications) until the prompt fits `budget`; the
+    prompt ids, over the budget still when the other fields alone are too long."""
+    posting_ids = writer.tokenizer(row["preferred_qualifications"], add_special_tokens=False)["input_ids"]
+    for _ in range(4):  # re-tokenizing a cut text can shift a token or two: retry with a margin
+        keep = len(posting_ids) - (len(prompt) - budget) - 8
+        if keep <= 0:
+            break
+        posting_ids = posting_ids[:keep]
+        row["preferred_qualifications"] = writer.tokenizer.decode(posting_ids, skip_special_tokens=True).strip()
+        prompt = writer.format.prompt_ids(row)
+        if len(prompt) <= budget:
+            break
+    return prompt
+
+
+def prepare(writer: LetterWriter, cfg: ServeConfig, body: Mapping[str, Any]) -> Prepared:
+    """Row, prompt ids and new-token cap for one request; a long posting is cut to the token budget."""
+    max_new = body.get("max_new_tokens") or cfg.max_new_tokens
+    budget = cfg.max_prompt_tokens
+    if writer.context_length:
+        budget = min(budget, writer.context_length - max_new)
+    row = body_to_row(body)
+    prompt = writer.format.prompt_ids(row)
+    warnings = []
+    uses_posting = not str(body["job"].get("preferred_qualifications") or "").strip() and row["preferred_qualifications"]
+    if len(prompt) > budget and uses_posting:
+        prompt = _trim_posting(writer, row, prompt, budget)
+        if len(prompt) <= budget:
+            warnings.append({"code": "posting_trimmed", "message": (
+                f"The job posting was cut to its first {len(row['preferred_qualifications'])} characters to fit the "
+                f"{budget}-token prompt; select the relevant part of the page for a better letter.")})
+    if len(prompt) > budget:
+        raise PromptTooLong(f"the prompt is {len(prompt)} tokens, more than the {budget} allowed: shorten the resume fields"
+                            + (" or the posting" if uses_posting else ""))
+    return Prepared(row, prompt, max_new, warnings)
+
+
+def grounding_report(letter: str, row: Mapping[str, str], new_tokens: int, max_new_tokens: int,
+                     timed_out: bool) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """scoring.grounding.check_letter's findings as readable warnings, plus the raw checks."""
+    from ..scoring.grounding import check_letter
+
+    check = check_letter(letter, row)
+    warnings = []
+
+    def warn(code: str, message: str) -> None:
+        warnings.append({"code": code, "message": message})
+
+    if not letter.strip():
+        warn("empty", "The model wrote no letter.")
+    if check["company_named"] is False:
+        warn("company_missing", f"The letter does not name the company ({row['hiring_company']}).")
+    if check["title_named"] is False:
+        warn("title_missing", f"The letter does not name the job title ({row['job_title']}).")
+    if check["name_named"] is False:
+        warn("name_missing", f"The letter does not give the applicant's name ({row['applicant_name']}).")
+    if check["unsupported_years"]:
+        claimed = sorted({c.claimed_years for c in check["years_claims"] if c.claimed_years > (check["resume_years"] or 0)})
+        warn("unsupported_years", f"The letter claims {', '.join(f'{y:g}' for y in claimed)} years of experience; "
+                                  f"the resume supports {check['resume_years']:g}.")
+    if check["has_placeholder"]:
+        warn("placeholders", "Unfilled template slots: " + ", ".join(check["placeholders"]) + ".")
+    if check["unsupported_entities"]:
+        warn("unsupported_entities", "Mentions that are not in the job or the resume (check they are true): "
+                                     + ", ".join(check["unsupported_entities"]) + ".")
+    if timed_out:
+        warn("truncated", "Generation hit the service's time cap: the letter may be cut off.")
+    elif new_tokens >= max_new_tokens:
+        warn("truncated", f"The letter reached the {max_new_tokens}-token cap and may be cut off.")
+    grounding = {
+        "company_named": check["company_named"], "title_named": check["title_named"], "name_named": check["name_named"],
+        "years_claimed": [float(c.claimed_years) for c in check["years_claims"]], "resume_years": check["resume_years"],
+        "unsupported_years": bool(check["unsupported_years"]), "unsupported_entities": list(check["unsupported_entities"]),
+        "entity_precision": check["entity_precision"], "placeholders": list(check["placeholders"]),
+    }
+    return warnings, grounding
+
+
+def answer(writer: LetterWriter, cfg: ServeConfig, prepared: Prepared, generated: Generated,
+           started: float) -> dict[str, Any]:
+    """The LetterResponse for one generated letter; `started` is when the request came in (perf_counter)."""
+    timed_out = generated.seconds >= cfg.max_seconds
+    warnings, grounding = grounding_report(generated.text, prepared.row, generated.new_tokens,
+                                           prepared.max_new_tokens, timed_out)
+    return {"letter": generated.text, "warnings": prepared.warnings + warnings, "grounding": grounding,
+            "prompt_tokens": len(prepared.prompt), "new_tokens": generated.new_tokens,
+            "seconds": round(time.perf_counter() - started, 3), "batch_size": generated.batch_size,
+            "model": writer.name}

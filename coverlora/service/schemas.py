@@ -1,0 +1,91 @@
+"""The API's pydantic models: they validate requests and write the OpenAPI at /openapi.json."""
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
+from pydantic_core import PydanticCustomError
+
+from ..config import ServeConfig
+
+
+def _json_integer(value: Any) -> Any:
+    # JSON Schema's integer: 4 and 4.0, not "4" or true.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def request_model(cfg: ServeConfig) -> type[BaseModel]:
+    """The request body's model, with this config's length limits (they show in the OpenAPI)."""
+    TokenCap = Annotated[int, Field(ge=1, le=cfg.max_new_tokens), BeforeValidator(_json_integer)]
+    short, long_, posting_chars = cfg.max_short_chars, cfg.max_field_chars, cfg.max_posting_chars
+
+    class Job(_Strict):
+        title: StrictStr = Field(min_length=1, max_length=short, description="Job title.", examples=["Data Analyst"])
+        company: StrictStr = Field(min_length=1, max_length=short, description="Hiring company.", examples=["Acme Corp"])
+        preferred_qualifications: StrictStr = Field("", max_length=long_, description="What the job asks for.")
+        posting: StrictStr = Field("", max_length=posting_chars, description=(
+            "Free text of the job posting (e.g. the page's text). Used as the preferred qualifications when those are "
+            "empty, cut to fit the prompt."))
+
+    class Resume(_Strict):
+        name: StrictStr = Field(min_length=1, max_length=short, description="Applicant's name.", examples=["Ana Silva"])
+        current_experience: StrictStr = Field("", max_length=long_)
+        past_experience: StrictStr = Field("", max_length=long_)
+        skills: StrictStr = Field("", max_length=long_)
+        qualifications: StrictStr = Field("", max_length=long_)
+
+    class LetterRequest(_Strict):
+        job: Job
+        resume: Resume
+        max_new_tokens: TokenCap | None = Field(None, description=(
+            f"New-token cap for this letter (default and most: {cfg.max_new_tokens})."))
+
+    return LetterRequest
+
+
+class Warning_(BaseModel):
+    code: str = Field(description="company_missing, title_missing, name_missing, unsupported_years, placeholders, "
+                                  "unsupported_entities, truncated, posting_trimmed or empty.")
+    message: str
+
+
+class Grounding(BaseModel):
+    company_named: bool | None
+    title_named: bool | None
+    name_named: bool | None
+    years_claimed: list[float]
+    resume_years: float | None
+    unsupported_years: bool
+    unsupported_entities: list[str]
+    entity_precision: float | None
+    placeholders: list[str]
+
+
+class LetterResponse(BaseModel):
+    letter: str
+    warnings: list[Warning_]
+    grounding: Grounding
+    prompt_tokens: int
+    new_tokens: int
+    seconds: float = Field(description="Time in the service, queue included.")
+    batch_size: int = Field(description="Letters generated in the same generate call.")
+    model: str
+
+
+class Health(BaseModel):
+    status: str
+    model: str
+    limits: dict[str, int]
+    token_required: bool
+    token_ok: bool | None = Field(description="Whether the request's bearer token is right; null when none is needed.")
+    generate_calls: int = Field(description="generate calls so far (batching: fewer than letters).")
+    letters: int
+
+
+class Error(BaseModel):
+    detail: str

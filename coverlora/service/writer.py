@@ -1,0 +1,100 @@
+"""The letter writer: one loaded model, its tokenizer and prompt format; greedy letters as in the test stage."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ..config import ServeConfig
+from ..errors import UserError
+
+log = logging.getLogger("coverlora")
+
+
+def _stop_when(event: threading.Event):
+    """A StoppingCriteria that ends every row of the generate call once `event` is set."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class StopWhenSet(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
+            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StopWhenSet()
+
+
+def _load(cfg: ServeConfig) -> tuple[Any, Any, Any, str, dict[str, Any]]:
+    """(model, tokenizer, prompt format, display name, the run's test stage config or {})."""
+    from ..generation import load_generator
+    from ..models import load_model, load_tokenizer, resolve_dtype, resolve_model
+    from ..prompts import PromptFormat
+    from ..runio import read_stage_config
+    from ..runs import TrainedRun
+
+    dtype = resolve_dtype(cfg.precision)
+    if not cfg.run:
+        path = resolve_model(cfg.model)
+        model, tokenizer = load_model(path, dtype), load_tokenizer(path)
+        # A short name for the page: no home folders in a screenshot.
+        name = "SmolLM2-135M-Instruct (embedded)" if cfg.model == "embedded" else Path(path).name or path
+        return model, tokenizer, PromptFormat.for_tokenizer(tokenizer, cfg.chat_template), name, {}
+    run = TrainedRun.open(cfg.run)
+    try:  # serve letters as the test stage generated (and scored) them
+        tested = read_stage_config(run.layout, "test")
+    except UserError:
+        tested = {}
+    model, tokenizer = load_generator(run, "finetuned", dtype)
+    adapter_only = not (run.layout.merged / "config.json").is_file()
+    name = f"{run.layout.root.name} (fine-tuned{', adapter' if adapter_only else ''})"
+    return model, tokenizer, run.prompt_format(tokenizer), name, tested
+
+
+def _decoding(cfg: ServeConfig, tested: dict[str, Any]) -> dict[str, Any]:
+    """GenerationConfig options: this config's, else the run's test stage's, else none."""
+    decoding: dict[str, Any] = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0}
+    for key in decoding:
+        value = getattr(cfg, key) if getattr(cfg, key) is not None else tested.get(key)
+        if value is not None:
+            decoding[key] = type(decoding[key])(value)
+    return decoding
+
+
+class LetterWriter:
+    """One loaded model, its tokenizer and prompt format; generation runs in one worker thread."""
+
+    def __init__(self, model, tokenizer, prompt_format, name: str, decoding: dict[str, Any] | None = None):
+        self.model, self.tokenizer, self.format, self.name = model, tokenizer, prompt_format, name
+        self.decoding = decoding or {}  # GenerationConfig options, as in the test stage
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coverlora-generate")
+        self.generate_calls = 0  # instrumentation: how many generate calls served how many letters
+        self.letters = 0
+        config = getattr(model, "config", None)
+        self.context_length = int(getattr(config, "max_position_embeddings", 0) or 0)
+
+    @classmethod
+    def from_config(cls, cfg: ServeConfig) -> "LetterWriter":
+        model, tokenizer, fmt, name, tested = _load(cfg)
+        model.eval()
+        decoding = _decoding(cfg, tested)
+        log.info("decoding: greedy, %s", ", ".join(f"{k}={v}" for k, v in decoding.items()))
+        return cls(model, tokenizer, fmt, name, decoding)
+
+    def generate(self, prompts: list[list[int]], max_new_tokens: int, *, max_seconds: float,
+                 stop: threading.Event | None = None, streamer=None) -> tuple[list[str], list[int]]:
+        """Blocking: call it in `self.executor`. Greedy letters, as in the test stage."""
+        from transformers import StoppingCriteriaList
+
+        from ..generation import generate_batch
+
+        generate_kwargs: dict[str, Any] = {}
+        if stop is not None:
+            generate_kwargs["stopping_criteria"] = StoppingCriteriaList([_stop_when(stop)])
+        if streamer is not None:
+            generate_kwargs["streamer"] = streamer
+        self.generate_calls += 1
+        self.letters += len(prompts)
+        return generate_batch(self.model, self.tokenizer, prompts, max_new_tokens, stop_ids=self.format.stop_ids,
+                              max_time=max_seconds, generate_kwargs=generate_kwargs, **self.decoding)
