@@ -16,30 +16,30 @@ For each: generated tokens, wall seconds, generated tok/s, letters, and the peak
 --profile-batch N adds a torch.profiler breakdown of N prompts' decode steps (where the time goes).
 
 Run (from the repository root; see bench/README.md):
-  python bench/gen_bench.py --data ../shared/data/cover-letter-dataset          # needs a GPU
+  python bench/gen_bench.py --data path/to/cover-letter-dataset          # needs a GPU
   python bench/gen_bench.py --shape tiny --data data/sample --max-new-tokens 8 --ref-prompts 1   # CPU smoke test
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-for path in (ROOT, ROOT / "bench"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from train_bench import (SHAPES, build_checkpoint, cuda, device_name, kernel_ms, log, ms_by_category,  # noqa: E402
-                         sync, versions)
+from bench.common import (SHAPES, build_checkpoint, cuda, device_slug, kernel_ms, log, ms_by_category,  # noqa: E402
+                          profiler_activities, release_gpu, run_meta, sync)
+from bench.report import gen_markdown  # noqa: E402
 
 
 def make_run(ckpt: Path, data: str, run: Path) -> None:
@@ -61,13 +61,6 @@ def make_run(ckpt: Path, data: str, run: Path) -> None:
     layout.merged.symlink_to(ckpt.resolve(), target_is_directory=True)
     del model
     release_gpu()
-
-
-def release_gpu() -> None:
-    """Give cached GPU memory back: test.py runs in a child process and sizes its batches by free memory."""
-    gc.collect()
-    if cuda():
-        torch.cuda.empty_cache()
 
 
 def test_prompts(run: Path, data: str) -> list[list[int]]:
@@ -146,7 +139,7 @@ def profile_decode(ckpt: Path, prompts: list[list[int]], batch: int, steps: int,
                    max_new_tokens: int, attn: str = "sdpa") -> list[dict]:
     """Wall ms per decode step for each KV cache kind, at `batch` of the longest prompts; for the first kind also
     device ms per decode step by kernel (a profile of prefill + `steps` steps minus one of the prefill alone)."""
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import profile
 
     from coverlora.generation import generate_batch
     from coverlora.models import load_model, load_tokenizer
@@ -176,8 +169,7 @@ def profile_decode(ckpt: Path, prompts: list[list[int]], batch: int, steps: int,
         if kv == kv_caches[0]:
             profiled = {}
             for n in (1, 1 + steps):
-                acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda() else [])
-                with profile(activities=acts) as prof:
+                with profile(activities=profiler_activities()) as prof:
                     generate_batch(model, tokenizer, chosen, n, kv_cache=kv)
                 profiled[n] = {name: ms for name, (ms, _) in kernel_ms(prof).items()}
             decode = {k: (v - profiled[1].get(k, 0.0)) / steps for k, v in profiled[1 + steps].items()}
@@ -187,50 +179,17 @@ def profile_decode(ckpt: Path, prompts: list[list[int]], batch: int, steps: int,
         rows.append(row)
         log(json.dumps(row))
     del model
-    gc.collect()
+    release_gpu()
     return rows
 
 
-def markdown(rows: list[dict], meta: dict) -> str:
-    lines = [f"# Generation bench: {meta['shape']} on {meta['device']}", "", f"- command: `{meta['command']}`",
-             f"- date: {meta['date']}", "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v),
-             f"- data: {meta['data']} ({meta['prompts']} test prompts; letters = prompts x 2 models)",
-             f"- max_new_tokens {meta['max_new_tokens']}; random weights never emit EOS, so letters run to the limit", "",
-             "| config | letters | new tokens | wall s | generated tok/s | peak GiB | note |", "|---|---:|---:|---:|---:|---:|---|"]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['config']} | – | – | – | – | – | {r['error']} |")
-        elif "new_tokens" in r:
-            note = r.get("note", "")
-            if "extrapolated_s_all" in r:
-                note += f" = {r['extrapolated_s_all'] / 3600:.1f} h"
-            lines.append(f"| {r['config']} | {r['letters']} | {r['new_tokens']:,} | {r['seconds']} | {r['tok_per_s']:,.0f} "
-                         f"| {r.get('peak_gpu_gib') or '–'} | {note} |")
-    decode = [r for r in rows if "wall_ms_per_decode_step" in r]
-    if decode:
-        lines += ["", f"## Decode steps in-process ({decode[0]['batch']} longest prompts, generate_batch)", "",
-                  "| kv_cache | wall ms/step | decode tok/s | prefill + 1st token s | first call s (compiles) |",
-                  "|---|---:|---:|---:|---:|"]
-        lines += [f"| {r['config'].split('=')[1]} | {r['wall_ms_per_decode_step']} | {r['tok_per_s_decode']:,} | "
-                  f"{r['prefill_s']} | {r['first_call_s']} |" for r in decode]
-    for r in decode:
-        if "device_ms_by_category" in r:
-            lines += ["", f"### Where a decode step's time goes: {r['config']}", "",
-                      f"device time {r['device_ms_per_decode_step']} ms of {r['wall_ms_per_decode_step']} ms wall "
-                      "(the rest: the GPU waiting for Python to launch kernels)", "", "| category | ms/step |", "|---|---:|"]
-            lines += [f"| {k} | {v} |" for k, v in r["device_ms_by_category"].items()]
-            lines += ["", "| kernel | ms/step |", "|---|---:|"]
-            lines += [f"| `{k}` | {v} |" for k, v in r["top_kernels_ms_per_step"].items()]
-    return "\n".join(lines) + "\n"
-
-
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shape", default="llama2-7b", choices=sorted(SHAPES))
     p.add_argument("--data", required=True, help="folder holding train.csv and test.csv")
     p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the embedded SmolLM2's)")
-    p.add_argument("--ckpt-dir", default="/tmp/coverlora-genbench/model")
-    p.add_argument("--run-dir", default="/tmp/coverlora-genbench/run")
+    p.add_argument("--ckpt-dir", default=str(Path(tempfile.gettempdir()) / "coverlora-genbench" / "model"))
+    p.add_argument("--run-dir", default=str(Path(tempfile.gettempdir()) / "coverlora-genbench" / "run"))
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--ref-prompts", type=int, default=2, help="prompts the reference is timed on (0 = skip it)")
     p.add_argument("--ref-max-new-tokens", type=int, default=128, help="the reference's letters are cut here to save time")
@@ -245,8 +204,11 @@ def main() -> int:
     p.add_argument("--profile-attn", default="sdpa", help="comma list of attention implementations to time decode steps with")
     p.add_argument("--out-dir", default=str(ROOT / "bench" / "results"))
     p.add_argument("--tag", default="")
-    args = p.parse_args()
+    return p.parse_args()
 
+
+def main() -> int:
+    args = parse_args()
     from coverlora.models import embedded_model_path
 
     ckpt, run = Path(args.ckpt_dir), Path(args.run_dir)
@@ -254,9 +216,8 @@ def main() -> int:
     make_run(ckpt, str(Path(args.data).resolve()), run)
     all_prompts = test_prompts(run, args.data)
     prompts = all_prompts[:args.limit] if args.limit else all_prompts
-    meta = {"shape": args.shape, "device": device_name(), "versions": versions(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.argv[1:]), "data": args.data,
-            "prompts": len(prompts), "max_new_tokens": args.max_new_tokens}
+    meta = {**run_meta(args.shape, __file__), "data": args.data, "prompts": len(prompts),
+            "max_new_tokens": args.max_new_tokens}
     rows = []
     if args.ref_prompts:
         rows.append(run_reference(ckpt, prompts, args.ref_prompts, args.ref_max_new_tokens, 2 * len(prompts),
@@ -271,15 +232,13 @@ def main() -> int:
         for attn in args.profile_attn.split(","):
             rows += profile_decode(ckpt, all_prompts, args.profile_batch, steps=16, kv_caches=args.profile_kv_caches.split(","),
                                    max_new_tokens=args.max_new_tokens, attn=attn)
-            release_gpu()
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    gpu = device_name().split(" (")[0].lower().replace("nvidia ", "").replace(" ", "-")
-    stem = f"{time.strftime('%Y%m%d-%H%M%S')}_gen_{args.shape}_{gpu}{'_' + args.tag if args.tag else ''}"
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}_gen_{args.shape}_{device_slug()}{'_' + args.tag if args.tag else ''}"
     (out / f"{stem}.jsonl").write_text("".join(json.dumps({**meta, **r}) + "\n" for r in rows))
-    (out / f"{stem}.md").write_text(markdown(rows, meta))
-    print(markdown(rows, meta))
+    (out / f"{stem}.md").write_text(gen_markdown(rows, meta))
+    print(gen_markdown(rows, meta))
     return 0 if all("error" not in r for r in rows) else 1
 
 

@@ -141,6 +141,20 @@ def make_progress_callback(log_path: Path):
     return DenseProgress()
 
 
+def prepare_model(model, cfg: TrainConfig, quantize: bool):
+    """The loaded base model made ready for build_trainer: no KV cache, LoRA targets checked, and a 4-bit model
+    prepared for k-bit training. train() and bench/train_bench.py both go through here."""
+    model.config.use_cache = False
+    lora_target_check(model, cfg.target_modules)
+    if quantize and not distributed.fsdp_enabled():
+        # Not under FSDP: its flat parameters need one dtype, and this upcasts norms and embeddings to fp32.
+        # TRL then enables input gradients for gradient checkpointing itself.
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    return model
+
+
 def build_trainer(cfg: TrainConfig, layout: RunLayout, model, tokenizer, train_set, val_set, dtype: torch.dtype,
                   end_token: str | None = None):
     """SFTTrainer with LoRA on `model` (a plain or 4-bit base), our progress line, and no default log printing."""
@@ -276,14 +290,7 @@ def _fit(cfg: TrainConfig, layout: RunLayout, model_path: str, frame, train_rows
                checkpointing=cfg.gradient_checkpointing,
                advice="use configs/t4-fast.yaml, or lower --batch_size / --max_length, or --gradient_checkpointing true")
     model = load_model(model_path, dtype, quantize_4bit=quantize, attn_implementation=cfg.attn_implementation)
-    model.config.use_cache = False
-    lora_target_check(model, cfg.target_modules)
-    if quantize and not distributed.fsdp_enabled():
-        # Not under FSDP: its flat parameters need one dtype, and this upcasts norms and embeddings to fp32.
-        # TRL then enables input gradients for gradient checkpointing itself.
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    model = prepare_model(model, cfg, quantize)
     if distributed.is_main():
         processes = {}
         if distributed.is_distributed():

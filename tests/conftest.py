@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import csv
+import os
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -43,6 +47,36 @@ def write_csv(path: Path, rows: list[dict[str, str]], columns: list[str] | None 
         for i, row in enumerate(rows):
             writer.writerow(([str(i)] if index else []) + [row.get(c, "") for c in columns])
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_service(writer, **overrides):
+    """The service on a free 127.0.0.1 port, in a thread: (url, stop)."""
+    import uvicorn
+
+    from coverlora.service import ServeConfig, create_app
+
+    port = free_port()
+    max_new = 220 if os.environ.get("COVERLORA_BROWSER_MODEL") else 8
+    cfg = ServeConfig(**{"model": "embedded", "port": port, "max_new_tokens": max_new, "max_wait_ms": 5, **overrides})
+    server = uvicorn.Server(uvicorn.Config(create_app(cfg, writer), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.05)
+
+    def stop():
+        server.should_exit = True
+        thread.join(10)
+
+    return f"http://127.0.0.1:{port}", stop
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ import functools
 import http.server
 import os
 import re
-import socket
 import threading
 import time
 from pathlib import Path
@@ -29,7 +28,9 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwr
 pytest.importorskip("uvicorn")
 
 expect = sync_api.expect
-from coverlora.service import EXTENSION_DIR, EXTENSION_ID, LetterWriter, ServeConfig, create_app  # noqa: E402
+from coverlora.service import EXTENSION_DIR, EXTENSION_ID, LetterWriter, ServeConfig  # noqa: E402
+
+from conftest import start_service  # noqa: E402
 
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -43,12 +44,6 @@ JOB_PAGE = """<!doctype html><html><head><title>Data Analyst - Acme Corp | Caree
 <p>Acme Corp is hiring a Data Analyst to turn sales data into decisions.</p>
 <p>You have 3+ years of SQL and Tableau, and you explain numbers to people who are not analysts.</p>
 </main></body></html>"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -65,28 +60,6 @@ def writer(tiny_model_path):
     with torch.no_grad():  # a random model's letter is all newlines; make it visible gibberish instead
         writer.model.get_output_embeddings().weight[silent] = 0
     return writer
-
-
-def start_service(writer, **overrides):
-    """The service on a free 127.0.0.1 port, in a thread: (url, stop)."""
-    import uvicorn
-
-    port = free_port()
-    max_new = 220 if os.environ.get("COVERLORA_BROWSER_MODEL") else 8
-    cfg = ServeConfig(**{"model": "embedded", "port": port, "max_new_tokens": max_new, "max_wait_ms": 5, **overrides})
-    server = uvicorn.Server(uvicorn.Config(create_app(cfg, writer), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the service did not start"
-        time.sleep(0.05)
-
-    def stop():
-        server.should_exit = True
-        thread.join(10)
-
-    return f"http://127.0.0.1:{port}", stop
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """Several processes: the row split, merging the processes' partial files, and a 2-process gloo run on the CPU."""
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,8 @@ import coverlora.generation as generation
 from coverlora import distributed
 from coverlora.config import TestConfig
 from coverlora.errors import UserError
+
+from conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FINGERPRINT = {"data": "abc", "models": ["base", "finetuned"]}
@@ -117,12 +118,6 @@ def test_files_of_another_setup_are_refused(tmp_path):
 
 
 # ---- two processes under `accelerate launch` on the CPU (gloo) ----
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def launch(script: str, *args: str, processes: int = 2) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",

@@ -15,7 +15,7 @@ pytest.importorskip("uvicorn")
 
 from coverlora.service import LetterWriter, ServeConfig  # noqa: E402
 
-from test_browser import start_service  # noqa: E402  (the same threaded uvicorn start-up)
+from conftest import start_service  # noqa: E402
 
 GOOD = {"job": {"title": "Data Analyst", "company": "Acme Corp"}, "resume": {"name": "Ana Silva", "skills": "SQL"}}
 
