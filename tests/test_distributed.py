@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import coverlora.generation as generation
+import coverlora.testing as testing
 from coverlora import distributed
 from coverlora.config import TestConfig
 from coverlora.errors import UserError
@@ -155,7 +156,7 @@ def test_two_processes_train_and_test_like_one(tiny_model_path, data_dir, tmp_pa
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each launched process runs: the same float sums, so the same greedy letters
     try:
-        _, reference = generation.run_test(TestConfig(**settings))
+        _, reference = testing.run_test(TestConfig(**settings))
     finally:
         torch.set_num_threads(threads)
 
@@ -170,7 +171,7 @@ def test_two_processes_train_and_test_like_one(tiny_model_path, data_dir, tmp_pa
 
     monkeypatch.setattr(generation, "generate_batch", killed_after_first_batch)
     with pytest.raises(KeyboardInterrupt):
-        generation.run_test(TestConfig(**settings))
+        testing.run_test(TestConfig(**settings))
     base = run / "eval.partial.jsonl"
     header, (first,) = distributed.read_partial(base)
     write_partial(base, [{**first, "output": "KEPT"}], header["fingerprint"], tail='{"model": "finetuned", "ro')

@@ -134,7 +134,7 @@ def fake_vllm(monkeypatch):
 
 def test_vllm_backend_serves_both_models_from_one_engine_in_row_order(trained_run, fake_vllm):
     from coverlora.config import TestConfig
-    from coverlora.generation import run_test
+    from coverlora.testing import run_test
 
     run, table = run_test(TestConfig(run=str(trained_run.root), backend="vllm", batch_size=3, max_new_tokens=9,
                                      repetition_penalty=1.1))
@@ -169,7 +169,7 @@ def test_vllm_backend_without_vllm_is_a_one_line_error(trained_run, monkeypatch)
 
     from coverlora.config import TestConfig
     from coverlora.errors import ConfigError, UserError
-    from coverlora.generation import run_test
+    from coverlora.testing import run_test
 
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm raises ImportError
     with pytest.raises(UserError, match="needs the vllm package"):

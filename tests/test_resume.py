@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 import coverlora.generation as generation
+import coverlora.testing as testing
 from coverlora.config import TestConfig, TrainConfig
 from coverlora.errors import UserError
 from coverlora.training import train
@@ -30,7 +31,7 @@ def test_killed_test_stage_resumes_without_redoing_or_duplicating(trained_run, m
 
     monkeypatch.setattr(generation, "generate_batch", killed_after_first_batch)
     with pytest.raises(KeyboardInterrupt):
-        generation.run_test(cfg)
+        testing.run_test(cfg)
     partial = trained_run.eval_partial
     assert not trained_run.eval_csv.exists(), "no half-written eval.csv"
     assert len(partial.read_text().splitlines()) == 1 + 2  # header + the first batch
@@ -39,7 +40,7 @@ def test_killed_test_stage_resumes_without_redoing_or_duplicating(trained_run, m
 
     calls.clear()
     monkeypatch.setattr(generation, "generate_batch", lambda *a, **kw: (calls.append(len(a[2])), real(*a, **kw))[1])
-    _, table = generation.run_test(cfg)
+    _, table = testing.run_test(cfg)
     assert sum(calls) == 4 * 2 - 2, "the two finished base letters are not generated again"
     assert table["row_id"].tolist() == [0, 1, 2, 3] and table["row_id"].is_unique
     assert pd.read_csv(trained_run.eval_csv)["row_id"].tolist() == [0, 1, 2, 3]
@@ -48,8 +49,8 @@ def test_killed_test_stage_resumes_without_redoing_or_duplicating(trained_run, m
 def test_partial_results_from_other_settings_are_not_mixed_in(trained_run):
     trained_run.eval_partial.write_text(json.dumps({"fingerprint": {"data": "other"}}) + "\n")
     with pytest.raises(UserError, match="different setup.*--overwrite"):
-        generation.run_test(TestConfig(run=str(trained_run.root), max_new_tokens=2, models="base"))
-    _, table = generation.run_test(TestConfig(run=str(trained_run.root), max_new_tokens=2, models="base", overwrite=True))
+        testing.run_test(TestConfig(run=str(trained_run.root), max_new_tokens=2, models="base"))
+    _, table = testing.run_test(TestConfig(run=str(trained_run.root), max_new_tokens=2, models="base", overwrite=True))
     assert len(table) == 4 and "finetuned_output" not in table
 
 
@@ -113,3 +114,46 @@ def test_train_killed_with_sigkill_resumes_to_the_same_adapter(tiny_model_path, 
     a = load_file(str(tmp_path / "a" / "adapter" / "adapter_model.safetensors"))
     b = load_file(str(tmp_path / "b" / "adapter" / "adapter_model.safetensors"))
     assert a.keys() == b.keys() and all((a[k] - b[k]).abs().max() < 1e-5 for k in a)
+
+
+def test_sigkilled_test_py_resumes_without_lost_or_duplicated_rows(tiny_model_path, tmp_path):
+    """A real `python test.py` killed with SIGKILL while decoding, then run again: every row once, and the same
+    letters as a run never killed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from conftest import make_row, write_csv
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_csv(data / "train.csv", [make_row(i) for i in range(8)])
+    write_csv(data / "test.csv", [make_row(100 + i) for i in range(12)])
+    run = train(TrainConfig(model=tiny_model_path, data=str(data), output_dir=str(tmp_path / "run"), max_steps=1,
+                            eval_strategy="no", batch_size=4))
+    repo = Path(__file__).resolve().parent.parent
+    command = [sys.executable, str(repo / "test.py"), "--run", str(run.root), "--batch_size", "1", "--max_new_tokens", "48"]
+    child = subprocess.Popen(command, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and child.poll() is None:
+        lines = run.eval_partial.read_text().count("\n") if run.eval_partial.exists() else 0
+        if lines >= 4:  # the fingerprint and three letters: decoding is under way
+            break
+        time.sleep(0.05)
+    assert child.poll() is None, "test.py ended before it could be killed: raise the work per letter"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert not run.eval_csv.exists()
+    killed_at = run.eval_partial.read_text().count("\n") - 1
+    assert 3 <= killed_at < 24
+    subprocess.run(command, cwd=repo, check=True, capture_output=True)
+    resumed = pd.read_csv(run.eval_csv)
+    assert resumed["row_id"].tolist() == list(range(12))
+    run.eval_csv.rename(tmp_path / "resumed.csv")
+    subprocess.run(command + ["--overwrite", "true"], cwd=repo, check=True, capture_output=True)
+    fresh = pd.read_csv(run.eval_csv)
+    for column in ("base_output", "finetuned_output"):
+        assert resumed[column].fillna("").tolist() == fresh[column].fillna("").tolist()

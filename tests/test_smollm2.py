@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from coverlora.config import MergeConfig, MetricsConfig, TestConfig, TrainConfig
-from coverlora.generation import run_test
+from coverlora.testing import run_test
 from coverlora.merging import merge
 from coverlora.metrics import run_metrics
 from coverlora.training import train
