@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import sys
 import types
@@ -46,8 +47,16 @@ def choices(annotation: Any) -> tuple[str, ...]:
     return next((typing.get_args(kind) for kind in kinds if typing.get_origin(kind) is Literal), ())
 
 
+def check_finite(config: Any) -> None:
+    """Every number is finite: NaN compares False with every bound, so a range check alone lets it through."""
+    for key, value in dataclasses.asdict(config).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            require(False, key, f"must be a finite number, got {value}")
+
+
 def check_choices(config: Any) -> None:
-    """Every Literal field holds one of its choices, however the config was built."""
+    """Every Literal field holds one of its choices and every number is finite, however the config was built."""
+    check_finite(config)
     for key, annotation in typing.get_type_hints(type(config)).items():
         options, value = choices(annotation), getattr(config, key)
         if options and value not in options:
@@ -99,14 +108,21 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_choices(self)
         require(0.0 <= self.val_fraction < 1.0, "val_fraction", f"must be in [0, 1), got {self.val_fraction}")
-        for key in ("max_length", "pack_length", "lora_r", "lora_alpha", "batch_size", "gradient_accumulation_steps", "logging_steps", "save_total_limit"):
-            require(getattr(self, key) > 0, key, f"must be positive, got {getattr(self, key)}")
+        # Upper bounds far past any real run: a typo'd 10**9 fails here, not as an out-of-memory crash minutes later.
+        for key, most in (("max_length", 2**20), ("pack_length", 2**20), ("lora_r", 4096), ("lora_alpha", 2**16),
+                          ("batch_size", 2**16), ("gradient_accumulation_steps", 2**16), ("logging_steps", 2**31),
+                          ("save_total_limit", 2**16)):
+            require(0 < getattr(self, key) <= most, key, f"must be in [1, {most}], got {getattr(self, key)}")
         require(self.max_train_rows >= 0, "max_train_rows", f"must be 0 (all) or positive, got {self.max_train_rows}")
         require(0.0 <= self.lora_dropout < 1.0, "lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
         require(0.0 < self.learning_rate <= 1e-2, "learning_rate", f"must be in (0, 0.01], got {self.learning_rate}")
         require(self.epochs > 0, "epochs", f"must be positive, got {self.epochs}")
         require(self.max_steps == -1 or self.max_steps > 0, "max_steps", f"must be -1 (all epochs) or positive, got {self.max_steps}")
         require(self.warmup_steps >= 0, "warmup_steps", f"must be ≥ 0, got {self.warmup_steps}")
+        require(0.0 <= self.weight_decay <= 1.0, "weight_decay", f"must be in [0, 1], got {self.weight_decay}")
+        require(self.epochs <= 1000, "epochs", f"must be at most 1000, got {self.epochs}")
+        require(self.seed >= 0, "seed", f"must be ≥ 0, got {self.seed}")
+        require(self.eval_steps >= 0, "eval_steps", f"must be ≥ 0, got {self.eval_steps}")
         require(self.eval_strategy != "steps" or self.eval_steps > 0, "eval_steps", "must be positive when eval_strategy is 'steps'")
         require(bool(self.target_modules), "lora_target_modules", "names no module")
 
@@ -269,9 +285,16 @@ def _closest(key: str, options: Sequence[str]) -> str:
     return f"did you mean '{match[0]}'?" if match else f"valid keys: {', '.join(options)}"
 
 
+BARE_FLAG = object()  # `--key` with no value after it: true for a bool, an error for anything else
+
+
 def _coerce(key: str, raw: Any, annotation: Any, where: str) -> Any:
     """Turn a YAML or command-line value into the field's type, or fail naming the key."""
     allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    if raw is BARE_FLAG:
+        if bool in allowed:
+            return True
+        raise ConfigError("needs a value", where=f"{where}: '{key}'", fix=f"pass --{key} VALUE")
     if raw is None or (isinstance(raw, str) and raw.lower() in ("null", "none") and type(None) in allowed):
         if type(None) in allowed:
             return None
@@ -296,19 +319,27 @@ def _coerce(key: str, raw: Any, annotation: Any, where: str) -> Any:
         if kind is float:
             if isinstance(raw, bool):
                 raise ValueError
-            return float(raw)
-        if isinstance(raw, (dict, list)):
+            number = float(raw)
+            if not math.isfinite(number):
+                raise ConfigError(f"must be a finite number, got {raw!r}", where=f"{where}: '{key}'")
+            return number
+        if isinstance(raw, (dict, list, bytes)):
             raise ValueError
         return str(raw)
-    except ValueError:
-        raise ConfigError(f"expected {kind.__name__}, got {raw!r}", where=f"{where}: '{key}'") from None
+    except (ValueError, TypeError, OverflowError):
+        shown = repr(raw) if len(repr(raw)) <= 60 else repr(raw)[:57] + "..."
+        raise ConfigError(f"expected {kind.__name__}, got {shown}", where=f"{where}: '{key}'") from None
 
 
 def _read_sections(path: Path) -> dict[str, dict]:
     if not path.is_file():
         raise ConfigError("config file not found", where=str(path), fix="check the path given to --config")
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start})", where=str(path), fix="give a YAML preset") from None
+    try:
+        loaded = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
@@ -329,8 +360,8 @@ def build_config(cls: type[C], values: dict[str, tuple[Any, str]]) -> C:
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, (raw, where) in values.items():
-        if key not in hints:
-            raise ConfigError(f"unknown key '{key}' ({_closest(key, names)})", where=where)
+        if not isinstance(key, str) or key not in hints:
+            raise ConfigError(f"unknown key '{key}' ({_closest(str(key), names)})", where=where)
         kwargs[key] = _coerce(key, raw, hints[key], where)
     return cls(**kwargs)
 
@@ -353,8 +384,12 @@ def collect_values(stage: str, argv: Sequence[str]) -> tuple[dict[str, tuple[Any
         key, has_value, value = token[2:].partition("=")
         key = key.replace("-", "_")
         if not has_value:
-            value = args.pop(0) if args and not args[0].startswith("--") else "true"
+            value = args.pop(0) if args and not args[0].startswith("--") else BARE_FLAG
+        if key in flags or (key == "config" and config_file is not None):
+            raise ConfigError(f"--{key} is given twice", where="command line", fix="keep one")
         if key == "config":
+            if value is BARE_FLAG:
+                raise ConfigError("needs a value", where="command line: '--config'", fix="pass --config FILE.yaml")
             config_file = Path(value)
         else:
             flags[key] = (value, "command line")
