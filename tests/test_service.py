@@ -518,3 +518,24 @@ def test_api_fuzz_no_server_errors(writer, tiny_model_path):
                 case.call_and_validate(headers={"Authorization": "Bearer fuzz-token"})
 
             check()
+
+
+def test_serve_on_a_busy_port_fails_before_loading_the_model(tmp_path):
+    """One line, exit 2, within seconds: the model (here a folder that does not exist) is never touched."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    repo = Path(__file__).resolve().parent.parent
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, str(repo / "serve.py"), "--port", str(port), "--model", str(tmp_path / "nope")],
+                          capture_output=True, text=True, cwd=repo, timeout=60)
+    busy.close()
+    assert done.returncode == 2 and time.perf_counter() - started < 30
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: config key 'port': cannot listen on 127.0.0.1:{port}")

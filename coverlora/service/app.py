@@ -3,6 +3,7 @@
 # No `from __future__ import annotations` here: FastAPI reads a route's body type, built per config, at run time.
 import asyncio
 import logging
+import socket
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ..config import ServeConfig
+from ..errors import UserError
 from . import security
 from .batcher import Batcher
 from .letters import PromptTooLong, answer, prepare
@@ -125,12 +127,27 @@ def create_app(cfg: ServeConfig, writer: LetterWriter | None = None) -> FastAPI:
     return app
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The service's socket, bound before the model loads: a busy port fails in a second, not after the load."""
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a just-closed port is free
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port} ({exc.strerror or exc})", where="config key 'port'",
+                        fix="stop whatever uses that port, or pass --port N") from None
+    return sock
+
+
 def serve(cfg: ServeConfig) -> None:
-    """Load the model and serve until Ctrl-C."""
+    """Bind the port, load the model and serve until Ctrl-C."""
     import uvicorn
 
     if cfg.host not in ("127.0.0.1", "localhost", "::1") and security.service_token(cfg) is None:
         log.warning("binding %s without a token: anyone who can reach this port can use the model", cfg.host)
+    sock = listening_socket(cfg.host, cfg.port)
     app = create_app(cfg)
     log.info("serving %s on http://%s:%d (web page at /, API docs at /docs)", app.state.writer.name, cfg.host, cfg.port)
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level)
+    uvicorn.Server(uvicorn.Config(app, log_level=cfg.log_level)).run(sockets=[sock])
