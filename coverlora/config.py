@@ -165,10 +165,18 @@ class TestConfig:
     limit: int = opt(0, "Generate for the first N test rows only (0 = all).")
     precision: Precision = opt("auto", "Generation dtype: 'auto' = bf16 where supported, fp16 on older GPUs, fp32 on CPU.")
     overwrite: bool = opt(False, "Discard finished rows of an earlier run instead of resuming them.")
+    decoding: Literal["greedy", "grounded"] = opt("greedy", "'greedy', or 'grounded': the greedy letter and `candidates` sampled ones per row, keeping the one with the fewest claims the resume does not back, then names missing, then placeholders; ties go to the candidates' consensus (coverlora/grounded.py).")
+    candidates: int = opt(8, "Sampled letters per row for grounded decoding (besides the greedy one).")
+    temperature: float = opt(0.8, "Sampling temperature for grounded decoding's candidates.")
+    sample_seed: int = opt(0, "Seed for grounded decoding's samples.")
 
     def __post_init__(self) -> None:
         check_choices(self)
         require(bool(self.run), "run", "is required: the run folder (e.g. --run runs/demo)")
+        require(1 <= self.candidates <= 64, "candidates", f"must be in [1, 64], got {self.candidates}")
+        require(0.05 <= self.temperature <= 2.0, "temperature", f"must be in [0.05, 2], got {self.temperature}")
+        require(self.sample_seed >= 0, "sample_seed", f"must be ≥ 0, got {self.sample_seed}")
+        require(self.decoding == "greedy" or self.backend == "hf", "decoding", "grounded decoding needs backend: hf")
         require(bool(self.model_tags) and set(self.model_tags) <= {"base", "finetuned"}, "models",
                  f"must list base and/or finetuned, got {self.models!r}")
         require(self.max_new_tokens > 0, "max_new_tokens", f"must be positive, got {self.max_new_tokens}")

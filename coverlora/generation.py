@@ -147,8 +147,9 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch
 def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, *, stop_ids: list[int] | None = None,
                    kv_cache: str = "preallocated", generate_kwargs: dict | None = None,
                    **decoding) -> tuple[list[str], list[int]]:
-    """Greedy letters for one batch; returns texts (prompt echo stripped) and new-token counts up to the first of
-    `stop_ids` (PromptFormat.stop_ids: the end of turn and EOS; default EOS alone).
+    """Greedy letters for one batch (sampled ones with do_sample=True, num_return_sequences rows per prompt in a
+    row); returns texts (prompt echo stripped) and new-token counts up to the first of `stop_ids`
+    (PromptFormat.stop_ids: the end of turn and EOS; default EOS alone).
 
     `kv_cache`: 'preallocated' (in-place writes, see PreallocatedLayer), 'dynamic' (transformers' default,
     torch.cat per step) or 'static' (transformers' StaticCache, which its generate compiles on CUDA).
@@ -165,8 +166,8 @@ def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
     elif kv_cache == "static":
         decoding["cache_implementation"] = "static"
     stop_ids = list(stop_ids or [tokenizer.eos_token_id])
-    config = GenerationConfig(do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=stop_ids,
-                              pad_token_id=tokenizer.pad_token_id, **decoding)
+    config = GenerationConfig(**{"do_sample": False, **decoding}, max_new_tokens=max_new_tokens, eos_token_id=stop_ids,
+                              pad_token_id=tokenizer.pad_token_id)
     out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config, **cache,
                          **(generate_kwargs or {}))
     new = out[:, ids.shape[1]:].cpu()
@@ -179,14 +180,26 @@ def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
     return texts, counts
 
 
+def generate_candidates(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, *, samples: int,
+                        temperature: float, seed: int = 0, **kwargs) -> tuple[list[list[str]], list[list[int]]]:
+    """Per prompt, the greedy letter first and then `samples` sampled ones (grounded decoding picks among them)."""
+    greedy, greedy_counts = generate_batch(model, tokenizer, prompts, max_new_tokens, **kwargs)
+    torch.manual_seed(seed + len(prompts) + sum(map(len, prompts)))  # the same batch samples the same letters
+    sampled, counts = generate_batch(model, tokenizer, prompts, max_new_tokens, do_sample=True, temperature=temperature,
+                                     top_k=0, num_return_sequences=samples, **kwargs)
+    return ([[letter, *sampled[i * samples:(i + 1) * samples]] for i, letter in enumerate(greedy)],
+            [[count, *counts[i * samples:(i + 1) * samples]] for i, count in enumerate(greedy_counts)])
+
+
 def generate_all(model, tokenizer, prompts: list[list[int]], indices: list[int], *, max_new_tokens: int,
                  batch_size: int, on_batch: BatchDone, desc: str, stop_ids: list[int] | None = None,
-                 kv_cache: str = "preallocated", **decoding) -> None:
+                 kv_cache: str = "preallocated", decode: Callable | None = None, **decoding) -> None:
     """Generate for `indices` in length-sorted batches of at most `batch_size` rows whose KV cache fits the GPU's
     free memory; on CUDA OOM anyway, halve the batch and retry.
 
     With the static (compiled) cache every batch gets the same shape, so the graph compiles once: equal batch
-    sizes, the last one filled up with repeats of its last prompt, whose letters are dropped.
+    sizes, the last one filled up with repeats of its last prompt, whose letters are dropped. `decode` is
+    generate_batch unless given (generate_candidates for grounded decoding: a list of letters per row).
     """
     budget = kv_token_budget(model)
     uniform = kv_cache == "static"
@@ -205,8 +218,8 @@ def generate_all(model, tokenizer, prompts: list[list[int]], indices: list[int],
         rows += rows[-1:] * (shape - len(rows))
         t0 = time.perf_counter()
         try:
-            texts, counts = generate_batch(model, tokenizer, rows, max_new_tokens, stop_ids=stop_ids, kv_cache=kv_cache,
-                                           **decoding)
+            texts, counts = (decode or generate_batch)(model, tokenizer, rows, max_new_tokens, stop_ids=stop_ids,
+                                                       kv_cache=kv_cache, **decoding)
         except torch.cuda.OutOfMemoryError:
             if len(batch) == 1:
                 raise UserError("out of GPU memory on a single prompt", where="test stage",
@@ -219,7 +232,7 @@ def generate_all(model, tokenizer, prompts: list[list[int]], indices: list[int],
             continue
         texts, counts = texts[:len(batch)], counts[:len(batch)]
         on_batch(batch, texts, counts, time.perf_counter() - t0)
-        tokens_done += sum(counts)
+        tokens_done += sum(c if isinstance(c, int) else sum(c) for c in counts)
         bar.update(len(batch))
         bar.set_postfix_str(f"{tokens_done / (time.perf_counter() - started):,.0f} tok/s")
     bar.close()

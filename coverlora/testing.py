@@ -7,6 +7,7 @@ written atomically once every row has both letters. Decoding itself is generatio
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import logging
@@ -22,7 +23,7 @@ from . import distributed
 from .config import TestConfig
 from .data import frame_hash
 from .fields import FIELDS
-from .generation import VllmLetters, generate_all, load_generator
+from .generation import VllmLetters, generate_all, generate_candidates, load_generator
 from .models import has_cuda, load_tokenizer, resolve_dtype
 from .runio import RunLayout, atomic_path, file_sha256, run_lock, write_manifest
 from .runs import TrainedRun
@@ -52,6 +53,26 @@ def _auto_batch_size(cfg: TestConfig) -> int:
     return cfg.batch_size or (512 if has_cuda() else 8)
 
 
+def candidates_of(cfg: TestConfig):
+    """Grounded decoding's decode step: the greedy letter and cfg.candidates samples per row."""
+    return functools.partial(generate_candidates, samples=cfg.candidates, temperature=cfg.temperature,
+                             seed=cfg.sample_seed)
+
+
+def choosing(save, rows: list[dict]):
+    """An on_batch that keeps, per row, the candidate grounded.choose picks, and records all of them."""
+    from .grounded import choose
+
+    def on_batch(batch: list[int], candidates: list[list[str]], counts: list[list[int]], seconds: float) -> None:
+        choices = choose(candidates, [rows[i] for i in batch])
+        save(batch, [letters[c.index] for letters, c in zip(candidates, choices)],
+             [numbers[c.index] for numbers, c in zip(counts, choices)], seconds,
+             extra=[{"candidates": letters, "chosen": c.index, "problems": list(c.problems)}
+                    for letters, c in zip(candidates, choices)])
+
+    return on_batch
+
+
 def run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
     """Letters for every test row into eval.csv (see _run_test); the main process holds the run folder's lock."""
     run = TrainedRun.open(cfg.run)
@@ -74,10 +95,14 @@ def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
     dtype = resolve_dtype(cfg.precision)
     adapter_file = run.layout.adapter / "adapter_model.safetensors"
     decoding = {"repetition_penalty": cfg.repetition_penalty, "no_repeat_ngram_size": cfg.no_repeat_ngram_size}
+    chosen_how = {"decoding": cfg.decoding}
+    if cfg.decoding == "grounded":
+        chosen_how.update(candidates=cfg.candidates, temperature=cfg.temperature, sample_seed=cfg.sample_seed)
     # How, not what (the same greedy letters up to kernel rounding): not fingerprinted.
     kv_cache = cfg.kv_cache if cfg.kv_cache != "auto" else ("static" if has_cuda() else "preallocated")
     fingerprint = {"data": frame_hash(frame), "models": cfg.model_tags, "max_new_tokens": cfg.max_new_tokens,
-                   "dtype": str(dtype), "adapter": file_sha256(adapter_file) if adapter_file.exists() else None, **decoding}
+                   "dtype": str(dtype), "adapter": file_sha256(adapter_file) if adapter_file.exists() else None, **decoding,
+                   **chosen_how}
     base = run.layout.eval_partial
     if cfg.overwrite and distributed.is_main():
         for path in distributed.partial_paths(base):
@@ -107,10 +132,11 @@ def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
         fmt = run.prompt_format(tokenizer)
         prompts = [fmt.prompt_ids(row) for row in rows]
 
-        def save(batch: list[int], texts: list[str], counts: list[int], seconds: float, tag: str = tag) -> None:
+        def save(batch: list[int], texts: list[str], counts: list[int], seconds: float, tag: str = tag,
+                 extra: list[dict] | None = None) -> None:
             partial.add({"model": tag, "row_id": rows[i]["row_id"], "output": text, "new_tokens": count,
-                         "prompt_tokens": len(prompts[i]), "seconds": round(seconds / len(batch), 3)}
-                        for i, text, count in zip(batch, texts, counts))
+                         "prompt_tokens": len(prompts[i]), "seconds": round(seconds / len(batch), 3), **more}
+                        for i, text, count, more in zip(batch, texts, counts, extra or [{}] * len(batch)))
 
         desc = f"{tag} letters" + (f" [process {rank}/{world}]" if world > 1 else "")
         if vllm is not None:  # vLLM schedules its own batches; chunks only bound what a kill can lose
@@ -119,8 +145,10 @@ def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
                 batch, t0 = todo[start:start + chunk], time.perf_counter()
                 save(batch, *vllm(tag, [prompts[i] for i in batch]), time.perf_counter() - t0)
             continue
+        grounded = cfg.decoding == "grounded"
         generate_all(model, tokenizer, prompts, todo, max_new_tokens=cfg.max_new_tokens,
-                     batch_size=_auto_batch_size(cfg), on_batch=save, desc=desc, stop_ids=fmt.stop_ids, kv_cache=kv_cache,
+                     batch_size=_auto_batch_size(cfg), on_batch=choosing(save, rows) if grounded else save, desc=desc,
+                     stop_ids=fmt.stop_ids, kv_cache=kv_cache, decode=candidates_of(cfg) if grounded else None,
                      **decoding)
         del model
         gc.collect()
@@ -137,6 +165,9 @@ def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
         table[f"{tag}_new_tokens"] = [r["new_tokens"] for r in records]
         table[f"{tag}_seconds"] = [r["seconds"] for r in records]
         table["prompt_tokens"] = [r["prompt_tokens"] for r in records]
+        if cfg.decoding == "grounded":  # every candidate, for the evidence and for re-choosing with fewer samples
+            table[f"{tag}_candidates"] = [json.dumps(r["candidates"]) for r in records]
+            table[f"{tag}_chosen"] = [r["chosen"] for r in records]
     distributed.barrier()  # every process has read the partial files before the main one removes them
     if distributed.is_main():
         with atomic_path(run.layout.eval_csv) as tmp:
