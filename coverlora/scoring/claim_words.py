@@ -1,0 +1,47 @@
+"""Word lists of the claim checker: words that carry no checkable content in a cover letter.
+
+STOP_WORDS are function words. GENERIC_WORDS are what nearly every letter says whatever the applicant did
+("strong experience", "proven track record", "valuable asset") and personality words ("dedicated", "motivated"):
+a claim is checked on its other words. Lowercase, as grounding._normalize writes words ("I'm" -> "i", "m").
+"""
+
+STOP_WORDS = frozenset("""
+a an the and or but nor so yet of in on at to for with by from as into onto about over under through throughout
+during within without across via per than then that this these those which who whom whose what when where while
+how why i me my mine myself we us our ours you your yours he she it its they them their is am are was were be
+been being have has had having do does did doing will would shall should can could may might must not no also
+very well such other both each all any some more most many much own same just only even further furthermore
+additionally moreover including include includes like s t ve m d ll re there here if because since until
+whether again always currently current previously previous past recent recently now new one etc
+""".split())
+
+GENERIC_WORDS = frozenset("""
+experience experiences experienced skill skills skilled skillset skillsets strong solid extensive background
+ability abilities able proven track record excellent exceptional outstanding great good deep broad keen
+passion passionate dedicated dedication commitment committed team teams work works working worked role roles
+position positions job jobs opportunity opportunities company companies organization organizations organisation
+contribute contributing contributed contribution contributions success successful successfully effectively
+effective efficient efficiently valuable value asset assets confident confidence believe belief excited
+excitement eager eagerness enthusiastic enthusiasm knowledge knowledgeable expertise expert proficient
+proficiency highly high motivated motivation various variety wide range year years field fields area areas
+industry industries professional professionals professionally career careers candidate candidates fit ideal
+necessary required requirement requirements qualification qualifications qualified qualify hands gained gain
+gaining acquired acquire honed hone demonstrated demonstrate demonstrating utilized utilize utilizing utilise
+leveraged leverage leveraging applied apply applying allowed allow allows enabled enable enables equipped
+helped help helping ensure ensuring ensured make makes made making use used using possess possesses hold holds
+held bring brings brought get got become became continue continued learn learning learned grow growing
+growth improve improving improvement enhance enhancing enhanced develop developed developing development
+dynamic fast paced environment environments detail details oriented diligent hardworking hard reliable
+dependable organized organised proactive driven curious creative adaptable flexible quick learner positive
+responsible self independent independently ensure thrive thriving collaborative environment mission values
+culture goals goal needs need align aligns aligned closely directly particularly especially truly greatly
+deeply sincerely certain sure strongly firmly always constantly continuously continually consistently
+approach approaches mindset attitude personal people person individual individuals others someone things
+thing way ways part lot number numerous multiple several many various key core critical important
+essential crucial relevant related similar specific overall daily day successfully expertly hard-working
+opportunity application applications interest interested consider considering considered thank thanks
+discuss discussing further look looking forward hear hearing chance welcome possibility join joining
+sincerely regards best dear hiring manager letter resume cv attached enclosed apply applied writing write
+express expressing strive striving provide providing provided deliver delivering delivered achieve achieving
+achieved results result outcomes
+""".split())
