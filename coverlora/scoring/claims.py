@@ -66,39 +66,28 @@ class SentenceVerdict:
         return self.label in FLAGGED_LABELS
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    """A claim sentence before the thresholds: its exact evidence and its content words' sources."""
-
-    hard: tuple[Evidence, ...]
-    words: tuple[Evidence, ...]
-
-
-def _candidate(text: str, sources: RowSources) -> _Candidate | None:
-    """None when the sentence is not a claim: not first person, intent only, or nothing checkable."""
+def _candidate(text: str, sources: RowSources) -> tuple[Evidence, ...] | None:
+    """The evidence of a claim sentence, or None when it is not a claim: not in the first person, intent only,
+    or nothing checkable in it."""
     normalized = _normalize(text)
-    if not detection.is_first_person(normalized):
+    if not detection.is_first_person(normalized) or detection.is_intent(normalized):
         return None
-    if detection.is_intent(normalized):
-        return None
-    hard = tuple(hard_evidence(text, sources))
+    hard = hard_evidence(text, sources)
     stems = content_stems(detection.mask_row_names(normalized, sources.row))
     if not stems and not hard:
         return None
-    return _Candidate(hard, tuple(word_evidence(stems, sources)))
+    return tuple(hard + word_evidence(stems, sources))
 
 
-def decide(candidate: _Candidate | None, resume_similarity: float | None,
-           thresholds: Thresholds = THRESHOLDS) -> str:
-    """The label of a sentence from its evidence; the thresholds apply to the content words only."""
-    if candidate is None:
-        return NOT_A_CLAIM
-    hard_sources = {item.source for item in candidate.hard}
-    if BORROWED in hard_sources:
+def decide(evidence: Sequence[Evidence], resume_similarity: float | None, thresholds: Thresholds = THRESHOLDS) -> str:
+    """The label of a claim from its evidence. Exact evidence decides first; the thresholds weigh the content
+    words ("words" evidence) against the best resume similarity."""
+    exact = {item.source for item in evidence if item.kind not in ("words", "similarity")}
+    if BORROWED in exact:
         return BORROWED
-    if UNSUPPORTED in hard_sources:
+    if UNSUPPORTED in exact:
         return UNSUPPORTED
-    counts = {source: sum(len(item.items) for item in candidate.words if item.source == source)
+    counts = {source: sum(len(item.items) for item in evidence if item.kind == "words" and item.source == source)
               for source in (SUPPORTED, BORROWED, UNSUPPORTED)}
     uncovered = counts[BORROWED] + counts[UNSUPPORTED]
     total = uncovered + counts[SUPPORTED]
@@ -106,6 +95,23 @@ def decide(candidate: _Candidate | None, resume_similarity: float | None,
     if uncovered >= thresholds.min_uncovered and uncovered / total > thresholds.max_uncovered_share and not paraphrase:
         return BORROWED if counts[BORROWED] >= counts[UNSUPPORTED] else UNSUPPORTED
     return SUPPORTED
+
+
+def relabel(verdict: SentenceVerdict, thresholds: Thresholds) -> SentenceVerdict:
+    """The same sentence judged with other thresholds (whether it is a claim does not depend on them)."""
+    if verdict.label == NOT_A_CLAIM:
+        return verdict
+    return replace(verdict, label=decide(verdict.evidence, verdict.resume_similarity, thresholds))
+
+
+def describe(verdict: SentenceVerdict) -> str:
+    """The evidence in one line, e.g. 'employer borrowed: Northwind Logistics (hiring_company); ...'."""
+    parts = []
+    for item in verdict.evidence:
+        where = f" ({item.field})" if item.field else ""
+        what = f"{item.score:.2f}" if item.score is not None else ", ".join(item.items)
+        parts.append(f"{item.kind} {item.source}: {what}{where}")
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------- MiniLM paraphrase evidence
@@ -154,9 +160,8 @@ def check_letters(letters: Sequence[str], rows: Sequence[Mapping[str, str]], *, 
         sources, draft = RowSources.of(row), []
         for sentence in split_sentences(letter or ""):
             candidate = _candidate(sentence.text, sources) if sentence.kind == BODY else None
-            evidence = () if candidate is None else candidate.hard + candidate.words
             draft.append((SentenceVerdict(sentence.index, sentence.text, sentence.start, sentence.end,
-                                          NOT_A_CLAIM, evidence), candidate))
+                                          NOT_A_CLAIM, candidate or ()), candidate))
             if candidate is not None:
                 pending.append((i, len(draft) - 1))
         drafts.append(draft)
@@ -168,15 +173,17 @@ def check_letters(letters: Sequence[str], rows: Sequence[Mapping[str, str]], *, 
              for j, (verdict, candidate) in enumerate(draft)] for i, draft in enumerate(drafts)]
 
 
-def _finish(verdict: SentenceVerdict, candidate: _Candidate | None, scores: tuple | None,
+def _finish(verdict: SentenceVerdict, candidate: tuple[Evidence, ...] | None, scores: tuple | None,
             thresholds: Thresholds) -> SentenceVerdict:
+    if candidate is None:
+        return verdict
     resume_sim, job_sim = scores if scores is not None else (None, None)
     evidence = verdict.evidence
     if resume_sim is not None:
         evidence += (Evidence("similarity", SUPPORTED, field="resume", score=round(resume_sim, 3)),)
     if job_sim is not None:
         evidence += (Evidence("similarity", BORROWED, field="job", score=round(job_sim, 3)),)
-    return replace(verdict, label=decide(candidate, resume_sim, thresholds), evidence=evidence,
+    return replace(verdict, label=decide(evidence, resume_sim, thresholds), evidence=evidence,
                    resume_similarity=resume_sim, job_similarity=job_sim)
 
 
