@@ -10,7 +10,7 @@ All patterns run on grounding._normalize'd text: lowercase words, single spaces,
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from coverlora.scoring.grounding import _LEGAL_SUFFIXES, _field, _normalize
 
@@ -24,7 +24,6 @@ _INTENT = re.compile(
     r"|\bi (?:\w+ )?(?:hope|want|wish|aim|intend|plan|look forward|welcome|appreciate|admire|share)\b"
     r"|\bthank you\b|\bthanks\b|\blooking forward\b|\bplease\b|\battached\b|\benclosed\b"
     r"|\b(?:contact|reach) me\b|\bi believe (?:that )?(?:i|my|this|these)\b"
-    r"|\b(?:make|makes|made) me (?:a|an|the) (?:\w+ ){0,2}(?:fit|candidate|asset|addition|choice|match)\b"
     r"|\b(?:align|aligns|aligned|resonates?) (?:well |perfectly |closely )?with\b"
     r"|\bmy (?:application|candidacy|resume|interest)\b"
 )
@@ -67,11 +66,12 @@ def _phrases(row: Mapping[str, str]) -> list[str]:
     return sorted((phrase for phrase in phrases if phrase), key=len, reverse=True)
 
 
-def mask_row_names(normalized: str, row: Mapping[str, str]) -> str:
-    """The sentence without the applicant's name, the hiring company and the job's title where it names the job
-    applied for ("the Data Scientist position"): what is left is the claim."""
+def mask_row_names(normalized: str, row: Mapping[str, str], frame: Sequence[str] = ()) -> str:
+    """The sentence without the applicant's name, the hiring company, the `frame` phrases (resume roles and
+    employers, already matched) and the job's title where it names the job applied for ("the Data Scientist
+    position"): what is left is the claim."""
     text = normalized
-    for phrase in _phrases(row):
+    for phrase in sorted({*_phrases(row), *frame}, key=len, reverse=True):
         text = text.replace(f" {phrase} ", " ")
     title = _normalize(_field(row, "job_title")).strip()
     if title:

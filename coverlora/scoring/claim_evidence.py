@@ -34,9 +34,15 @@ _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
 _CALENDAR_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 
 
+# Word families Snowball leaves apart that letters and resumes use for one another ("data analysis" in the
+# resume, "analytical skills" in the letter).
+_FAMILIES = ("analy", "scien")
+
+
 @lru_cache(maxsize=65536)
 def stem(word: str) -> str:
-    return _STEMMER.stem(word)
+    stemmed = _STEMMER.stem(word)
+    return next((family for family in _FAMILIES if stemmed.startswith(family)), stemmed)
 
 
 _GENERIC_STEMS = frozenset(stem(word) for word in GENERIC_WORDS) | STOP_WORDS
@@ -205,6 +211,24 @@ def _employer_evidence(sentence: str, sources: RowSources) -> list[Evidence]:
         if claims_employment(prefix) and not _resume_company_continues(prefix, name, sentence, sources.resume_text):
             return [Evidence("employer", BORROWED, (company,), "hiring_company")]
     return []
+
+
+# A run of capitalised words: a role ("Senior Data Scientist") or an employer ("DEF Tech Solutions").
+_CAPITALISED_RUN = re.compile(r"[A-Z][\w&'.+-]*(?:\s+(?:[A-Z][\w&'.+-]*|&|of|and))*")
+
+
+def resume_names(sentence: str, sources: RowSources) -> list[Evidence]:
+    """Roles and employers the sentence names as the experience fields write them. They are the frame of a
+    claim ("As a Data Scientist at DEF Corp, I ..."), supported as they stand: the claim is what follows."""
+    found = []
+    for name in ("current_experience", "past_experience"):
+        experience = _normalize(_field(sources.row, name))
+        phrases = [phrase for phrase in (_normalize(run.group(0).removesuffix(" and").removesuffix(" of")).strip()
+                                         for run in _CAPITALISED_RUN.finditer(sentence))
+                   if f" {phrase} " in experience and any(word not in STOP_WORDS for word in phrase.split())]
+        if phrases:
+            found.append(Evidence("name", SUPPORTED, tuple(dict.fromkeys(phrases)), name))
+    return found
 
 
 def hard_evidence(sentence: str, sources: RowSources) -> list[Evidence]:

@@ -43,5 +43,11 @@ opportunity application applications interest interested consider considering co
 discuss discussing further look looking forward hear hearing chance welcome possibility join joining
 sincerely regards best dear hiring manager letter resume cv attached enclosed apply applied writing write
 express expressing strive striving provide providing provided deliver delivering delivered achieve achieving
-achieved results result outcomes
+achieved results result outcomes understand understanding technology technologies technical robust solution
+solutions complex complexity issue issues insight insights drive drives driving time budget quality track
+member members guidance enjoy enjoyed love like passionate solving problem problems challenge challenges
+challenging innovative innovation spectrum finding find excel excelling impact impactful meaningful
+crossfunctional highquality wellequipped wellsuited cuttingedge datadriven fastpaced longterm handson
+stateoftheart topnotch worldclass endtoend build builds built building create creates created creating
+implement implements implemented implementing execute executed executing
 """.split())

@@ -27,6 +27,7 @@ from coverlora.scoring.claim_evidence import (
     RowSources,
     content_stems,
     hard_evidence,
+    resume_names,
     word_evidence,
 )
 from coverlora.scoring.grounding import _field, _normalize
@@ -72,8 +73,9 @@ def _candidate(text: str, sources: RowSources) -> tuple[Evidence, ...] | None:
     normalized = _normalize(text)
     if not detection.is_first_person(normalized) or detection.is_intent(normalized):
         return None
-    hard = hard_evidence(text, sources)
-    stems = content_stems(detection.mask_row_names(normalized, sources.row))
+    hard = hard_evidence(text, sources) + resume_names(text, sources)
+    frame = [phrase for item in hard if item.kind == "name" for phrase in item.items]
+    stems = content_stems(detection.mask_row_names(normalized, sources.row, frame))
     if not stems and not hard:
         return None
     return tuple(hard + word_evidence(stems, sources))
