@@ -46,6 +46,7 @@ class Thresholds:
     max_uncovered_share: float = 0.5  # flag when more than this share of content words is not in the resume
     min_uncovered: int = 2  # ... and at least this many of them
     min_similarity: float = 0.75  # ... unless a resume line's MiniLM cosine reaches this (a paraphrase)
+    job_similarity: float = 2.0  # borrowed when a job line's cosine reaches this and beats the resume's
 
 
 THRESHOLDS = Thresholds()
@@ -81,9 +82,10 @@ def _candidate(text: str, sources: RowSources) -> tuple[Evidence, ...] | None:
     return tuple(hard + word_evidence(stems, sources))
 
 
-def decide(evidence: Sequence[Evidence], resume_similarity: float | None, thresholds: Thresholds = THRESHOLDS) -> str:
-    """The label of a claim from its evidence. Exact evidence decides first; the thresholds weigh the content
-    words ("words" evidence) against the best resume similarity."""
+def decide(evidence: Sequence[Evidence], resume_similarity: float | None, job_similarity: float | None = None,
+           thresholds: Thresholds = THRESHOLDS) -> str:
+    """The label of a claim from its evidence. Exact evidence decides first; then the thresholds weigh the
+    content words ("words" evidence) and the best resume and job similarities."""
     exact = {item.source for item in evidence if item.kind not in ("words", "similarity")}
     if BORROWED in exact:
         return BORROWED
@@ -96,6 +98,9 @@ def decide(evidence: Sequence[Evidence], resume_similarity: float | None, thresh
     paraphrase = resume_similarity is not None and resume_similarity >= thresholds.min_similarity
     if uncovered >= thresholds.min_uncovered and uncovered / total > thresholds.max_uncovered_share and not paraphrase:
         return BORROWED if counts[BORROWED] >= counts[UNSUPPORTED] else UNSUPPORTED
+    if job_similarity is not None and job_similarity >= thresholds.job_similarity and (
+            resume_similarity is None or job_similarity > resume_similarity):
+        return BORROWED
     return SUPPORTED
 
 
@@ -103,7 +108,8 @@ def relabel(verdict: SentenceVerdict, thresholds: Thresholds) -> SentenceVerdict
     """The same sentence judged with other thresholds (whether it is a claim does not depend on them)."""
     if verdict.label == NOT_A_CLAIM:
         return verdict
-    return replace(verdict, label=decide(verdict.evidence, verdict.resume_similarity, thresholds))
+    return replace(verdict, label=decide(verdict.evidence, verdict.resume_similarity, verdict.job_similarity,
+                                         thresholds))
 
 
 def describe(verdict: SentenceVerdict) -> str:
@@ -185,7 +191,7 @@ def _finish(verdict: SentenceVerdict, candidate: tuple[Evidence, ...] | None, sc
         evidence += (Evidence("similarity", SUPPORTED, field="resume", score=round(resume_sim, 3)),)
     if job_sim is not None:
         evidence += (Evidence("similarity", BORROWED, field="job", score=round(job_sim, 3)),)
-    return replace(verdict, label=decide(evidence, resume_sim, thresholds), evidence=evidence,
+    return replace(verdict, label=decide(evidence, resume_sim, job_sim, thresholds), evidence=evidence,
                    resume_similarity=resume_sim, job_similarity=job_sim)
 
 
