@@ -53,7 +53,11 @@ class Sentence:
 
 def _line_kind(line: str, seen_body: bool, signed_off: bool) -> str | None:
     """The frame kind of a whole line, or None for a body line (split further into sentences)."""
-    if signed_off or _CLOSING_LINE.match(line):
+    if _CLOSING_LINE.match(line):
+        return SIGN_OFF
+    # After a closing come a name, a title, contact lines; a full sentence there is a repeated letter
+    # (small models start over), and its claims count.
+    if signed_off and len(line.split()) < 10:
         return SIGN_OFF
     if _GREETING.match(line) and len(line.split()) <= 12:
         return GREETING
@@ -74,7 +78,7 @@ def split_sentences(letter: str) -> list[Sentence]:
         if not text.strip():
             continue
         kind = _line_kind(text, seen_body, signed_off)
-        signed_off = signed_off or kind == SIGN_OFF
+        signed_off = kind == SIGN_OFF or (signed_off and kind is not None)
         if kind is not None:
             offset = len(text) - len(text.lstrip())
             sentences.append(Sentence(len(sentences), text.strip(), line.start() + offset,
