@@ -16,10 +16,10 @@ from nltk.stem.snowball import SnowballStemmer
 
 from coverlora.scoring.claim_words import GENERIC_WORDS, STOP_WORDS
 from coverlora.scoring.grounding import (
-    _LEGAL_SUFFIXES,
+    ENTITY_ALIASES,
     _field,
     _normalize,
-    company_named,
+    find_placeholders,
     mentioned_entities,
     resume_years,
     years_claims,
@@ -150,97 +150,39 @@ def _entity_evidence(sentence: str, sources: RowSources, ignore: set[str]) -> li
     return found
 
 
-# ---------------------------------------------------------------------------- employers
-
-# Words right before an employer name that make the sentence say the applicant works or worked there. Run on
-# _normalize'd text (lowercase words, single spaces), so "I'm" reads "i m".
-_EMPLOYED_BEFORE = re.compile(
-    r"(?:\b(?:my|i|i m|i ve|i am|i was|i have|i had)\s+(?:\w+\s+){0,6}?"
-    r"(?:work|works|worked|working|employed|employment|serve|serving|served|tenure|time|stint|career|role|roles"
-    r"|position|positions|job|experience|experiences|internship|intern|years?|months?)\s+(?:\w+\s+){0,2}"
-    r"(?:at|with|for|in)"
-    r"|\b(?:i am|i m|i was|i ve been|i have been|i currently serve as)\s+(?:a|an|the)\s+(?:\w+\s+){1,6}?(?:at|with|for)"
-    r"|^\s*(?:as|while|when)\s+(?:a|an|the|at)?\s*(?:\w+\s+){0,6}?(?:at|with|for)"
-    r"|^\s*(?:at|during my time at|since joining|while at|in my time at)"
-    r"|\b(?:joined|since joining|after joining))\s*$"
-)
-# ... and words that make it a wish instead ("the position at", "I would love to work at").
-_WISH_BEFORE = re.compile(
-    r"\b(?:would|could|will|shall|hope|hoping|wish|want|eager|excited|thrilled|opportunity|chance|apply|applying"
-    r"|application|interest|interested|join|joining|contribute|contributing|look forward|the \w+ (?:position|role|job"
-    r"|opening))\b"
-)
+# Entities of grounding's vocabulary that are certifications (its keys run degrees, certifications, languages...).
+_KEYS = list(ENTITY_ALIASES)
+CERTIFICATIONS = frozenset(_KEYS[_KEYS.index("PMP"):_KEYS.index("Python")])
+_CERTIFIED = re.compile(r"\b(?:certifi\w*|certificates?|licensed|licen[cs]es?)\b", re.I)
 
 
-def employer_mentions(sentence: str, company: str) -> list[tuple[str, str]]:
-    """(prefix, name) for each place the sentence names `company`; prefix is the normalised text before it.
-
-    The company is matched as grounding's company_named matches it (no leading "The", no legal suffix).
-    """
-    if not company_named(sentence, company):
+def _certification_evidence(sentence: str, sources: RowSources) -> list[Evidence]:
+    """"certified", "certification", "licensed": the resume must say so, or list the named certification."""
+    if not _CERTIFIED.search(sentence) or _CERTIFIED.search(sources.resume_text):
         return []
-    words = _normalize(company).split()
-    core = words[1:] if words[0] == "the" and len(words) > 1 else words
-    while len(core) > 1 and core[-1] in _LEGAL_SUFFIXES:
-        core = core[:-1]
-    text, needle = _normalize(sentence), f" {' '.join(core)} "
-    return [(text[: match.start() + 1], needle.strip()) for match in re.finditer(re.escape(needle), text)]
-
-
-def claims_employment(prefix: str) -> bool:
-    """Whether the text right before an employer name says the applicant works or worked there."""
-    return bool(_EMPLOYED_BEFORE.search(prefix)) and not _WISH_BEFORE.search(prefix)
-
-
-def _resume_company_continues(prefix_end: str, name: str, sentence: str, resume_text: str) -> bool:
-    """'XYZ' (hiring) inside 'XYZ Technologies' (a resume employer) is the resume's employer, not the hiring one."""
-    text, resume = _normalize(sentence), _normalize(resume_text)
-    at = text.find(f" {name} ", len(prefix_end) - 1)
-    following = text[at + len(name) + 2:].split()[:2]
-    preceding = prefix_end.split()[-1:]
-    return any(f" {phrase} " in resume for phrase in
-               ([f"{name} {following[0]}"] if following else []) + ([f"{preceding[0]} {name}"] if preceding else []))
-
-
-def _employer_evidence(sentence: str, sources: RowSources) -> list[Evidence]:
-    """The rule the issue names: the applicant says they work(ed) at the hiring company; the resume does not."""
-    company = _field(sources.row, "hiring_company")
-    if not company or company_named(sources.resume_text, company):
+    if mentioned_entities(sentence) & CERTIFICATIONS & sources.entities["resume"]:
         return []
-    for prefix, name in employer_mentions(sentence, company):
-        if claims_employment(prefix) and not _resume_company_continues(prefix, name, sentence, sources.resume_text):
-            return [Evidence("employer", BORROWED, (company,), "hiring_company")]
-    return []
+    job = "\n".join(_field(sources.row, name) for name in JOB_FIELDS)
+    source = BORROWED if _CERTIFIED.search(job) else UNSUPPORTED
+    return [Evidence("certification", source, (_CERTIFIED.search(sentence).group(0),),
+                     "preferred_qualifications" if source == BORROWED else None)]
 
 
-# A run of capitalised words: a role ("Senior Data Scientist") or an employer ("DEF Tech Solutions").
-_CAPITALISED_RUN = re.compile(r"[A-Z][\w&'.+-]*(?:\s+(?:[A-Z][\w&'.+-]*|&|of|and))*")
-
-
-def resume_names(sentence: str, sources: RowSources) -> list[Evidence]:
-    """Roles and employers the sentence names as the experience fields write them. They are the frame of a
-    claim ("As a Data Scientist at DEF Corp, I ..."), supported as they stand: the claim is what follows."""
-    found = []
-    for name in ("current_experience", "past_experience"):
-        experience = _normalize(_field(sources.row, name))
-        phrases = [phrase for phrase in (_normalize(run.group(0).removesuffix(" and").removesuffix(" of")).strip()
-                                         for run in _CAPITALISED_RUN.finditer(sentence))
-                   if f" {phrase} " in experience and any(word not in STOP_WORDS for word in phrase.split())]
-        if phrases:
-            found.append(Evidence("name", SUPPORTED, tuple(dict.fromkeys(phrases)), name))
-    return found
+def _placeholder_evidence(sentence: str) -> list[Evidence]:
+    """A claim about "[Company Name]" cannot be backed by anything."""
+    return [Evidence("placeholder", UNSUPPORTED, tuple(found))] if (found := find_placeholders(sentence)) else []
 
 
 def hard_evidence(sentence: str, sources: RowSources) -> list[Evidence]:
-    """Employer, years, numbers and vocabulary entities: the checks where an exact match decides."""
+    """Years, numbers, vocabulary entities, certifications and placeholders: the checks an exact match decides."""
     title_entities = mentioned_entities(_field(sources.row, "job_title"))
     if _normalize(_field(sources.row, "job_title")).strip() in _normalize(sentence):
         ignore = title_entities  # naming the job's title is not claiming its skills
     else:
         ignore = set()
     years, accounted = _years_evidence(sentence, sources)
-    return (_employer_evidence(sentence, sources) + years + _number_evidence(sentence, sources, accounted)
-            + _entity_evidence(sentence, sources, ignore))
+    return (years + _number_evidence(sentence, sources, accounted) + _entity_evidence(sentence, sources, ignore)
+            + _certification_evidence(sentence, sources) + _placeholder_evidence(sentence))
 
 
 def word_evidence(stems: list[str], sources: RowSources) -> list[Evidence]:

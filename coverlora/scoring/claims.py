@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from coverlora.scoring import claim_detection as detection
+from coverlora.scoring.claim_roles import role_evidence
 from coverlora.scoring.claim_evidence import (
     BORROWED,
     JOB_FIELDS,
@@ -27,7 +28,6 @@ from coverlora.scoring.claim_evidence import (
     RowSources,
     content_stems,
     hard_evidence,
-    resume_names,
     word_evidence,
 )
 from coverlora.scoring.grounding import _field, _normalize
@@ -74,8 +74,8 @@ def _candidate(text: str, sources: RowSources) -> tuple[Evidence, ...] | None:
     normalized = _normalize(text)
     if not detection.is_first_person(normalized) or detection.is_intent(normalized):
         return None
-    hard = hard_evidence(text, sources) + resume_names(text, sources)
-    frame = [phrase for item in hard if item.kind == "name" for phrase in item.items]
+    hard = hard_evidence(text, sources) + role_evidence(text, sources)
+    frame = [phrase for item in hard if item.kind == "name" and item.source == SUPPORTED for phrase in item.items]
     stems = content_stems(detection.mask_row_names(normalized, sources.row, frame))
     if not stems and not hard:
         return None
