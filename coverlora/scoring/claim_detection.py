@@ -25,7 +25,7 @@ _INTENT = re.compile(
     r"|\bthank you\b|\bthanks\b|\blooking forward\b|\bplease\b|\battached\b|\benclosed\b"
     r"|\b(?:contact|reach) me\b|\bi believe (?:that )?(?:i|my|this|these)\b"
     r"|\b(?:align|aligns|aligned|resonates?) (?:well |perfectly |closely )?with\b"
-    r"|\bmy (?:application|candidacy|resume|interest)\b"
+    r"|\bmy (?:application|candidacy|resume|interest)\b|\badmired?\b"
 )
 
 # What makes a sentence a claim even when it also says something about the application.
@@ -51,9 +51,13 @@ def is_first_person(normalized: str) -> bool:
     return bool(_FIRST_PERSON.search(normalized))
 
 
+# "discuss my skills and experience with you": what is discussed is not claimed.
+_DISCUSSED = re.compile(r"\bdiscuss(?:ing)?(?: how)? my\b")
+
+
 def is_intent(normalized: str) -> bool:
     """The sentence is about the application, the future or the writer's feelings, and asserts no experience."""
-    return bool(_INTENT.search(normalized)) and not _CLAIM_MARKER.search(normalized)
+    return bool(_INTENT.search(normalized)) and not _CLAIM_MARKER.search(_DISCUSSED.sub("discuss the", normalized))
 
 
 def _phrases(row: Mapping[str, str]) -> list[str]:

@@ -14,8 +14,9 @@ from functools import lru_cache
 
 from nltk.stem.snowball import SnowballStemmer
 
-from coverlora.scoring.claim_words import GENERIC_WORDS, STOP_WORDS
+from coverlora.scoring.claim_words import ACRONYMS, GENERIC_WORDS, STOP_WORDS
 from coverlora.scoring.grounding import (
+    _NUMBER_WORDS,
     ENTITY_ALIASES,
     _field,
     _normalize,
@@ -36,7 +37,7 @@ _CALENDAR_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 
 # Word families Snowball leaves apart that letters and resumes use for one another ("data analysis" in the
 # resume, "analytical skills" in the letter).
-_FAMILIES = ("analy", "scien")
+_FAMILIES = ("analy", "scien", "intern")
 
 
 @lru_cache(maxsize=65536)
@@ -49,10 +50,14 @@ _GENERIC_STEMS = frozenset(stem(word) for word in GENERIC_WORDS) | STOP_WORDS
 
 
 def content_stems(text: str) -> list[str]:
-    """Stems of the words that carry a claim's content: no stop words, no letter boilerplate, no bare digits."""
+    """Stems of the words that carry a claim's content: no stop words, no letter boilerplate, no bare digits.
+    An acronym stands for its expansion ("AI": "artifici", "intellig"), so either form backs the other."""
     stems = []
     for word in _normalize(text).split():
-        if word in STOP_WORDS or word.isdigit() or len(word) < 2:
+        if word in ACRONYMS and word != "it":  # "it" the pronoun is far likelier than IT
+            stems += content_stems(ACRONYMS[word])
+            continue
+        if word in STOP_WORDS or word in _NUMBER_WORDS or word.isdigit() or len(word) < 2:
             continue
         stemmed = stem(word)
         if stemmed not in _GENERIC_STEMS:

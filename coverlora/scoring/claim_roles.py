@@ -77,13 +77,10 @@ def _employer_evidence(sentence: str, sources: RowSources) -> list[Evidence]:
 
 
 # A run of capitalised words: a role ("Senior Data Scientist") or an employer ("DEF Tech Solutions").
-_RUN = r"[A-Z][\w&'.+-]*(?:\s+(?:[A-Z][\w&'.+-]*|&|of|and))*"
+_NAME_WORD = r"(?!I\b)[A-Z][\w&'.+-]*"  # not the pronoun: "MNO Corp and I" ends at "Corp"
+_RUN = rf"{_NAME_WORD}(?:\s+(?:(?:&|of|and)\s+)?{_NAME_WORD})*"
 _CAPITALISED_RUN = re.compile(_RUN)
 _ROLE_AT_EMPLOYER = re.compile(rf"({_RUN})\s+(?:at|with|for)\s+({_RUN})")
-
-
-def _phrase(run: str) -> str:
-    return _normalize(run.removesuffix(" and").removesuffix(" of")).strip()
 
 
 def _resume_names(sentence: str, sources: RowSources) -> list[Evidence]:
@@ -94,12 +91,12 @@ def _resume_names(sentence: str, sources: RowSources) -> list[Evidence]:
     fields = {name: _normalize(_field(sources.row, name)) for name in _EXPERIENCE_FIELDS}
     found = []
     for name, experience in fields.items():
-        phrases = [phrase for phrase in map(_phrase, _CAPITALISED_RUN.findall(sentence))
+        phrases = [phrase for phrase in (_normalize(run).strip() for run in _CAPITALISED_RUN.findall(sentence))
                    if f" {phrase} " in experience and any(word not in STOP_WORDS for word in phrase.split())]
         if phrases:
             found.append(Evidence("name", SUPPORTED, tuple(dict.fromkeys(phrases)), name))
     for role, employer in _ROLE_AT_EMPLOYER.findall(sentence):
-        pair = [f" {_phrase(role)} ", f" {_phrase(employer)} "]
+        pair = [_normalize(role), _normalize(employer)]
         known = [any(part in experience for experience in fields.values()) for part in pair]
         together = any(all(part in experience for part in pair) for experience in fields.values())
         if all(known) and not together:

@@ -2,7 +2,10 @@
 
 STOP_WORDS are function words. GENERIC_WORDS are what nearly every letter says whatever the applicant did
 ("strong experience", "proven track record", "valuable asset") and personality words ("dedicated", "motivated"):
-a claim is checked on its other words. Lowercase, as grounding._normalize writes words ("I'm" -> "i", "m").
+a claim is checked on its other words. Degree and certification words are here because those claims are
+checked exactly (grounding's vocabulary, claim_evidence's certification rule). Number words are handled by
+the years rule. The boilerplate list was read off the most frequent words that train letters add to their
+rows (scripts/calibrate_claims.py's labelled rows left out). Lowercase, as grounding._normalize writes words ("I'm" -> "i", "m").
 """
 
 STOP_WORDS = frozenset("""
@@ -49,5 +52,21 @@ member members guidance enjoy enjoyed love like passionate solving problem probl
 challenging innovative innovation spectrum finding find excel excelling impact impactful meaningful
 crossfunctional highquality wellequipped wellsuited cuttingedge datadriven fastpaced longterm handson
 stateoftheart topnotch worldclass endtoend build builds built building create creates created creating
-implement implements implemented implementing execute executed executing
+implement implements implemented implementing execute executed executing suit suited suits foundation
+foundations identify identified identifying along combined combine combining focus focused focusing set
+actionable addition latest stay staying given coupled significant significantly take taking seek seeking
+ready readiness prior tackle tackling adept potential up clear clearly known base based involve involved
+involving date level levels think thinking share sharing different existing real case cases full fully
+showcase showcasing top player every attention seasoned comprehensive objective objectives perfect perfectly proud
+fresh perspective perspectives better future world prospect decision decisions decisionmaking informed
+advanced large larger degree degrees bachelor bachelors master masters certified certification
+certifications
 """.split())
+
+# Acronyms that resumes and letters write either way ("PhD in AI" backs "Artificial Intelligence").
+ACRONYMS = {
+    "ai": "artificial intelligence", "ml": "machine learning", "dl": "deep learning",
+    "nlp": "natural language processing", "bi": "business intelligence", "cs": "computer science",
+    "it": "information technology", "qa": "quality assurance", "ux": "user experience", "ui": "user interface",
+    "hr": "human resources", "pm": "project management", "seo": "search engine optimization",
+}

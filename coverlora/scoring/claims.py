@@ -46,7 +46,7 @@ class Thresholds:
     max_uncovered_share: float = 0.5  # flag when more than this share of content words is not in the resume
     min_uncovered: int = 2  # ... and at least this many of them
     min_similarity: float = 0.75  # ... unless a resume line's MiniLM cosine reaches this (a paraphrase)
-    job_similarity: float = 2.0  # borrowed when a job line's cosine reaches this and beats the resume's
+    job_margin: float = 2.0  # borrowed when a job line's cosine beats the best resume line's by this much
 
 
 THRESHOLDS = Thresholds()
@@ -98,8 +98,10 @@ def decide(evidence: Sequence[Evidence], resume_similarity: float | None, job_si
     paraphrase = resume_similarity is not None and resume_similarity >= thresholds.min_similarity
     if uncovered >= thresholds.min_uncovered and uncovered / total > thresholds.max_uncovered_share and not paraphrase:
         return BORROWED if counts[BORROWED] >= counts[UNSUPPORTED] else UNSUPPORTED
-    if job_similarity is not None and job_similarity >= thresholds.job_similarity and (
-            resume_similarity is None or job_similarity > resume_similarity):
+    # MiniLM's sentence cosine barely separates supported from invented claims (tuning half, medians 0.57 and
+    # 0.55), but a claim lifted from the posting is nearer the posting than the resume (0.10 ahead at the median).
+    if counts[BORROWED] and None not in (job_similarity, resume_similarity) and (
+            job_similarity - resume_similarity >= thresholds.job_margin):
         return BORROWED
     return SUPPORTED
 
