@@ -31,6 +31,8 @@ _INTENT = re.compile(
 # What makes a sentence a claim even when it also says something about the application.
 _CLAIM_MARKER = re.compile(
     r"\bi (?:have|ve|had)\b(?! (?:the|a|an) (?:chance|opportunity|pleasure)\b)(?! attached\b)"
+    r"(?! (?:always |long )?(?:admired|wanted|dreamed|hoped|followed|been (?:passionate|interested|fascinated"
+    r"|drawn|impressed|inspired))\b)"
     r"|\bi (?:\w+ly )?(?:worked|developed|built|led|managed|designed|implemented|created|gained|earned|completed"
     r"|graduated|obtained|received|served|spent|delivered|achieved|increased|reduced|improved|launched"
     r"|collaborated|mentored|trained|taught|maintained|supported|conducted|analy[sz]ed|used|handled|oversaw"

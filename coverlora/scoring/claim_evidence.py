@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from nltk.stem.snowball import SnowballStemmer
 
-from coverlora.scoring.claim_words import ACRONYMS, GENERIC_WORDS, STOP_WORDS
+from coverlora.scoring.claim_words import ACRONYMS, COMPOUNDS, GENERIC_WORDS, STOP_WORDS
 from coverlora.scoring.grounding import (
     _NUMBER_WORDS,
     ENTITY_ALIASES,
@@ -49,11 +49,20 @@ def stem(word: str) -> str:
 _GENERIC_STEMS = frozenset(stem(word) for word in GENERIC_WORDS) | STOP_WORDS
 
 
+_COMPOUNDS = [(re.compile(rf"\b{pattern}\b"), word) for pattern, word in COMPOUNDS.items()]
+
+
+def _join_compounds(normalized: str) -> str:
+    for pattern, word in _COMPOUNDS:
+        normalized = pattern.sub(word, normalized)
+    return normalized
+
+
 def content_stems(text: str) -> list[str]:
     """Stems of the words that carry a claim's content: no stop words, no letter boilerplate, no bare digits.
     An acronym stands for its expansion ("AI": "artifici", "intellig"), so either form backs the other."""
     stems = []
-    for word in _normalize(text).split():
+    for word in _join_compounds(_normalize(text)).split():
         if word in ACRONYMS and word != "it":  # "it" the pronoun is far likelier than IT
             stems += content_stems(ACRONYMS[word])
             continue

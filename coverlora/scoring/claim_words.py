@@ -60,7 +60,8 @@ involving date level levels think thinking share sharing different existing real
 showcase showcasing top player every attention seasoned comprehensive objective objectives perfect perfectly proud
 fresh perspective perspectives better future world prospect decision decisions decisionmaking informed
 advanced large larger degree degrees bachelor bachelors master masters certified certification
-certifications
+certifications crossfunctional cross functional decisionmaking detailoriented employ employed perform performed
+keep keeping technique techniques
 """.split())
 
 # Acronyms that resumes and letters write either way ("PhD in AI" backs "Artificial Intelligence").
@@ -69,4 +70,13 @@ ACRONYMS = {
     "nlp": "natural language processing", "bi": "business intelligence", "cs": "computer science",
     "it": "information technology", "qa": "quality assurance", "ux": "user experience", "ui": "user interface",
     "hr": "human resources", "pm": "project management", "seo": "search engine optimization",
+}
+
+# Compounds written with a space, a hyphen or nothing: one word for the checker ("problem-solving" in the
+# resume backs "problem solver" in the letter).
+COMPOUNDS = {
+    r"problem[\s-]?solv\w*": "problemsolving",
+    r"cross[\s-]?functional": "crossfunctional",
+    r"decision[\s-]?making": "decisionmaking",
+    r"detail[\s-]?oriented": "detailoriented",
 }

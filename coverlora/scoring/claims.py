@@ -77,8 +77,8 @@ def _candidate(text: str, sources: RowSources) -> tuple[Evidence, ...] | None:
     hard = hard_evidence(text, sources) + role_evidence(text, sources)
     frame = [phrase for item in hard if item.kind == "name" and item.source == SUPPORTED for phrase in item.items]
     stems = content_stems(detection.mask_row_names(normalized, sources.row, frame))
-    if not stems and not hard:
-        return None
+    if not stems and all(item.kind == "placeholder" for item in hard):
+        return None  # nothing but "[Skills]": a slot left empty, not a claim
     return tuple(hard + word_evidence(stems, sources))
 
 
