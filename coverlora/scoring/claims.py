@@ -46,6 +46,7 @@ class Thresholds:
     max_uncovered_share: float = 0.5  # flag when more than this share of content words is not in the resume
     min_uncovered: int = 2  # ... and at least this many of them
     min_similarity: float = 0.75  # ... unless a resume line's MiniLM cosine reaches this (a paraphrase)
+    borrowed_weight: int = 1  # a word found only in the job's fields counts this many times
     job_margin: float = 2.0  # borrowed when a job line's cosine beats the best resume line's by this much
 
 
@@ -93,7 +94,7 @@ def decide(evidence: Sequence[Evidence], resume_similarity: float | None, job_si
         return UNSUPPORTED
     counts = {source: sum(len(item.items) for item in evidence if item.kind == "words" and item.source == source)
               for source in (SUPPORTED, BORROWED, UNSUPPORTED)}
-    uncovered = counts[BORROWED] + counts[UNSUPPORTED]
+    uncovered = thresholds.borrowed_weight * counts[BORROWED] + counts[UNSUPPORTED]
     total = uncovered + counts[SUPPORTED]
     paraphrase = resume_similarity is not None and resume_similarity >= thresholds.min_similarity
     if uncovered >= thresholds.min_uncovered and uncovered / total > thresholds.max_uncovered_share and not paraphrase:
