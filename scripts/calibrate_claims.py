@@ -42,7 +42,6 @@ GRID = {
     "max_uncovered_share": [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7],
     "min_uncovered": [1, 2, 3],
     "min_similarity": [0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 2.0],  # 2.0: MiniLM never overrides
-    "borrowed_weight": [1, 2],
     "job_margin": [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 2.0],
 }
 
