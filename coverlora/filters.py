@@ -17,6 +17,7 @@ import pandas as pd
 from .fields import COLUMNS, INPUT_FIELDS, TARGET_FIELD
 from .prompts import prompt_labels
 from .scoring.grounding import company_named, find_placeholders, title_named
+from .scoring.sentences import CLOSING_PHRASES
 from .text import as_text, canonical
 
 RULES = (
@@ -89,12 +90,6 @@ _TERMINATORS = set(".!?\"')]\u201d\u2019\u2026*")
 # (capitalised words, initials, hyphens, apostrophes, or a [placeholder]); then
 # at most 3 more short lines (title, e-mail, phone). Without a separator and a
 # capitalised name after it, "... Thank you for" stays truncated.
-_CLOSING = (
-    r"(?:yours\s+)?(?:sincerely|truly|faithfully|respectfully|cordially|warmly)(?:\s+yours)?"
-    r"|(?:with\s+)?(?:best|kind|kindest|warm|warmest|many)\s+(?:regards|wishes|thanks)"
-    r"|regards|best|cheers|thanks|thank\s+you|with\s+(?:gratitude|appreciation)"
-    r"|respectfully\s+submitted|all\s+the\s+best"
-)
 _NAME_WORD = r"[A-Z][\w'\u2019.\-]*"
 _PARTICLE = r"(?:de|da|del|della|der|den|di|du|la|le|van|von|bin|ibn|al|el|y|dos|das)"
 _NAME_TAIL = r"(?:[ \t]+(?:" + _NAME_WORD + "|" + _PARTICLE + r"))*(?:,?[ \t]+[A-Z][\w.]*)?"  # "..., PhD"
@@ -103,14 +98,14 @@ _NAME_LINE = r"(?:\[[^\]\n]{1,60}\]|" + _NAME_WORD + _NAME_TAIL + ")"
 # so "...skills.\nIn" still reads as truncated.
 _FULL_NAME = r"(?:\[[^\]\n]{1,60}\]|" + _NAME_WORD + r"(?:[ \t]+" + _PARTICLE + r")*[ \t]+" + _NAME_WORD + _NAME_TAIL + ")"
 _SIGN_OFF = re.compile(
-    r"(?:^|\n|[.!?][ \t]+)[ \t]*(?i:" + _CLOSING + r")"
+    r"(?:^|\n|[.!?][ \t]+)[ \t]*(?i:" + CLOSING_PHRASES + r")"
     r"(?:[ \t]*[,.!:\u2013\u2014-][ \t]*\n?|[ \t]*\n)\s*"
     + _NAME_LINE
     + r"[ \t]*(?:\n[^\n]{1,80}){0,3}$"
 )
 # A bare closing with no name ("... application.\n\nSincerely,") or a bare name
 # line after a finished sentence ("... application.\n\nJane Doe").
-_BARE_CLOSING = re.compile(r"(?:^|\n|[.!?][ \t]+)[ \t]*(?i:" + _CLOSING + r")[ \t]*[,.!:]?$")
+_BARE_CLOSING = re.compile(r"(?:^|\n|[.!?][ \t]+)[ \t]*(?i:" + CLOSING_PHRASES + r")[ \t]*[,.!:]?$")
 _BARE_NAME = re.compile(r"[.!?\"')][ \t]*\n\s*" + _FULL_NAME + r"[ \t]*$")
 
 

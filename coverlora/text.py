@@ -65,3 +65,8 @@ def words(text) -> list[str]:
 def padded_words(text) -> str:
     """The words joined by single spaces and padded with one on each side, so `" x y " in` finds whole words."""
     return " " + " ".join(words(text)) + " "
+
+
+def field_text(row, name: str) -> str:
+    """A row's field as text: "" when missing, None or NaN."""
+    return as_text(row.get(name))

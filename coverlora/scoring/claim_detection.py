@@ -4,7 +4,7 @@ A claim is a first-person statement of experience, employers, roles, achievement
 skills. Statements of intent or interest ("I am excited to apply for the X role at Y", "I would welcome the
 chance") are not, unless they carry one ("I am excited to bring my 5 years of Python experience"). Personality
 and boilerplate ("I am a dedicated professional") carry nothing checkable: no content words, so no claim.
-All patterns run on grounding._normalize'd text: lowercase words, single spaces, "I'm" -> "i m".
+All patterns run on text.padded_words'd text: lowercase words, single spaces, "I'm" -> "i m".
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from coverlora.scoring.grounding import _LEGAL_SUFFIXES, _field, _normalize
+from coverlora.scoring.grounding import company_core
+from coverlora.text import field_text, padded_words
 
 _FIRST_PERSON = re.compile(r" (?:i|me|my|myself|mine) ")
 
@@ -64,10 +65,8 @@ def is_intent(normalized: str) -> bool:
 
 def _phrases(row: Mapping[str, str]) -> list[str]:
     """The applicant's name and the hiring company as normalised phrases: neither is content of a claim."""
-    name = _normalize(_field(row, "applicant_name")).split()
-    company = _normalize(_field(row, "hiring_company")).split()
-    while len(company) > 1 and company[-1] in _LEGAL_SUFFIXES:
-        company = company[:-1]
+    name = padded_words(field_text(row, "applicant_name")).split()
+    company = company_core(field_text(row, "hiring_company"))
     phrases = [" ".join(name), *name, " ".join(company)]
     return sorted((phrase for phrase in phrases if phrase), key=len, reverse=True)
 
@@ -79,7 +78,7 @@ def mask_row_names(normalized: str, row: Mapping[str, str], frame: Sequence[str]
     text = normalized
     for phrase in sorted({*_phrases(row), *frame}, key=len, reverse=True):
         text = text.replace(f" {phrase} ", " ")
-    title = _normalize(_field(row, "job_title")).strip()
+    title = padded_words(field_text(row, "job_title")).strip()
     if title:
         text = re.sub(rf" (?:the|this|your|a|an) {re.escape(title)}s? (?=(?:position|role|job|opening"
                       rf"|vacancy|opportunity|team)\b)", " ", text)

@@ -15,16 +15,10 @@ from functools import lru_cache
 from nltk.stem.snowball import SnowballStemmer
 
 from coverlora.scoring.claim_words import ACRONYMS, COMPOUNDS, GENERIC_WORDS, STOP_WORDS
-from coverlora.scoring.grounding import (
-    _NUMBER_WORDS,
-    ENTITY_ALIASES,
-    _field,
-    _normalize,
-    find_placeholders,
-    mentioned_entities,
-    resume_years,
-    years_claims,
-)
+from coverlora.scoring.grounding import find_placeholders, mentioned_entities, resume_years, years_claims
+from coverlora.scoring.vocabulary import ENTITY_ALIASES
+from coverlora.scoring.years import NUMBER_WORDS
+from coverlora.text import field_text, padded_words
 
 RESUME_FIELDS = ("current_experience", "past_experience", "skillsets", "qualifications")
 JOB_FIELDS = ("job_title", "hiring_company", "preferred_qualifications")
@@ -62,11 +56,11 @@ def content_stems(text: str) -> list[str]:
     """Stems of the words that carry a claim's content: no stop words, no letter boilerplate, no bare digits.
     An acronym stands for its expansion ("AI": "artifici", "intellig"), so either form backs the other."""
     stems = []
-    for word in _join_compounds(_normalize(text)).split():
+    for word in _join_compounds(padded_words(text)).split():
         if word in ACRONYMS and word != "it":  # "it" the pronoun is far likelier than IT
             stems += content_stems(ACRONYMS[word])
             continue
-        if word in STOP_WORDS or word in _NUMBER_WORDS or word.isdigit() or len(word) < 2:
+        if word in STOP_WORDS or word in NUMBER_WORDS or word.isdigit() or len(word) < 2:
             continue
         stemmed = stem(word)
         if stemmed not in _GENERIC_STEMS:
@@ -106,12 +100,12 @@ class RowSources:
     @classmethod
     def of(cls, row: Mapping[str, str]) -> "RowSources":
         sources = cls(row)
-        sources.resume_text = "\n".join(_field(row, name) for name in RESUME_FIELDS)
-        job_text = "\n".join(_field(row, name) for name in JOB_FIELDS)
+        sources.resume_text = "\n".join(field_text(row, name) for name in RESUME_FIELDS)
+        job_text = "\n".join(field_text(row, name) for name in JOB_FIELDS)
         for side, names in (("resume", RESUME_FIELDS), ("job", JOB_FIELDS)):
             sources.stems[side] = {}
             for name in names:
-                for word in content_stems(_field(row, name)):
+                for word in content_stems(field_text(row, name)):
                     sources.stems[side].setdefault(word, name)
         sources.numbers = {"resume": numbers_in(sources.resume_text), "job": numbers_in(job_text)}
         sources.entities = {"resume": mentioned_entities(sources.resume_text), "job": mentioned_entities(job_text)}
@@ -120,7 +114,7 @@ class RowSources:
         # role runs "to present" from a calendar year (its length is unknown: no claim can be judged).
         sources.years_known = sources.years is not None or not _CALENDAR_YEAR.search(sources.resume_text)
         sources.job_years = {claim.claimed_years for claim in years_claims(job_text)}
-        sources.job_years |= {float(n) for n in numbers_in(_field(row, "preferred_qualifications")) if n.isdigit()}
+        sources.job_years |= {float(n) for n in numbers_in(field_text(row, "preferred_qualifications")) if n.isdigit()}
         return sources
 
 
@@ -176,7 +170,7 @@ def _certification_evidence(sentence: str, sources: RowSources) -> list[Evidence
         return []
     if mentioned_entities(sentence) & CERTIFICATIONS & sources.entities["resume"]:
         return []
-    job = "\n".join(_field(sources.row, name) for name in JOB_FIELDS)
+    job = "\n".join(field_text(sources.row, name) for name in JOB_FIELDS)
     source = BORROWED if _CERTIFIED.search(job) else UNSUPPORTED
     return [Evidence("certification", source, (_CERTIFIED.search(sentence).group(0),),
                      "preferred_qualifications" if source == BORROWED else None)]
@@ -189,8 +183,8 @@ def _placeholder_evidence(sentence: str) -> list[Evidence]:
 
 def hard_evidence(sentence: str, sources: RowSources) -> list[Evidence]:
     """Years, numbers, vocabulary entities, certifications and placeholders: the checks an exact match decides."""
-    title_entities = mentioned_entities(_field(sources.row, "job_title"))
-    if _normalize(_field(sources.row, "job_title")).strip() in _normalize(sentence):
+    title_entities = mentioned_entities(field_text(sources.row, "job_title"))
+    if padded_words(field_text(sources.row, "job_title")).strip() in padded_words(sentence):
         ignore = title_entities  # naming the job's title is not claiming its skills
     else:
         ignore = set()

@@ -11,12 +11,13 @@ import re
 
 from coverlora.scoring.claim_evidence import BORROWED, SUPPORTED, UNSUPPORTED, Evidence, RowSources
 from coverlora.scoring.claim_words import STOP_WORDS
-from coverlora.scoring.grounding import _LEGAL_SUFFIXES, _field, _normalize, company_named
+from coverlora.scoring.grounding import company_core, company_named
+from coverlora.text import field_text, padded_words
 
 _EXPERIENCE_FIELDS = ("current_experience", "past_experience")
 
 # Words right before an employer name that make the sentence say the applicant works or worked there. Run on
-# _normalize'd text (lowercase words, single spaces), so "I'm" reads "i m".
+# padded_words'd text (lowercase words, single spaces), so "I'm" reads "i m".
 _EMPLOYED_BEFORE = re.compile(
     r"(?:\b(?:my|i|i m|i ve|i am|i was|i have|i had)\s+(?:\w+\s+){0,6}?"
     r"(?:work|works|worked|working|employed|employment|serve|serving|served|tenure|time|stint|career|role|roles"
@@ -42,11 +43,7 @@ def employer_mentions(sentence: str, company: str) -> list[tuple[str, str]]:
     """
     if not company_named(sentence, company):
         return []
-    words = _normalize(company).split()
-    core = words[1:] if words[0] == "the" and len(words) > 1 else words
-    while len(core) > 1 and core[-1] in _LEGAL_SUFFIXES:
-        core = core[:-1]
-    text, needle = _normalize(sentence), f" {' '.join(core)} "
+    text, needle = padded_words(sentence), f" {' '.join(company_core(company))} "
     return [(text[: match.start() + 1], needle.strip()) for match in re.finditer(re.escape(needle), text)]
 
 
@@ -57,7 +54,7 @@ def claims_employment(prefix: str) -> bool:
 
 def _resume_company_continues(prefix_end: str, name: str, sentence: str, resume_text: str) -> bool:
     """'XYZ' (hiring) inside 'XYZ Technologies' (a resume employer) is the resume's employer, not the hiring one."""
-    text, resume = _normalize(sentence), _normalize(resume_text)
+    text, resume = padded_words(sentence), padded_words(resume_text)
     at = text.find(f" {name} ", len(prefix_end) - 1)
     following = text[at + len(name) + 2:].split()[:2]
     preceding = prefix_end.split()[-1:]
@@ -67,7 +64,7 @@ def _resume_company_continues(prefix_end: str, name: str, sentence: str, resume_
 
 def _employer_evidence(sentence: str, sources: RowSources) -> list[Evidence]:
     """The rule the issue names: the applicant says they work(ed) at the hiring company; the resume does not."""
-    company = _field(sources.row, "hiring_company")
+    company = field_text(sources.row, "hiring_company")
     if not company or company_named(sources.resume_text, company):
         return []
     for prefix, name in employer_mentions(sentence, company):
@@ -88,15 +85,15 @@ def _resume_names(sentence: str, sources: RowSources) -> list[Evidence]:
     claim ("As a Data Scientist at DEF Corp, I ..."), supported as they stand: the claim is what follows.
     A role paired with an employer it was not held at ("Senior Engineer at" the past, junior job's employer)
     is unsupported."""
-    fields = {name: _normalize(_field(sources.row, name)) for name in _EXPERIENCE_FIELDS}
+    fields = {name: padded_words(field_text(sources.row, name)) for name in _EXPERIENCE_FIELDS}
     found = []
     for name, experience in fields.items():
-        phrases = [phrase for phrase in (_normalize(run).strip() for run in _CAPITALISED_RUN.findall(sentence))
+        phrases = [phrase for phrase in (padded_words(run).strip() for run in _CAPITALISED_RUN.findall(sentence))
                    if f" {phrase} " in experience and any(word not in STOP_WORDS for word in phrase.split())]
         if phrases:
             found.append(Evidence("name", SUPPORTED, tuple(dict.fromkeys(phrases)), name))
     for role, employer in _ROLE_AT_EMPLOYER.findall(sentence):
-        pair = [_normalize(role), _normalize(employer)]
+        pair = [padded_words(role), padded_words(employer)]
         known = [any(part in experience for experience in fields.values()) for part in pair]
         together = any(all(part in experience for part in pair) for experience in fields.values())
         if all(known) and not together:
@@ -110,14 +107,14 @@ _ROLE_BEFORE = (r"\b(?:i am|i m|as|work as|worked as|working as|role as|position
 
 def _title_evidence(sentence: str, sources: RowSources) -> list[Evidence]:
     """"I am a <the job's title>" when no role in the resume has that title: the job's title, borrowed."""
-    title = _normalize(_field(sources.row, "job_title")).strip()
-    experience = " ".join(_normalize(_field(sources.row, name)) for name in _EXPERIENCE_FIELDS)
+    title = padded_words(field_text(sources.row, "job_title")).strip()
+    experience = " ".join(padded_words(field_text(sources.row, name)) for name in _EXPERIENCE_FIELDS)
     if not title or f" {title} " in experience:
         return []
-    text = _normalize(sentence)
+    text = padded_words(sentence)
     match = re.search(_ROLE_BEFORE + re.escape(title) + r"s? ", text)
     if match and not _WISH_BEFORE.search(text[: match.end()]):
-        return [Evidence("role", BORROWED, (_field(sources.row, "job_title"),), "job_title")]
+        return [Evidence("role", BORROWED, (field_text(sources.row, "job_title"),), "job_title")]
     return []
 
 

@@ -5,7 +5,7 @@ STOP_WORDS are function words. GENERIC_WORDS are what nearly every letter says w
 a claim is checked on its other words. Degree and certification words are here because those claims are
 checked exactly (grounding's vocabulary, claim_evidence's certification rule). Number words are handled by
 the years rule. The boilerplate list was read off the most frequent words that train letters add to their
-rows (scripts/calibrate_claims.py's labelled rows left out). Lowercase, as grounding._normalize writes words ("I'm" -> "i", "m").
+rows (scripts/calibrate_claims.py's labelled rows left out). Lowercase, as text.padded_words writes words ("I'm" -> "i", "m").
 """
 
 STOP_WORDS = frozenset("""

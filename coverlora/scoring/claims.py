@@ -35,7 +35,7 @@ from coverlora.scoring.claim_evidence import (
     word_evidence,
 )
 from coverlora.scoring.claim_roles import role_evidence
-from coverlora.scoring.grounding import _field, _normalize
+from coverlora.text import field_text, padded_words
 from coverlora.scoring.sentences import BODY, split_sentences
 
 NOT_A_CLAIM = "not_a_claim"
@@ -77,7 +77,7 @@ class SentenceVerdict:
 def _candidate(text: str, sources: RowSources) -> tuple[Evidence, ...] | None:
     """The evidence of a claim sentence, or None when it is not a claim: not in the first person, intent only,
     or nothing checkable in it."""
-    normalized = _normalize(text)
+    normalized = padded_words(text)
     if not detection.is_first_person(normalized) or detection.is_intent(normalized):
         return None
     hard = hard_evidence(text, sources) + role_evidence(text, sources)
@@ -137,7 +137,7 @@ def _lines(row: Mapping[str, str], names: Sequence[str]) -> list[str]:
     """Each field whole, and its lines and sentences: a claim usually restates one of them."""
     units = []
     for name in names:
-        value = _field(row, name).strip()
+        value = field_text(row, name).strip()
         if value:
             units.append(value)
             units += [part.strip() for part in value.replace(";", "\n").replace(". ", "\n").split("\n")
@@ -147,7 +147,7 @@ def _lines(row: Mapping[str, str], names: Sequence[str]) -> list[str]:
 
 def _similarities(texts: list[str], rows: list[Mapping[str, str]]) -> list[tuple[float | None, float | None]]:
     """(best resume cosine, best job cosine) per sentence; texts[i] belongs to rows[i]. One MiniLM pass."""
-    from coverlora.quality import embed
+    from coverlora.embeddings import embed
 
     units = [(_lines(row, RESUME_FIELDS), _lines(row, JOB_FIELDS)) for row in rows]
     vocabulary = list(dict.fromkeys([*texts, *(u for pair in units for side in pair for u in side)]))

@@ -14,13 +14,13 @@ from coverlora.scoring.vocabulary import CASE_SENSITIVE_ALIASES, ENTITY_ALIASES
 from coverlora.scoring.years import YearsClaim, resume_years, years_claims
 from coverlora.text import as_text, fold, padded_words
 
-__all__ = ["YearsClaim", "check_letter", "company_named", "find_placeholders", "grounding_rates", "mentioned_entities",
+__all__ = ["LEGAL_SUFFIXES", "YearsClaim", "check_letter", "company_core", "company_named", "find_placeholders", "grounding_rates", "mentioned_entities",
            "name_named", "resume_years", "title_named", "years_claims"]
 
 
 # ---------------------------------------------------------------------------- names
 
-_LEGAL_SUFFIXES = {
+LEGAL_SUFFIXES = {
     "inc", "incorporated", "llc", "ltd", "limited", "corp", "corporation", "co", "company",
     "plc", "llp", "lp", "gmbh", "ag", "sa", "pty", "pvt",
 }
@@ -34,13 +34,19 @@ def company_named(letter: str, company: str) -> bool | None:
 
     None when the row has no company.
     """
-    words = padded_words(company).split()
-    if not words:
+    core = company_core(company)
+    if not core:
         return None
-    core = words[1:] if words[0] == "the" and len(words) > 1 else words
-    while len(core) > 1 and core[-1] in _LEGAL_SUFFIXES:
-        core = core[:-1]
     return f" {' '.join(core)} " in padded_words(letter)
+
+
+def company_core(company: str) -> list[str]:
+    """The company's words as letters name it: no leading "The", no legal suffix ("The Acme Co. Inc." -> acme)."""
+    words = padded_words(company).split()
+    core = words[1:] if words[:1] == ["the"] and len(words) > 1 else words
+    while len(core) > 1 and core[-1] in LEGAL_SUFFIXES:
+        core = core[:-1]
+    return core
 
 
 def title_named(letter: str, title: str) -> bool | None:

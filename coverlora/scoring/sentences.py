@@ -12,7 +12,14 @@ from dataclasses import dataclass
 
 from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
 
-from coverlora.quality import _CLOSING  # the project's one list of sign-off phrases
+# The closing phrases a letter's sign-off starts with: the one list, for the splitter and the truncation rule.
+CLOSING_PHRASES = (
+    r"(?:yours\s+)?(?:sincerely|truly|faithfully|respectfully|cordially|warmly)(?:\s+yours)?"
+    r"|(?:with\s+)?(?:best|kind|kindest|warm|warmest|many)\s+(?:regards|wishes|thanks)"
+    r"|regards|best|cheers|thanks|thank\s+you|with\s+(?:gratitude|appreciation)"
+    r"|respectfully\s+submitted|all\s+the\s+best"
+)
+
 
 BODY, GREETING, SIGN_OFF, HEADER = "body", "greeting", "sign_off", "header"
 
@@ -33,7 +40,7 @@ _PUNKT = _tokenizer()
 # Punkt keeps "Inc." inside a sentence; a pronoun or a usual opener right after it starts a new one.
 _AFTER_LEGAL_SUFFIX = re.compile(r"\b(?:Inc|Ltd|Corp|Co|LLC)\.\s+(?=(?:I|My|We|Our|In|As|With|This|Thank|At|During)\b)")
 _GREETING = re.compile(r"^\s*(?:dear|to whom it may concern|hello|hi|greetings|good (?:morning|afternoon))\b", re.I)
-_CLOSING_LINE = re.compile(rf"^\s*(?:{_CLOSING})\s*[,.!:\u2013\u2014-]?\s*$", re.I)
+_CLOSING_LINE = re.compile(rf"^\s*(?:{CLOSING_PHRASES})\s*[,.!:\u2013\u2014-]?\s*$", re.I)
 # Lines of a letterhead: an e-mail, a phone number, a date, a street address, a bracketed slot.
 _CONTACT = re.compile(
     r"@|\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}|^\s*\[[^\]]*\]\s*$|^\s*(?:january|february|march|april|may|june|july"

@@ -14,7 +14,7 @@ _UNITS = [
     "nineteen",
 ]
 _TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-_NUMBER_WORDS = {word: value for value, word in enumerate(_UNITS)} | {
+NUMBER_WORDS = {word: value for value, word in enumerate(_UNITS)} | {
     word: 20 + 10 * i for i, word in enumerate(_TENS)
 } | {"a": 1, "an": 1, "a couple of": 2, "a couple": 2}
 _WORD_NUMBER = (
@@ -64,10 +64,10 @@ def _number_value(text: str) -> float:
     text = re.sub(r"[\s-]+", " ", text.lower()).strip()
     if re.fullmatch(r"\d+(?:\.\d+)?", text):
         return float(text)
-    if text in _NUMBER_WORDS:
-        return float(_NUMBER_WORDS[text])
+    if text in NUMBER_WORDS:
+        return float(NUMBER_WORDS[text])
     tens, unit = text.split(" ")  # "twenty five"
-    return float(_NUMBER_WORDS[tens] + _NUMBER_WORDS[unit])
+    return float(NUMBER_WORDS[tens] + NUMBER_WORDS[unit])
 
 
 def _amount_in_years(match: re.Match) -> tuple[float, float | None]:
