@@ -1,13 +1,13 @@
 """Calibrate the claim checker on its labelled set (data/claims), and help label it.
 
     # choose thresholds on the tuning half, report on the held-out half (prints the numbers to hard-code)
-    .venv/bin/python scripts/calibrate_claims.py calibrate --data /work/shared/data/cover-letter-dataset
+    .venv/bin/python scripts/calibrate_claims.py calibrate --data ../shared/data/cover-letter-dataset
 
     # print letters as numbered sentences beside their rows, to label by reading (no checker output shown)
     .venv/bin/python scripts/calibrate_claims.py show --source reference --split test --rows 68 291
 
     # the share of reference letters flagged, and the time to check them
-    .venv/bin/python scripts/calibrate_claims.py measure --data /work/shared/data/cover-letter-dataset --split test
+    .venv/bin/python scripts/calibrate_claims.py measure --data ../shared/data/cover-letter-dataset --split test
 
 MiniLM runs on the CPU: run calibrate and measure under the shared lock (flock /tmp/coverlora-heavy.lock ...).
 """
@@ -153,7 +153,7 @@ def main() -> None:
                                                help="print the misjudged sentences of that part")
     commands.choices["measure"].add_argument("--split", default="test")
     for command in commands.choices.values():
-        command.add_argument("--data", default="/work/shared/data/cover-letter-dataset")
+        command.add_argument("--data", default="../shared/data/cover-letter-dataset")
     args = parser.parse_args()
     {"show": _show, "calibrate": _calibrate, "measure": _measure}[args.command](args)
 

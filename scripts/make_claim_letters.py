@@ -5,7 +5,7 @@ test rows. Its letters are what the checker must judge in practice: they claim t
 employer and restate the posting as experience. Heavy: run under the shared lock.
 
     flock /tmp/coverlora-heavy.lock .venv/bin/python scripts/make_claim_letters.py \
-        --data /work/shared/data/cover-letter-dataset --out data/claims/generated_smollm2.jsonl
+        --data ../shared/data/cover-letter-dataset --out data/claims/generated_smollm2.jsonl
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from coverlora.scoring.claims import (
 from coverlora.scoring.sentences import BODY, GREETING, SIGN_OFF, split_sentences
 
 LABELS_DIR = Path(__file__).resolve().parents[1] / "data" / "claims"
-DATA = Path(os.environ.get("COVERLORA_DATA", "/work/shared/data/cover-letter-dataset"))
+DATA = Path(os.environ.get("COVERLORA_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "cover-letter-dataset"))
 # Held-out precision and recall of "borrowed or unsupported" with the hard-coded thresholds, as measured by
 # `scripts/calibrate_claims.py calibrate` (56 of 61 flagged right, 56 of 75 found): a regression fails here.
 HELDOUT_PRECISION, HELDOUT_RECALL = 0.918, 0.746

@@ -176,3 +176,37 @@ def test_vllm_backend_without_vllm_is_a_one_line_error(trained_run, monkeypatch)
         run_test(TestConfig(run=str(trained_run.root), backend="vllm"))
     with pytest.raises(ConfigError, match="not available with backend vllm"):
         TestConfig(run=str(trained_run.root), backend="vllm", no_repeat_ngram_size=3)
+
+
+def test_grounded_choice_prefers_fewer_problems_and_breaks_ties_by_consensus():
+    from coverlora.grounded import choose
+
+    row = {"job_title": "Data Analyst", "hiring_company": "Acme Corp", "applicant_name": "Ana Silva",
+           "preferred_qualifications": "5+ years of Tableau", "current_experience": "Data Analyst at Foo Ltd for 2 years",
+           "past_experience": "", "skillsets": "SQL, Excel", "qualifications": "BSc Statistics"}
+    good = "Dear Hiring Manager,\n\nI am applying for the Data Analyst role at Acme Corp. I work with SQL and Excel.\n\nSincerely,\nAna Silva"
+    borrowed = good.replace("I work with SQL and Excel.", "I have 5 years of Tableau experience at Acme Corp.")
+    unnamed = good.replace(" at Acme Corp", "")
+    choice = choose([[borrowed, unnamed, good]], [row], embeddings=False)[0]
+    assert choice.index == 2 and choice.problems == (0, 0, 0) and choice.tied == 1
+    # three clean letters: the one closest to the other two wins (two near-copies outvote the odd one)
+    variant = good.replace("I work with SQL and Excel.", "I use SQL and Excel daily.")
+    odd = good.replace("I work with SQL and Excel.", "Excel and SQL are tools I know well from my work.")
+    assert choose([[odd, good, variant]], [row], embeddings=False)[0].index in (1, 2)
+    assert choose([[good, good, odd]], [row], embeddings=False)[0].index == 0
+
+
+def test_grounded_test_stage_keeps_every_candidate_and_the_chosen_one(trained_run):
+    import json
+
+    from coverlora.config import TestConfig
+    from coverlora.testing import run_test
+
+    _, table = run_test(TestConfig(run=str(trained_run.root), models="finetuned", decoding="grounded", candidates=3,
+                                   temperature=1.0, max_new_tokens=6, batch_size=2))
+    candidates = [json.loads(c) for c in table["finetuned_candidates"]]
+    assert all(len(c) == 4 for c in candidates), "the greedy letter and three samples per row"
+    assert [c[i] for c, i in zip(candidates, table["finetuned_chosen"])] == table["finetuned_output"].fillna("").tolist()
+    greedy = run_test(TestConfig(run=str(trained_run.root), models="finetuned", max_new_tokens=6, batch_size=2,
+                                 overwrite=True))[1]
+    assert [c[0] for c in candidates] == greedy["finetuned_output"].fillna("").tolist(), "candidate 0 is the greedy letter"
