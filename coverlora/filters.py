@@ -29,6 +29,7 @@ RULES = (
     "placeholder",
     "ai_artifact",
     "low_similarity",
+    "unbacked_claims",
 )
 
 # Cosine(MiniLM(letter), MiniLM(input_text(row))) below this => "low_similarity".
@@ -149,7 +150,7 @@ _AI_ARTIFACT = re.compile(
 
 
 def quality_flags(frame: pd.DataFrame, similarity: Sequence[float] | None = None, min_chars: int = 300,
-                  min_similarity: float = MIN_SIMILARITY) -> pd.DataFrame:
+                  min_similarity: float = MIN_SIMILARITY, unbacked: Sequence[bool] | None = None) -> pd.DataFrame:
     """Per-row quality flags for ``frame`` (columns = fields.FIELDS), indexed like it.
 
       shared_letter    the same letter is used by rows whose company, name or title differ
@@ -160,6 +161,8 @@ def quality_flags(frame: pd.DataFrame, similarity: Sequence[float] | None = None
       placeholder      grounding.find_placeholders finds a slot: [Your Name], {company}, (insert ...), XX
       ai_artifact      "As an AI language model", "Here is a cover letter", "### Sample", "Job Description:" ...
       low_similarity   similarity[i] < min_similarity; always False when ``similarity`` is None
+      unbacked_claims  unbacked[i]: the letter makes a claim its resume does not back (borrowed or unsupported,
+                       scoring/claims.py; see unbacked_claims()); always False when ``unbacked`` is None
     """
     letters = column(frame, TARGET_FIELD)
     out = pd.DataFrame(index=frame.index)
@@ -179,6 +182,9 @@ def quality_flags(frame: pd.DataFrame, similarity: Sequence[float] | None = None
         if len(scores) != len(frame):
             raise ValueError(f"similarity has {len(scores)} values for {len(frame)} rows")
         out["low_similarity"] = [float(score) < min_similarity for score in scores]
+    if unbacked is not None and len(unbacked) != len(frame):
+        raise ValueError(f"unbacked has {len(unbacked)} values for {len(frame)} rows")
+    out["unbacked_claims"] = False if unbacked is None else [bool(flag) for flag in unbacked]
     out = out.astype({rule: bool for rule in RULES})
     out["reasons"] = [";".join(rule for rule, hit in zip(RULES, flags) if hit)
                       for flags in out[list(RULES)].itertuples(index=False)]
@@ -212,3 +218,11 @@ def input_letter_similarity(frame: pd.DataFrame, batch_size: int = 64, device: s
     inputs = [input_text(row) for _, row in frame.iterrows()]
     vectors = embed(letters + inputs, batch_size=batch_size, device=device)
     return (vectors[: len(frame)] * vectors[len(frame):]).sum(1).tolist()
+
+
+def unbacked_claims(frame: pd.DataFrame) -> list[bool]:
+    """Per row: does its letter claim something its resume does not back (the claim checker, MiniLM included)?"""
+    from .scoring.claims import check_letters, letter_flagged
+
+    rows = frame.to_dict("records")
+    return [letter_flagged(v) for v in check_letters(column(frame, TARGET_FIELD), rows)]

@@ -59,12 +59,12 @@ def candidates_of(cfg: TestConfig):
                              seed=cfg.sample_seed)
 
 
-def choosing(save, rows: list[dict]):
+def choosing(save, rows: list[dict], embeddings: bool):
     """An on_batch that keeps, per row, the candidate grounded.choose picks, and records all of them."""
     from .grounded import choose
 
     def on_batch(batch: list[int], candidates: list[list[str]], counts: list[list[int]], seconds: float) -> None:
-        choices = choose(candidates, [rows[i] for i in batch])
+        choices = choose(candidates, [rows[i] for i in batch], embeddings=embeddings)
         save(batch, [letters[c.index] for letters, c in zip(candidates, choices)],
              [numbers[c.index] for numbers, c in zip(counts, choices)], seconds,
              extra=[{"candidates": letters, "chosen": c.index, "problems": list(c.problems)}
@@ -146,10 +146,10 @@ def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
                 save(batch, *vllm(tag, [prompts[i] for i in batch]), time.perf_counter() - t0)
             continue
         grounded = cfg.decoding == "grounded"
+        on_batch = choosing(save, rows, cfg.claim_similarity) if grounded else save
         generate_all(model, tokenizer, prompts, todo, max_new_tokens=cfg.max_new_tokens,
-                     batch_size=_auto_batch_size(cfg), on_batch=choosing(save, rows) if grounded else save, desc=desc,
-                     stop_ids=fmt.stop_ids, kv_cache=kv_cache, decode=candidates_of(cfg) if grounded else None,
-                     **decoding)
+                     batch_size=_auto_batch_size(cfg), on_batch=on_batch, desc=desc, stop_ids=fmt.stop_ids,
+                     kv_cache=kv_cache, decode=candidates_of(cfg) if grounded else None, **decoding)
         del model
         gc.collect()
         if has_cuda():

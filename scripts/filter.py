@@ -7,6 +7,8 @@ Usage:
     python scripts/filter.py path/to/train.csv data/long/train.csv --rules too_short --min-chars 500
     # with the embedding check (MiniLM, offline; ~1-3 minutes on a CPU for 813 rows)
     python scripts/filter.py path/to/cover-letter-dataset data/filtered --similarity
+    # also drop letters that claim what their resume does not back (the claim checker)
+    python scripts/filter.py path/to/cover-letter-dataset data/filtered-claims --claims
 
 Then train on it: python train.py --config configs/demo-cpu.yaml --data data/filtered
 Prints the rows dropped per rule, on train and (for a folder) on test, which is reported but never filtered.
@@ -20,13 +22,16 @@ import _bootstrap
 
 from coverlora.data import load_split, write_split
 from coverlora.errors import UserError
-from coverlora.filters import MIN_SIMILARITY, RULES, flag_counts, input_letter_similarity, quality_flags
+from coverlora.filters import (MIN_SIMILARITY, RULES, flag_counts, input_letter_similarity, quality_flags,
+                               unbacked_claims)
 from coverlora.runio import atomic_path
 
 
 def flags_for(frame, args):
     similarity = input_letter_similarity(frame) if args.similarity else None
-    flags = quality_flags(frame, similarity, min_chars=args.min_chars, min_similarity=args.min_similarity)
+    unbacked = unbacked_claims(frame) if args.claims else None
+    flags = quality_flags(frame, similarity, min_chars=args.min_chars, min_similarity=args.min_similarity,
+                          unbacked=unbacked)
     chosen = [rule for rule in args.rules.split(",") if rule]
     unknown = sorted(set(chosen) - set(RULES))
     if unknown:
@@ -55,6 +60,8 @@ def main() -> None:
     parser.add_argument("--max-chars", type=int, default=0, help="also drop letters longer than this (0 = no limit)")
     parser.add_argument("--similarity", action="store_true", help="compute the MiniLM input/letter similarity (low_similarity rule)")
     parser.add_argument("--min-similarity", type=float, default=MIN_SIMILARITY, help="low_similarity threshold")
+    parser.add_argument("--claims", action="store_true", help="run the claim checker (unbacked_claims rule; MiniLM, "
+                                                              "a few minutes on a CPU for 813 rows)")
     args = parser.parse_args()
 
     is_folder = Path(args.source).is_dir()
