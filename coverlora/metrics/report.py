@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -9,7 +10,8 @@ import pandas as pd
 from ..runio import RunLayout, atomic_path, write_text_atomic
 
 HEADLINE = ("rouge_l", "bertscore_f1", "repetition", "seq_rep_4", "distinct_2", "company_named", "title_named",
-            "unsupported_years", "entity_precision", "has_placeholder", "self_bleu_4", "letter_words")
+            "name_named", "unsupported_years", "entity_precision", "has_placeholder", "claim_support",
+            "has_flagged_claim", "has_borrowed_claim", "has_unsupported_claim", "self_bleu_4", "letter_words")
 SYSTEM_ORDER = ("base", "finetuned", "reference", "copy_input", "template", "retrieval")
 SYSTEM_COLORS = {"base": "#9aa5b1", "finetuned": "#2f6fb0", "reference": "#4caf50", "copy_input": "#d9a441",
                  "template": "#c97b63", "retrieval": "#8e6bb0"}
@@ -85,6 +87,21 @@ def headline_table(summary: pd.DataFrame, subset: str) -> pd.DataFrame:
     return wide.reset_index()
 
 
+def flagged_of(scores: pd.DataFrame, row_id: int, system: str) -> list[dict]:
+    hit = scores[(scores.row_id == row_id) & (scores.system == system)]
+    if hit.empty or "flagged_sentences" not in hit or not isinstance(hit["flagged_sentences"].iloc[0], str):
+        return []
+    return json.loads(hit["flagged_sentences"].iloc[0] or "[]")
+
+
+def marked_letter(letter: str, flagged: list[dict]) -> str:
+    """The letter as a quote with each flagged sentence in bold and its label, and the evidence listed below."""
+    for number, flag in enumerate(flagged, 1):
+        letter = letter.replace(flag["sentence"], f"**{flag['sentence']}** [{number}: {flag['label']}]", 1)
+    notes = [f"> [{n}] {flag['label']}: {flag['evidence']}" for n, flag in enumerate(flagged, 1)]
+    return "\n".join(["> " + letter.replace("\n", "\n> "), *([">"] if notes else []), *notes])
+
+
 def write_report(layout: RunLayout, table: pd.DataFrame, scores: pd.DataFrame, summary: pd.DataFrame,
                  plots: list[Path], label: str) -> None:
     lines = [f"# Evaluation report: {layout.root.name}", "",
@@ -106,9 +123,10 @@ def write_report(layout: RunLayout, table: pd.DataFrame, scores: pd.DataFrame, s
         for name, pick in picks.items():
             row = by_row.loc[pick["row_id"]]
             lines += [f"### {name}: row {pick['row_id']}, ROUGE-L {pick['rouge_l']:.3f} — {row['job_title']} at {row['hiring_company']}", ""]
-            for column, title in (("base_output", "base"), ("finetuned_output", "fine-tuned"), ("reference", "reference")):
+            for column, title, system in (("base_output", "base", "base"), ("finetuned_output", "fine-tuned", "finetuned"),
+                                          ("reference", "reference", "reference")):
                 if column in row:
-                    lines += [f"**{title}**", "", "> " + str(row[column]).replace("\n", "\n> "), ""]
+                    lines += [f"**{title}**", "", marked_letter(str(row[column]), flagged_of(scores, pick["row_id"], system)), ""]
     write_text_atomic(layout.report, "\n".join(lines))
 
 

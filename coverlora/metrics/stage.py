@@ -22,14 +22,16 @@ from .tables import eval_columns_present, letters_by_row, score_letters, subsets
 log = logging.getLogger("coverlora")
 
 
-def bertscore_model(name: str, layers: int) -> BertScoreModel:
+def bertscore_model(name: str, layers: int) -> BertScoreModel | None:
+    if name == "off":
+        return None
     if name == "minilm":
         return default_model()
     if name == "roberta-large":
         return roberta_large()
     folder = Path(name)
     if not (folder / "config.json").is_file():
-        raise UserError("bertscore_model must be minilm, roberta-large or a local model folder", where=name)
+        raise UserError("bertscore_model must be minilm, roberta-large, off or a local model folder", where=name)
     import json
 
     depth = layers or json.loads((folder / "config.json").read_text())["num_hidden_layers"]
@@ -91,8 +93,9 @@ def _score(cfg: MetricsConfig, layout: RunLayout) -> pd.DataFrame:
         with atomic_path(layout.results / "seen_in_training.csv") as tmp:
             seen.to_csv(tmp, index=False)
     systems = systems_in(table, train)
-    log.info("scoring %d rows × %d systems (BERTScore: %s)", len(table), len(systems), model.label)
-    scores, label = score_letters(table, systems, model, batch_size=cfg.batch_size)
+    log.info("scoring %d rows × %d systems (BERTScore: %s; claims: %s)", len(table), len(systems),
+             model.label if model else "off", cfg.claims)
+    scores, label = score_letters(table, systems, model, batch_size=cfg.batch_size, claims=cfg.claims)
     subsets = subsets_for(table, cfg.long_form_chars, seen)
     summary = summarize(scores, letters_by_row(table, systems), subsets, resamples=cfg.bootstrap_resamples, label=label)
     with atomic_path(layout.scores_csv) as tmp:

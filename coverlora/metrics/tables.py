@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -9,11 +11,14 @@ from ..baselines import baseline_letters
 from ..fields import INPUT_FIELDS
 from ..scoring import (BertScoreModel, bert_score, bootstrap_diff_ci, check_letter, describe, distinct_n,
                        repetition_ratio, rouge_l, self_bleu, seq_rep_n)
+from ..scoring.claims import BORROWED, NOT_A_CLAIM, SUPPORTED, UNSUPPORTED, check_letters
+from ..scoring.claims import describe as describe_claim
 
 GENERATED = ("base", "finetuned")
 # The references score themselves only on metrics that don't compare with a reference.
 REFERENCE_FREE = ("repetition", "seq_rep_4", "distinct_2", "company_named", "title_named", "name_named",
-                  "unsupported_years", "entity_precision", "has_placeholder", "letter_words")
+                  "unsupported_years", "entity_precision", "has_placeholder", "letter_words",
+                  "claim_support", "has_flagged_claim", "has_borrowed_claim", "has_unsupported_claim")
 METRICS = ("rouge_l", "bertscore_f1", "bertscore_precision", "bertscore_recall", *REFERENCE_FREE)
 
 
@@ -29,10 +34,29 @@ def letters_by_row(table: pd.DataFrame, systems: dict[str, list[str]]) -> dict[s
     return {system: dict(zip(table["row_id"], texts)) for system, texts in systems.items()}
 
 
-def score_letters(table: pd.DataFrame, systems: dict[str, list[str]], bertscore_model: BertScoreModel,
-                  batch_size: int = 32) -> tuple[pd.DataFrame, str]:
+def claim_columns(letters: list[str], rows: list[dict], evidence: str) -> dict[str, list]:
+    """Per letter: the share of its claims the resume backs, whether it has a borrowed / unsupported claim, and
+    every flagged sentence with its label and evidence (the evidence behind each flag, for the report)."""
+    nothing = [None] * len(letters)
+    if evidence == "off":
+        return {"claim_support": nothing, "has_flagged_claim": nothing, "has_borrowed_claim": nothing,
+                "has_unsupported_claim": nothing, "flagged_sentences": [""] * len(letters)}
+    verdicts = check_letters(letters, rows, embeddings=evidence == "minilm")
+    claims = [[v for v in letter if v.label != NOT_A_CLAIM] for letter in verdicts]
+    return {
+        "claim_support": [sum(v.label == SUPPORTED for v in c) / len(c) if c else None for c in claims],
+        "has_flagged_claim": [any(v.flagged for v in c) for c in claims],
+        "has_borrowed_claim": [any(v.label == BORROWED for v in c) for c in claims],
+        "has_unsupported_claim": [any(v.label == UNSUPPORTED for v in c) for c in claims],
+        "flagged_sentences": [json.dumps([{"sentence": v.text, "label": v.label, "evidence": describe_claim(v)}
+                                          for v in c if v.flagged]) for c in claims],
+    }
+
+
+def score_letters(table: pd.DataFrame, systems: dict[str, list[str]], bertscore_model: BertScoreModel | None,
+                  batch_size: int = 32, claims: str = "lexical") -> tuple[pd.DataFrame, str]:
     """One row per (test row, system) with every metric; returns it and the BERTScore label."""
-    rows = table.to_dict("records")
+    rows = table.rename(columns={"reference": "cover_letter"}).to_dict("records")
     references = table["reference"].tolist()
     frames, label = [], ""
     for system, letters in systems.items():
@@ -48,6 +72,7 @@ def score_letters(table: pd.DataFrame, systems: dict[str, list[str]], bertscore_
                                                           "unsupported_years", "entity_precision", "has_placeholder")},
             "unsupported_entities": ["; ".join(c["unsupported_entities"]) for c in checks],
             "placeholders": ["; ".join(c["placeholders"]) for c in checks],
+            **claim_columns(letters, rows, claims),
         })
         # Unsupported years only count where the resume states years at all.
         frame["unsupported_years"] = [c["unsupported_years"] if c["years_checkable"] else None for c in checks]
@@ -57,10 +82,10 @@ def score_letters(table: pd.DataFrame, systems: dict[str, list[str]], bertscore_
                 frame[key] = np.nan
         else:
             frame["rouge_l"] = rouge_l(letters, references)
-            scores = bert_score(letters, references, bertscore_model, batch_size=batch_size)
-            label = scores["label"]
+            scores = bert_score(letters, references, bertscore_model, batch_size=batch_size) if bertscore_model else {}
+            label = scores.get("label", "off")
             for key in ("f1", "precision", "recall"):
-                frame[f"bertscore_{key}"] = scores[key]
+                frame[f"bertscore_{key}"] = scores.get(key, np.nan)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True), label
 
