@@ -133,29 +133,22 @@ def _years_evidence(sentence: str, sources: RowSources) -> tuple[list[Evidence],
     return found, used
 
 
+def _attribute(kind: str, items, resume: set, job: set, job_field: str) -> list[Evidence]:
+    """Each item as supported (in the resume), borrowed (only in the job's fields) or unsupported (in neither)."""
+    return [Evidence(kind, SUPPORTED, (item,), "resume") if item in resume
+            else Evidence(kind, BORROWED, (item,), job_field) if item in job
+            else Evidence(kind, UNSUPPORTED, (item,)) for item in items]
+
+
 def _number_evidence(sentence: str, sources: RowSources, accounted: set[str]) -> list[Evidence]:
-    found = []
-    for number in sorted(numbers_in(sentence) - accounted):
-        if number in sources.numbers["resume"]:
-            found.append(Evidence("number", SUPPORTED, (number,), "resume"))
-        elif number in sources.numbers["job"]:
-            found.append(Evidence("number", BORROWED, (number,), "preferred_qualifications"))
-        else:
-            found.append(Evidence("number", UNSUPPORTED, (number,)))
-    return found
+    return _attribute("number", sorted(numbers_in(sentence) - accounted), sources.numbers["resume"],
+                      sources.numbers["job"], "preferred_qualifications")
 
 
 def _entity_evidence(sentence: str, sources: RowSources, ignore: set[str]) -> list[Evidence]:
     """Skills, tools, degrees and certifications from grounding's vocabulary."""
-    found = []
-    for entity in sorted(mentioned_entities(sentence) - ignore):
-        if entity in sources.entities["resume"]:
-            found.append(Evidence("entity", SUPPORTED, (entity,), "resume"))
-        elif entity in sources.entities["job"]:
-            found.append(Evidence("entity", BORROWED, (entity,), "job"))
-        else:
-            found.append(Evidence("entity", UNSUPPORTED, (entity,)))
-    return found
+    return _attribute("entity", sorted(mentioned_entities(sentence) - ignore), sources.entities["resume"],
+                      sources.entities["job"], "job")
 
 
 # Entities of grounding's vocabulary that are certifications (its keys run degrees, certifications, languages...).
