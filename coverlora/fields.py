@@ -1,21 +1,24 @@
 """The dataset's columns, and the short names the code uses for them: one table, read everywhere."""
 
-# field name used everywhere in the package, its CSV header, and where a letter service request holds it.
+# field name used everywhere in the package, its CSV header, its label in the prompt, and where a letter service
+# request holds it.
 TABLE = (
-    ("job_title", "Job Title", "job.title"),
-    ("preferred_qualifications", "Preferred Qualifications", "job.preferred_qualifications"),
-    ("hiring_company", "Hiring Company", "job.company"),
-    ("applicant_name", "Applicant Name", "resume.name"),
-    ("past_experience", "Past Working Experience", "resume.past_experience"),
-    ("current_experience", "Current Working Experience", "resume.current_experience"),
-    ("skillsets", "Skillsets", "resume.skills"),
-    ("qualifications", "Qualifications", "resume.qualifications"),
-    ("cover_letter", "Cover Letter", None),  # what the service writes, not what it is given
+    ("job_title", "Job Title", "Job Title", "job.title"),
+    ("preferred_qualifications", "Preferred Qualifications", "Preferred Qualifications", "job.preferred_qualifications"),
+    ("hiring_company", "Hiring Company", "Hiring Company", "job.company"),
+    ("applicant_name", "Applicant Name", "Name", "resume.name"),
+    ("past_experience", "Past Working Experience", "Past Experience", "resume.past_experience"),
+    ("current_experience", "Current Working Experience", "Current Experience", "resume.current_experience"),
+    ("skillsets", "Skillsets", "Skills", "resume.skills"),
+    ("qualifications", "Qualifications", "Qualifications", "resume.qualifications"),
+    ("cover_letter", "Cover Letter", None, None),  # what the model writes, not what it is given
 )
 # CSV header -> field name.
-COLUMNS = {column: name for name, column, _ in TABLE}
+COLUMNS = {column: name for name, column, _, _ in TABLE}
+# field name -> its label in the prompt.
+PROMPT_LABELS = {name: label for name, _, label, _ in TABLE if label}
 # field name -> (request part, key), e.g. "hiring_company" -> ("job", "company").
-REQUEST_KEYS = {name: tuple(where.split(".")) for name, _, where in TABLE if where}
+REQUEST_KEYS = {name: tuple(where.split(".")) for name, _, _, where in TABLE if where}
 FIELDS = tuple(COLUMNS.values())
 INPUT_FIELDS = FIELDS[:-1]
 TARGET_FIELD = "cover_letter"

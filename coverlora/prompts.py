@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from .errors import ConfigError
+from .fields import PROMPT_LABELS
 
 INSTRUCTION = (
     "Write a cover letter for the job below, from the applicant's point of view. "
@@ -20,11 +21,10 @@ INSTRUCTION = (
 )
 JOB_SECTION, RESUME_SECTION, LETTER_SECTION = "Job Description", "Applicant Resume", "Cover Letter"
 TOTAL_EXPERIENCE = "Total Experience"
-JOB_LINES = (("Job Title", "job_title"), ("Hiring Company", "hiring_company"),
-             ("Preferred Qualifications", "preferred_qualifications"))
-RESUME_LINES = (("Name", "applicant_name"), ("Current Experience", "current_experience"),
-                ("Past Experience", "past_experience"), ("Skills", "skillsets"),
-                ("Qualifications", "qualifications"))
+# The prompt's order of each section's lines; their labels are fields.py's.
+JOB_LINES = tuple((PROMPT_LABELS[f], f) for f in ("job_title", "hiring_company", "preferred_qualifications"))
+RESUME_LINES = tuple((PROMPT_LABELS[f], f) for f in ("applicant_name", "current_experience", "past_experience",
+                                                      "skillsets", "qualifications"))
 
 
 def _section(title: str, lines: tuple[tuple[str, str], ...], row: Mapping[str, str], extra: str = "") -> str:
