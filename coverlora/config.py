@@ -104,6 +104,7 @@ class TrainConfig:
     pack_length: int = opt(4096, "Tokens per packed row when packing is on.")
     use_liger_kernel: bool = opt(False, "Liger's fused kernels (RMSNorm, RoPE, SwiGLU, linear + cross-entropy); needs liger-kernel and CUDA.")
     torch_compile: bool = opt(False, "Compile the model with torch.compile (pays off on long GPU runs).")
+    report_to: Literal["none", "tensorboard", "wandb"] = opt("none", "Experiment tracker TRL logs to (needs its package installed); the loss curve is drawn into plots/loss.png either way.")
 
     def __post_init__(self) -> None:
         check_choices(self)
