@@ -97,7 +97,8 @@ def test_letter_happy_path(make_client, writer):
     response = client.post("/v1/letters", json=job_body())
     assert response.status_code == 200, response.text
     data = response.json()
-    assert set(data) == {"letter", "warnings", "grounding", "prompt_tokens", "new_tokens", "seconds", "batch_size", "model"}
+    assert set(data) == {"letter", "warnings", "grounding", "prompt_tokens", "new_tokens", "seconds", "batch_size", "model",
+                         "fine_tuned"}
     assert isinstance(data["letter"], str)
     assert 1 <= data["new_tokens"] <= 8
     assert data["prompt_tokens"] == len(writer.format.prompt_ids(body_to_row(job_body())))

@@ -32,7 +32,7 @@ def _stop_when(event: threading.Event):
 
 
 # Decoding for an untuned model unless the config says otherwise (measured: bench/repetition_guard.py).
-UNTUNED_GUARD = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 4}
+UNTUNED_GUARD = {"repetition_penalty": 1.1, "no_repeat_ngram_size": 4}
 
 
 def _load(cfg: ServeConfig) -> tuple[Any, Any, Any, str, dict[str, Any]]:
