@@ -4,11 +4,14 @@ Each level sends a fixed number of POST /v1/letters requests (--requests, defaul
 threads, then stops; nothing runs open-ended. Per level: requests/s, new tokens/s, p50/p95/max latency,
 the mean batch size the service reported, and generate calls per letter (from /healthz before and after).
 Concurrency 1 is the sequential baseline: the speedup column is each level's requests/s over it.
+With --stream the clients call POST /v1/letters/stream instead (what the extension does) and the time to
+the first `token` event is measured too (p50/p95 TTFT).
 
 Run (from the repository root), against a service already started on 127.0.0.1:
   python serve.py --run runs/demo &                              # or: python serve.py  (embedded SmolLM2)
   python bench/serve_load.py --url http://127.0.0.1:8765
   python bench/serve_load.py --levels 1,4,8 --requests 24 --max_new_tokens 128 --out runs/demo/serve_load.json
+  python bench/serve_load.py --stream --levels 1,4 --requests 8 --max_new_tokens 64
 
 Only the standard library is used; --token (or COVERLORA_TOKEN) for a service started with a token.
 """
@@ -60,8 +63,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Client:
-    def __init__(self, url: str, token: str | None, timeout: float):
-        self.url, self.timeout = url.rstrip("/"), timeout
+    def __init__(self, url: str, token: str | None, timeout: float, stream: bool = False):
+        self.url, self.timeout, self.stream = url.rstrip("/"), timeout, stream
         self.headers = {"Content-Type": "application/json"}
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
@@ -72,17 +75,42 @@ class Client:
             return json.load(response)
 
     def letter(self, body: dict) -> tuple[int, dict, float]:
-        data = json.dumps(body).encode()
-        request = urllib.request.Request(self.url + "/v1/letters", data=data, headers=self.headers, method="POST")
+        """(status, the LetterResponse or {detail}, seconds); over a stream the payload also has `ttft_s`."""
+        path = "/v1/letters/stream" if self.stream else "/v1/letters"
+        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), headers=self.headers,
+                                         method="POST")
         started = time.perf_counter()
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                status, payload = response.status, json.load(response)
+                status = response.status
+                payload = read_stream(response, started) if self.stream else json.load(response)
         except urllib.error.HTTPError as exc:
             status, payload = exc.code, {"detail": exc.read().decode("utf-8", "replace")[:200]}
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             status, payload = 0, {"detail": str(exc)}
+        if status == 200 and "error" in payload:
+            status = 0  # the stream ended in an `error` event
         return status, payload, time.perf_counter() - started
+
+
+def read_stream(response, started: float) -> dict:
+    """The `done` event's answer plus `ttft_s` (seconds to the first `token` event) and `queued` (queued events)."""
+    event, ttft, queued, done = "message", None, 0, {"error": "the stream ended before `done`"}
+    for raw in response:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data = json.loads(line[5:])
+            if event == "token" and ttft is None:
+                ttft = time.perf_counter() - started
+            elif event == "queued":
+                queued += 1
+            elif event == "done":
+                done = data
+            elif event == "error":
+                done = {"error": data.get("detail"), "detail": data.get("detail")}
+    return {**done, "ttft_s": ttft, "queued_events": queued}
 
 
 def run_level(client: Client, concurrency: int, requests: int, max_new_tokens: int | None) -> dict:
@@ -118,6 +146,7 @@ def run_level(client: Client, concurrency: int, requests: int, max_new_tokens: i
     errors = [f"{status}: {payload.get('detail')}" for status, payload, _ in results if status != 200]
     latencies = [seconds for _, seconds in ok]
     tokens = sum(payload["new_tokens"] for payload, _ in ok)
+    ttfts = [payload["ttft_s"] for payload, _ in ok if payload.get("ttft_s") is not None]
     return {
         "concurrency": concurrency, "requests": requests, "ok": len(ok), "errors": len(errors),
         "first_errors": errors[:3], "wall_s": round(wall, 3), "requests_per_s": round(len(ok) / wall, 3),
@@ -127,7 +156,25 @@ def run_level(client: Client, concurrency: int, requests: int, max_new_tokens: i
         "mean_batch_size": round(statistics.mean(p["batch_size"] for p, _ in ok), 2) if ok else None,
         "mean_new_tokens": round(tokens / len(ok), 1) if ok else None,
         "generate_calls": calls,
+        **({"ttft_p50_s": round(percentile(ttfts, 0.5), 3), "ttft_p95_s": round(percentile(ttfts, 0.95), 3),
+            "queued_events": sum(payload.get("queued_events", 0) for payload, _ in ok)} if client.stream else {}),
     }
+
+
+def table_line(row: dict | None, stream: bool) -> str:
+    """One line of the printed table (the header when `row` is None); a stream run adds the TTFT columns."""
+    columns = [("clients", 7, "concurrency", "d"), ("req/s", 7, "requests_per_s", ".2f"),
+               ("speedup", 7, "speedup_vs_1", ".2f"), ("tok/s", 8, "new_tokens_per_s", ".1f"),
+               ("p50 s", 7, "latency_p50_s", ".2f"), ("p95 s", 7, "latency_p95_s", ".2f"),
+               ("max s", 7, "latency_max_s", ".2f"), ("batch", 6, "mean_batch_size", ".2f"),
+               ("calls", 6, "generate_calls", "d"), ("errors", 6, "errors", "d")]
+    if stream:
+        columns[3:3] = [("tok x", 6, "tokens_speedup_vs_1", ".2f"), ("ttft50", 7, "ttft_p50_s", ".2f"),
+                        ("ttft95", 7, "ttft_p95_s", ".2f")]
+    if row is None:
+        return " ".join(f"{name:>{width}}" for name, width, _, _ in columns)
+    return " ".join(f"{row[key]:>{width}{fmt}}" if row.get(key) is not None else f"{'-':>{width}}"
+                    for _, width, key, fmt in columns)
 
 
 def main() -> int:
@@ -139,13 +186,14 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per request before it counts as failed")
     parser.add_argument("--token", default=os.environ.get("COVERLORA_TOKEN"), help="bearer token, if the service has one")
     parser.add_argument("--no-warmup", action="store_true", help="skip the one untimed warm-up request")
+    parser.add_argument("--stream", action="store_true", help="POST /v1/letters/stream and time the first token")
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",") if level.strip()]
     if args.requests < 1 or not levels or min(levels) < 1:
         parser.error("--requests and every level must be positive")
 
-    client = Client(args.url, args.token, args.timeout)
+    client = Client(args.url, args.token, args.timeout, args.stream)
     try:
         health = client.get("/healthz")
     except (urllib.error.URLError, ConnectionError) as exc:
@@ -162,17 +210,14 @@ def main() -> int:
         print(f"warm-up: {seconds:.2f} s, {payload['new_tokens']} new tokens")
 
     rows = []
-    header = f"{'clients':>7} {'req/s':>7} {'speedup':>7} {'tok/s':>8} {'p50 s':>7} {'p95 s':>7} {'max s':>7} {'batch':>6} {'calls':>6} {'errors':>6}"
-    print(header)
+    print(table_line(None, args.stream))
     for level in levels:
         row = run_level(client, level, args.requests, args.max_new_tokens or None)
-        base = rows[0]["requests_per_s"] if rows and rows[0]["concurrency"] == 1 else None
-        row["speedup_vs_1"] = round(row["requests_per_s"] / base, 2) if base else (1.0 if level == 1 else None)
+        base = rows[0] if rows and rows[0]["concurrency"] == 1 else None
+        for key, rate in (("speedup_vs_1", "requests_per_s"), ("tokens_speedup_vs_1", "new_tokens_per_s")):
+            row[key] = round(row[rate] / base[rate], 2) if base and base[rate] else (1.0 if level == 1 else None)
         rows.append(row)
-        speedup = f"{row['speedup_vs_1']:.2f}" if row["speedup_vs_1"] is not None else "-"
-        print(f"{level:>7} {row['requests_per_s']:>7.2f} {speedup:>7} {row['new_tokens_per_s']:>8.1f} "
-              f"{row['latency_p50_s']:>7.2f} {row['latency_p95_s']:>7.2f} {row['latency_max_s'] or 0:>7.2f} "
-              f"{row['mean_batch_size'] or 0:>6.2f} {row['generate_calls']:>6} {row['errors']:>6}")
+        print(table_line(row, args.stream))
         for error in row["first_errors"]:
             print(f"        error: {error}")
     if args.out:

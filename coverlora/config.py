@@ -104,6 +104,7 @@ class TrainConfig:
     pack_length: int = opt(4096, "Tokens per packed row when packing is on.")
     use_liger_kernel: bool = opt(False, "Liger's fused kernels (RMSNorm, RoPE, SwiGLU, linear + cross-entropy); needs liger-kernel and CUDA.")
     torch_compile: bool = opt(False, "Compile the model with torch.compile (pays off on long GPU runs).")
+    report_to: Literal["none", "tensorboard", "wandb"] = opt("none", "Experiment tracker TRL logs to (needs its package installed); the loss curve is drawn into plots/loss.png either way.")
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -232,8 +233,7 @@ class ServeConfig:
     max_wait_ms: int = opt(25, "How long the first queued request waits for others to batch with.")
     max_prompt_tokens: int = opt(1536, "Longest prompt in tokens; a long `posting` is cut to fit, other fields fail with 422.")
     token: str | None = opt(None, "Bearer token required on /v1/*; null = none. The COVERLORA_TOKEN environment variable also sets it.")
-    allowed_origins: str = opt(f"chrome-extension://{EXTENSION_ID},http://localhost:*,http://127.0.0.1:*,http://[::1]:*",
-                               "Comma-separated browser origins allowed to call the API ('*' in a part, ':*' = any port or none); any other Origin gets 403.")
+    allowed_origins: str = opt("", "Browser origins allowed to call the API besides the extension's and the service's own page's: comma-separated, '*' in a part, ':*' = any port or none (http://localhost:* = every local page). Any other Origin gets 403.")
     allowed_hosts: str = opt("127.0.0.1,localhost,[::1]", "Comma-separated Host header names accepted (DNS-rebinding guard); '*' = any, '*.lan' = any name under lan.")
     max_body_bytes: int = opt(65536, "Largest request body; larger ones get 413.")
     max_short_chars: int = opt(200, "Longest job title, company and applicant name.")
@@ -261,11 +261,18 @@ class ServeConfig:
         # Starlette's TrustedHostMiddleware takes '*' alone or as a leading '*.'; anything else would fail at start-up.
         require(all(h == "*" or "*" not in h.removeprefix("*.") for h in self.hosts), "allowed_hosts",
                 f"a '*' stands alone or starts a '*.domain', got {self.allowed_hosts!r}")
-        origin_regex(self.allowed_origins)  # fails on a malformed pattern now, not at the first request
+        origin_regex(self.origins)  # fails on a malformed pattern now, not at the first request
 
     @property
     def hosts(self) -> list[str]:
         return [h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()]
+
+    @property
+    def origins(self) -> str:
+        """Every allowed browser origin: the extension's, the service's own (each allowed Host at this port), and
+        `allowed_origins`."""
+        own = [f"http://{host}:{self.port}" for host in self.hosts if "*" not in host]
+        return ",".join([f"chrome-extension://{EXTENSION_ID}", *own, self.allowed_origins])
 
 
 def origin_regex(patterns: str) -> re.Pattern:

@@ -10,6 +10,7 @@ import torch
 
 from .config import MergeConfig
 from .errors import UserError
+from .model_card import write_model_card
 from .models import load_adapter, load_model, load_tokenizer, resolve_dtype
 from .runio import replace_dir_atomic, run_lock, write_manifest
 from .runs import TrainedRun
@@ -81,4 +82,5 @@ def _merge(run: TrainedRun, cfg: MergeConfig) -> float:
     replace_dir_atomic(staging, run.layout.merged)
     write_manifest(run.layout, "merge", cfg, {"base_model": base_path, "dtype": str(dtype).removeprefix("torch."),
                                               "max_logit_diff": max_diff, "seconds": round(time.perf_counter() - started, 1)})
+    write_model_card(run.layout, run.layout.merged)
     return max_diff

@@ -22,6 +22,8 @@ from .models import has_cuda, load_model, load_tokenizer, lora_target_check, res
 from .prompts import PromptFormat, check_special_tokens
 from .resources import check_fits
 from .runio import RunLayout, check_writable, read_stage_config, replace_dir_atomic, run_lock, write_manifest
+from .model_card import write_model_card
+from .tracking import check_report_to, plot_loss, tracker_environment
 
 log = logging.getLogger("coverlora")
 
@@ -99,7 +101,8 @@ def sft_config(cfg: TrainConfig, layout: RunLayout, dtype: torch.dtype, has_val:
         greater_is_better=False,
         save_total_limit=cfg.save_total_limit,
         logging_steps=cfg.logging_steps,
-        report_to="none",
+        report_to=cfg.report_to,
+        run_name=layout.root.name,
         ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient: skip DDP's extra graph walk
         dataloader_num_workers=0,
         disable_tqdm=False,
@@ -202,7 +205,7 @@ def _check_resume(cfg: TrainConfig, layout: RunLayout) -> Path | None:
         raise UserError("nothing to resume here (no train_config.yaml)", where=str(layout.root),
                         fix="drop --resume to start a new run")
     saved = read_stage_config(layout, "train")
-    ignored = {"resume", "epochs", "max_steps", "logging_steps"}
+    ignored = {"resume", "epochs", "max_steps", "logging_steps", "report_to"}
     changed = sorted(k for k, v in asdict(cfg).items() if k not in ignored and saved.get(k) != v)
     if changed:
         raise UserError(f"--resume with settings that differ from the saved run: {', '.join(changed)}",
@@ -258,11 +261,15 @@ def train(cfg: TrainConfig) -> RunLayout:
     # Everything that can fail fast does so before the model is loaded and before the run folder exists.
     frame, train_rows, val_rows = data_mod.training_rows(cfg)
     model_path = resolve_model(cfg.model)
+    check_report_to(cfg.report_to)
     check_writable(layout.root, need_bytes=256 * 2**20)
     with run_lock(layout.root, "train") if distributed.is_main() else contextlib.nullcontext():
         resume_from = _check_resume(cfg, layout)
         trainer, tokenizer = _fit(cfg, layout, model_path, frame, train_rows, val_rows, resume_from)
         _save_adapter(trainer, tokenizer, layout)
+        if distributed.is_main():
+            plot_loss(layout)
+            write_model_card(layout, layout.adapter)
     return layout
 
 
@@ -300,6 +307,7 @@ def _fit(cfg: TrainConfig, layout: RunLayout, model_path: str, frame, train_rows
             "val_rows": len(val_set), "rows_too_long": dropped + val_dropped, "chat_template": fmt.use_chat_template,
             **processes,
         })
+    tracker_environment(cfg.report_to, layout)
     trainer = build_trainer(cfg, layout, model, tokenizer, train_set, val_set, dtype, fmt.end_token)
     trainer.add_callback(NonFiniteGuard(fp16=dtype == torch.float16))
     log.info("training on %d rows (%d held out for validation) -> %s", len(train_set), len(val_set), layout.root)

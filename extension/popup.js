@@ -1,9 +1,18 @@
-// The letter form: the extension's popup, and the service's own web page at "/" (same file).
-// As a popup it reads the current tab (activeTab + scripting) and keeps the resume in
-// chrome.storage; as a web page it talks to the service that served it and uses localStorage.
+// The letter form: the extension's popup and side panel, and the service's own web page at "/" (same file).
+// In the extension it reads the current tab (activeTab + scripting) and keeps the resume in chrome.storage;
+// as a web page it talks to the service that served it and uses localStorage. letter-view.js draws the letter.
 "use strict";
 
 const IS_EXTENSION = typeof chrome !== "undefined" && Boolean(chrome.storage && chrome.storage.local);
+// "popup" (Chrome's toolbar popup: cut at 600 px, closing it stops a letter), "panel" (the side panel, or the
+// page in a tab) or "page" (the service's web page). ?view= forces one (the browser tests' 600 px popup).
+const MODE = (() => {
+  if (!IS_EXTENSION) return "page";
+  const forced = new URLSearchParams(location.search).get("view");
+  if (forced === "popup" || forced === "panel") return forced;
+  const popups = chrome.extension && chrome.extension.getViews ? chrome.extension.getViews({type: "popup"}) : [];
+  return popups.includes(window) ? "popup" : "panel";
+})();
 const DEFAULT_SERVICE = "http://127.0.0.1:8765";
 const JOB_FIELDS = ["title", "company", "preferred_qualifications", "posting"];
 const RESUME_FIELDS = ["name", "current_experience", "past_experience", "skills", "qualifications"];
@@ -14,6 +23,7 @@ const $ = (id) => document.getElementById(id);
 const fieldEl = (part, name) => $(`${part}-${name}`);
 let limits = {max_posting_chars: 12000};
 let running = null; // AbortController of the request in flight
+let untuned = false; // the service runs a base model that was never fine-tuned
 
 // ---------------------------------------------------------------- storage (chrome.storage or localStorage)
 
@@ -55,6 +65,14 @@ function fillPart(part, values) {
 }
 
 const saveDraft = debounce(() => store.set({resume: readPart("resume", RESUME_FIELDS), job: readPart("job", JOB_FIELDS)}), 300);
+
+function summarizeResume() {
+  const resume = readPart("resume", RESUME_FIELDS);
+  const filled = RESUME_FIELDS.filter((name) => resume[name]).length;
+  $("resume-summary").textContent = resume.name
+    ? `${resume.name} · ${filled} of ${RESUME_FIELDS.length} fields (saved in this browser)`
+    : "(saved in this browser)";
+}
 
 function debounce(fn, ms) {
   let timer = null;
@@ -101,6 +119,9 @@ async function checkService() {
     const health = await response.json();
     limits = Object.assign(limits, health.limits || {});
     applyLimits();
+    untuned = health.fine_tuned === false;
+    $("model-kind").hidden = !untuned;
+    $("model-kind").title = untuned ? "Not fine-tuned for letters: start the service with --run runs/NAME for a trained model" : "";
     if (health.token_required && !health.token_ok) {
       setStatus("token needed", "down");
       if (!IS_EXTENSION) $("page-settings").open = true;
@@ -139,31 +160,44 @@ function parseEvents(buffer, onEvent) {
   return rest;
 }
 
+// Required fields are marked only after a submit was tried; returns whether the form can be sent.
+function checkRequired(job, resume) {
+  $("letter-form").classList.add("submitted");
+  const missing = [["job", "title", job.title], ["job", "company", job.company], ["resume", "name", resume.name]]
+    .filter(([, , value]) => !value);
+  document.querySelectorAll(".missing").forEach((el) => el.classList.remove("missing"));
+  if (!missing.length) return true;
+  missing.forEach(([part, name]) => fieldEl(part, name).classList.add("missing"));
+  if (missing.some(([part]) => part === "resume")) $("resume-box").open = true;
+  fieldEl(missing[0][0], missing[0][1]).focus();
+  showError("Fill in the job title, the company and your name.");
+  return false;
+}
+
+function ordinal(n) {
+  return n === 1 ? "next" : `${n}${n === 2 ? "nd" : n === 3 ? "rd" : "th"}`;
+}
+
 async function writeLetter(event) {
   event.preventDefault();
   showError("");
   const job = readPart("job", JOB_FIELDS);
   const resume = readPart("resume", RESUME_FIELDS);
-  const missing = [["job", "title", job.title], ["job", "company", job.company], ["resume", "name", resume.name]]
-    .filter(([, , value]) => !value);
-  document.querySelectorAll(".missing").forEach((el) => el.classList.remove("missing"));
-  if (missing.length) {
-    missing.forEach(([part, name]) => fieldEl(part, name).classList.add("missing"));
-    if (missing.some(([part]) => part === "resume")) $("resume-box").open = true;
-    showError("Fill in the job title, the company and your name.");
-    return;
-  }
+  if (!checkRequired(job, resume)) return;
   const {serviceUrl, token} = await settings();
   const headers = {"Content-Type": "application/json", "Accept": "text/event-stream"};
   if (token) headers.Authorization = `Bearer ${token}`;
   running = new AbortController();
   setBusy(true);
   $("result").hidden = false;
-  $("letter").value = "";
+  $("letter").replaceChildren();
   $("warnings").replaceChildren();
+  $("grounding-banner").hidden = true;
   $("meta").textContent = "";
+  $("resume-box").open = false;
+  $("result").scrollIntoView({block: "start"});
+  if (MODE === "popup") $("progress").textContent = "keep this popup open (or use the side panel)";
   const started = performance.now();
-  let tokens = 0;
   try {
     let response;
     try {
@@ -182,9 +216,12 @@ async function writeLetter(event) {
       const {value, done: finished} = await reader.read();
       if (finished) break;
       buffer = parseEvents(buffer + decoder.decode(value, {stream: true}), (name, data) => {
-        if (name === "token") {
-          $("letter").value += data.text;
-          tokens += 1;
+        if (name === "queued") {
+          $("progress").textContent = data.position === 1 ? "waiting: next in line" : `waiting: ${ordinal(data.position)} in line`;
+        } else if (name === "start") {
+          $("progress").textContent = data.batch_size > 1 ? `writing (with ${data.batch_size - 1} other letters)…` : "writing…";
+        } else if (name === "token") {
+          CoverloraLetter.append($("letter"), data.text);
           $("progress").textContent = `writing… ${((performance.now() - started) / 1000).toFixed(0)} s`;
         } else if (name === "done") {
           done = data;
@@ -204,24 +241,27 @@ async function writeLetter(event) {
   }
 }
 
+// A finished letter: the sentence view (with claim labels when the service sends them), the banner, the
+// warnings, and the untuned model's label.
 function showResult(result) {
-  $("letter").value = result.letter;
-  $("meta").textContent = `${result.new_tokens} tokens in ${result.seconds.toFixed(1)} s · ${result.model}`;
+  const flagged = CoverloraLetter.render($("letter"), result.letter, result.claims);
+  CoverloraLetter.banner($("grounding-banner"), result, flagged);
+  $("grounding-banner").hidden = false;
+  const kind = result.fine_tuned === false ? "untuned base model" : "fine-tuned";
+  $("meta").textContent = `${result.new_tokens} tokens in ${result.seconds.toFixed(1)} s · ${result.model} · ${kind}`;
   $("progress").textContent = "";
-  const list = $("warnings");
-  list.replaceChildren();
-  for (const warning of result.warnings) {
-    const item = document.createElement("li");
-    item.dataset.code = warning.code;
-    item.textContent = warning.message;
-    list.append(item);
+  const items = result.warnings.map((warning) => [warning.code, warning.message]);
+  if (result.fine_tuned === false) {
+    items.push(["untuned", "Written by an untuned base model, not a fine-tuned one: a demo of the service. "
+                          + "Start it with python serve.py --run runs/NAME for a trained model."]);
   }
-  if (!result.warnings.length) {
+  $("warnings").replaceChildren(...items.map(([code, message]) => {
     const item = document.createElement("li");
-    item.className = "none";
-    item.textContent = "Grounding checks passed: company, title and name are there; no unsupported claims found.";
-    list.append(item);
-  }
+    item.dataset.code = code;
+    item.textContent = message;
+    return item;
+  }));
+  $("copy").hidden = false;
   store.set({lastResult: result});
 }
 
@@ -229,7 +269,8 @@ function setBusy(busy) {
   $("write").disabled = busy;
   $("write").textContent = busy ? "Writing…" : "Write letter";
   $("cancel").hidden = !busy;
-  if (!busy && $("progress").textContent.startsWith("writing")) $("progress").textContent = "";
+  if (busy) $("copy").hidden = true;
+  if (!busy && /^(writing|waiting|keep)/.test($("progress").textContent)) $("progress").textContent = "";
 }
 
 // ---------------------------------------------------------------- the current tab (extension only)
@@ -252,13 +293,25 @@ async function usePage() {
   }
 }
 
+// The side panel stays open while the user browses, so a letter written there survives (the popup's does not).
+async function openSidePanel() {
+  try {
+    const win = await chrome.windows.getCurrent();
+    await chrome.sidePanel.open({windowId: win.id});
+    window.close();
+  } catch (e) {
+    showError(`Cannot open the side panel here (${e.message || e}); Chrome 116 or later has it.`);
+  }
+}
+
 // ---------------------------------------------------------------- start
 
 async function start() {
-  document.body.dataset.mode = IS_EXTENSION ? "extension" : "page";
+  document.body.dataset.mode = MODE;
   const saved = await store.get(["resume", "job", "lastResult", "pageToken"]);
   fillPart("resume", saved.resume);
   fillPart("job", saved.job);
+  summarizeResume();
   if (!IS_EXTENSION && saved.pageToken) $("page-token").value = saved.pageToken;
   if (saved.resume && saved.resume.name) $("resume-box").open = false;
   if (saved.lastResult && saved.lastResult.letter) {
@@ -266,7 +319,9 @@ async function start() {
     showResult(saved.lastResult);
   }
   document.querySelectorAll("#letter-form input:not(#page-token), #letter-form textarea")
-    .forEach((el) => el.addEventListener("input", saveDraft));
+    .forEach((el) => el.addEventListener("input", () => { el.classList.remove("missing"); saveDraft(); }));
+  document.querySelectorAll("#resume-box input, #resume-box textarea")
+    .forEach((el) => el.addEventListener("change", summarizeResume));
   $("page-token").addEventListener("change", async () => {
     await store.set({pageToken: $("page-token").value.trim()});
     showError("");
@@ -276,16 +331,17 @@ async function start() {
   $("cancel").addEventListener("click", () => running && running.abort());
   $("copy").addEventListener("click", async () => {
     try {
-      await navigator.clipboard.writeText($("letter").value);
-      $("meta").textContent = "copied";
+      await navigator.clipboard.writeText(CoverloraLetter.text($("letter")));
+      $("progress").textContent = "copied";
     } catch (e) {
-      $("letter").select();
+      window.getSelection().selectAllChildren($("letter"));
       document.execCommand("copy");
     }
   });
   if (IS_EXTENSION) {
     $("use-page").addEventListener("click", usePage);
     $("open-options").addEventListener("click", (e) => { e.preventDefault(); chrome.runtime.openOptionsPage(); });
+    $("open-panel").addEventListener("click", openSidePanel);
   }
   await checkService();
 }

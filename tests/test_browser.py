@@ -6,8 +6,8 @@ Skipped when /usr/bin/chromium (apt-get install chromium) or the playwright pack
 never downloads a browser here (executable_path is Debian's).
 
   pytest -m browser tests/test_browser.py
-  # the README screenshot, from the embedded SmolLM2 (one letter, ~20 s of CPU):
-  COVERLORA_BROWSER_MODEL=embedded COVERLORA_SCREENSHOT=docs/extension.png pytest -m browser tests/test_browser.py -k extension
+  # the screenshots in docs/ (the popup at 600 px, the side panel), from the embedded SmolLM2 (~1 min of CPU):
+  COVERLORA_BROWSER_MODEL=embedded COVERLORA_SCREENSHOTS=docs pytest -m browser tests/test_browser.py -k "600 or panel"
 """
 
 import functools
@@ -109,8 +109,34 @@ def fill_resume(page) -> None:
 def wait_for_letter(page) -> dict:
     page.click("#write")
     expect(page.locator("#meta")).to_contain_text("tokens in", timeout=240_000)
-    return {"letter": page.input_value("#letter"), "warnings": page.locator("#warnings li").all_inner_texts(),
+    return {"letter": page.evaluate("CoverloraLetter.text(document.getElementById('letter'))"),
+            "warnings": page.locator("#warnings li").all_inner_texts(),
+            "banner": page.locator("#grounding-banner").inner_text(),
             "error": page.locator("#error").inner_text() if page.locator("#error").is_visible() else ""}
+
+
+def in_view(page, selector: str) -> bool:
+    """Whether the element is shown and wholly inside the viewport (not below Chrome's 600 px cut)."""
+    box = page.locator(selector).bounding_box()
+    size = page.viewport_size
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= size["height"] and box["width"] > 0
+
+
+def screenshot(page, name: str) -> None:
+    """Into $COVERLORA_SCREENSHOTS/NAME when set (the docs/ pictures), else nowhere."""
+    folder = os.environ.get("COVERLORA_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / name))
+
+
+def save_service_url(browser, service) -> None:
+    options = browser.new_page()
+    options.goto(f"chrome-extension://{EXTENSION_ID}/options.html")
+    options.fill("#service-url", service)
+    options.click("button[type=submit]")
+    expect(options.locator("#result")).to_have_text("saved")
+    options.close()
 
 
 def test_web_page_writes_a_letter(browser, service, tmp_path):
@@ -127,33 +153,41 @@ def test_web_page_writes_a_letter(browser, service, tmp_path):
     assert shown["error"] == ""
     assert shown["letter"].strip(), "no letter on the page"
     assert shown["warnings"], "the grounding warnings are not shown"
+    assert "passed" not in shown["banner"].lower()
+    # The untuned base model is labelled: in the header and under the letter.
+    expect(page.locator("#model-kind")).to_be_visible()
+    assert any("untuned base model" in warning for warning in shown["warnings"])
     page.screenshot(path=str(tmp_path / "web-page.png"), full_page=True)
-    # The resume is kept (localStorage) for the next visit.
+    # The resume is kept (localStorage) for the next visit, and folds away once saved.
     page.reload()
     expect(page.locator("#resume-name")).to_have_value("Ana Silva")
-    # A missing required field is caught before any request.
+    assert page.get_attribute("#resume-box", "open") is None
+    expect(page.locator("#resume-summary")).to_contain_text("Ana Silva")
+    # A missing required field: not marked before a submit, caught at the submit before any request.
     page.fill("#job-company", "")
+    assert page.locator(".missing, form.submitted").count() == 0
+    border = page.eval_on_selector("#job-company", "el => getComputedStyle(el).borderColor")
     page.click("#write")
     expect(page.locator("#error")).to_contain_text("Fill in the job title")
+    expect(page.locator("#job-company")).to_have_class(re.compile("missing"))
+    assert page.eval_on_selector("#job-company", "el => getComputedStyle(el).borderColor") != border
     page.close()
 
 
 def test_extension_popup_reads_the_page_and_writes_a_letter(browser, service, job_site, tmp_path):
     base = f"chrome-extension://{EXTENSION_ID}"
+    save_service_url(browser, service)
     options = browser.new_page()
     options.goto(f"{base}/options.html")
-    options.fill("#service-url", service)
-    options.click("button[type=submit]")
-    expect(options.locator("#result")).to_have_text("saved")
     options.click("#test")
     expect(options.locator("#result")).to_have_text(re.compile("^connected"))
     options.close()
 
     popup = browser.new_page()
-    popup.set_viewport_size({"width": 460, "height": 1000})
-    popup.goto(f"{base}/popup.html")
+    popup.set_viewport_size({"width": 440, "height": 600})
+    popup.goto(f"{base}/popup.html?view=popup")
     expect(popup.locator("#service-status")).to_have_text(re.compile("^model:"))
-    assert popup.evaluate("document.body.dataset.mode") == "extension"
+    assert popup.evaluate("document.body.dataset.mode") == "popup"
     # Open the job posting as the active tab of the popup's window, as when a user clicks the toolbar icon.
     popup.evaluate("""url => new Promise(resolve => chrome.tabs.create({url, active: true}, tab => {
         chrome.tabs.onUpdated.addListener(function done(id, info) {
@@ -178,11 +212,6 @@ def test_extension_popup_reads_the_page_and_writes_a_letter(browser, service, jo
         popup.wait_for_timeout(100)
     assert stored["resume"]["name"] == "Ana Silva" and stored["lastResult"]["letter"] == shown["letter"]
     popup.locator("body").screenshot(path=str(tmp_path / "extension-popup.png"))
-    target = os.environ.get("COVERLORA_SCREENSHOT")
-    if target:
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        popup.evaluate("(el => { el.style.height = el.scrollHeight + 4 + 'px'; })(document.querySelector('#letter'))")
-        popup.locator("body").screenshot(path=target)
     popup.close()
 
 
@@ -228,4 +257,118 @@ def test_service_refuses_other_origins_in_the_browser(browser, service):
         body: JSON.stringify({job: {title: 'a', company: 'b'}, resume: {name: 'c'}})}).then(r => r.status, e => 'blocked')""",
                            service)
     assert status == "blocked"  # preflight refused: the browser never sends the POST
+    page.close()
+
+
+# ---------------------------------------------------------------------------- 600 px, the side panel, /docs offline
+
+
+def test_popup_fits_chromes_600_px(browser, service):
+    """Chrome cuts a popup at 600 px: the form scrolls between a fixed header and the actions, so Write (and,
+    once there is a letter, Copy) stays in view whatever is open."""
+    popup = browser.new_page()
+    popup.set_viewport_size({"width": 440, "height": 600})
+    popup.goto(f"chrome-extension://{EXTENSION_ID}/popup.html?view=popup")
+    popup.evaluate("url => chrome.storage.local.clear().then(() => chrome.storage.local.set({serviceUrl: url}))", service)
+    popup.reload()
+    expect(popup.locator("#service-status")).to_have_text(re.compile("^model:"))
+    assert popup.evaluate("document.body.getBoundingClientRect().height") <= 600
+    assert popup.get_attribute("#resume-box", "open") == ""  # first use: the resume is open to be filled
+    assert in_view(popup, "#write"), "Write is below the fold"
+    assert popup.locator(".missing, form.submitted").count() == 0  # no red fields before a submit
+    popup.fill("#job-title", "Data Analyst")
+    popup.fill("#job-company", "Acme Corp")
+    popup.fill("#job-posting", "3+ years of SQL and Tableau. " * 20)
+    fill_resume(popup)
+    assert in_view(popup, "#write")
+    shown = wait_for_letter(popup)
+    assert shown["letter"].strip() and shown["error"] == ""
+    assert popup.get_attribute("#resume-box", "open") is None  # folded away while the letter is written
+    assert in_view(popup, "#write") and in_view(popup, "#copy") and popup.locator("#letter").is_visible()
+    assert popup.evaluate("document.body.getBoundingClientRect().height") <= 600
+    popup.evaluate("document.getElementById('scroller').scrollTop = 0")
+    popup.evaluate("document.getElementById('result').scrollIntoView()")
+    screenshot(popup, "popup-600.png")
+    popup.close()
+
+
+def test_side_panel_writes_and_keeps_the_letter(browser, service):
+    """The same form as Chrome's side panel (manifest side_panel): full height, no 'keep the popup open' note."""
+    save_service_url(browser, service)
+    panel = browser.new_page()
+    panel.set_viewport_size({"width": 400, "height": 860})
+    panel.goto(f"chrome-extension://{EXTENSION_ID}/popup.html")  # a tab is not the toolbar popup: panel mode
+    assert panel.evaluate("document.body.dataset.mode") == "panel"
+    assert not panel.locator("#open-panel").is_visible()
+    panel.fill("#job-title", "Data Analyst")
+    panel.fill("#job-company", "Acme Corp")
+    panel.fill("#job-preferred_qualifications", "3+ years of SQL and Tableau; stakeholder reporting.")
+    fill_resume(panel)
+    shown = wait_for_letter(panel)
+    assert shown["letter"].strip()
+    assert in_view(panel, "#write") and in_view(panel, "#copy")
+    panel.evaluate("document.getElementById('result').scrollIntoView()")
+    screenshot(panel, "side-panel.png")
+    panel.reload()  # the last letter comes back
+    expect(panel.locator("#letter")).to_contain_text(shown["letter"].split()[0])
+    panel.close()
+
+
+def test_the_popup_opens_the_side_panel(browser, service):
+    save_service_url(browser, service)
+    popup = browser.new_page()
+    popup.goto(f"chrome-extension://{EXTENSION_ID}/popup.html?view=popup")
+    expect(popup.locator("#open-panel")).to_be_visible()
+    called = popup.evaluate("""() => new Promise(resolve => {
+        chrome.sidePanel.open = (options) => { resolve(options); return Promise.resolve(); };
+        window.close = () => {};
+        document.getElementById('open-panel').click();
+    })""")
+    assert isinstance(called["windowId"], int)
+    popup.close()
+
+
+def test_letter_view_highlights_flagged_claims(browser, service):
+    """The highlight layer for the per-sentence claim labels the service will send: flagged sentences get a
+    data-label and the evidence as a title; the text is kept character for character."""
+    page = browser.new_page()
+    page.goto(service + "/")
+    letter = "Dear team,\n\nI led 12 teams at NASA. I know SQL! I am excited.\nBest,\nAna"
+    claims = [{"sentence": "I led 12 teams at NASA.", "label": "unsupported", "evidence": "NASA is in neither input"},
+              {"sentence": "I know SQL!", "label": "supported", "evidence": "skills: SQL"},
+              {"sentence": "I am excited.", "label": "borrowed", "evidence": "seen in 40 training letters"}]
+    found = page.evaluate("""([letter, claims]) => {
+        const el = document.getElementById('letter');
+        const flagged = CoverloraLetter.render(el, letter, claims);
+        const spans = [...el.querySelectorAll('.sentence')].map(s => [s.textContent, s.dataset.label, s.title]);
+        return {flagged, spans, text: CoverloraLetter.text(el)};
+    }""", [letter, claims])
+    assert found["flagged"] == 2 and found["text"] == letter
+    labels = {text.strip(): (label, title) for text, label, title in found["spans"]}
+    assert labels["I led 12 teams at NASA."][0] == "unsupported" and "NASA is in neither" in labels["I led 12 teams at NASA."][1]
+    assert labels["I know SQL!"] == ("supported", "") and labels["Dear team,"][0] == "unchecked"
+    banner = page.evaluate("""() => { const el = document.createElement('p');
+        CoverloraLetter.banner(el, {warnings: []}, 0); return el.textContent; }""")
+    assert banner.startswith("No problems found by these checks") and "passed" not in banner
+    page.close()
+
+
+def test_docs_render_with_no_network(browser, service):
+    """Swagger UI at /docs loads its script and styles from the service itself: with every other host blocked,
+    it still renders the API."""
+    context_requests = []
+    page = browser.new_page()
+
+    def only_localhost(route):
+        context_requests.append(route.request.url)
+        if route.request.url.startswith(service):
+            return route.continue_()
+        return route.abort()
+
+    page.route("**/*", only_localhost)
+    page.goto(service + "/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("coverlora letter service", timeout=30_000)
+    expect(page.locator(".opblock-summary-path", has_text="/v1/letters/stream")).to_be_visible()
+    outside = [url for url in context_requests if not url.startswith(service)]
+    assert outside == [], f"/docs asked the network for {outside}"
     page.close()

@@ -97,7 +97,8 @@ def test_letter_happy_path(make_client, writer):
     response = client.post("/v1/letters", json=job_body())
     assert response.status_code == 200, response.text
     data = response.json()
-    assert set(data) == {"letter", "warnings", "grounding", "prompt_tokens", "new_tokens", "seconds", "batch_size", "model"}
+    assert set(data) == {"letter", "warnings", "grounding", "prompt_tokens", "new_tokens", "seconds", "batch_size", "model",
+                         "fine_tuned"}
     assert isinstance(data["letter"], str)
     assert 1 <= data["new_tokens"] <= 8
     assert data["prompt_tokens"] == len(writer.format.prompt_ids(body_to_row(job_body())))
@@ -182,10 +183,12 @@ def test_validation_errors_are_readable_422(make_client, body, loc, kind):
         assert dotted in data["message"]
 
 
-def test_bad_json_and_lone_surrogates_are_422_not_500(make_client):
+def test_bad_json_is_400_and_lone_surrogates_are_422_not_500(make_client):
     client = make_client()
     response = client.post("/v1/letters", content=b'{"job": {', headers={"content-type": "application/json"})
-    assert response.status_code == 422
+    assert response.status_code == 400
+    assert response.json() == {"detail": "the body is not valid JSON: Expecting property name enclosed in double "
+                                         "quotes at character 9"}
     raw = json.dumps(job_body()).replace('"Acme Corp"', '"Acme \\ud800 Corp"').encode()
     response = client.post("/v1/letters", content=raw, headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
@@ -247,9 +250,12 @@ def test_token_from_environment(make_client, monkeypatch):
                        headers={"Authorization": "Bearer from-the-env"}).status_code == 200
 
 
-@pytest.mark.parametrize("origin", [EXTENSION_ORIGIN, "http://localhost:5173", "http://127.0.0.1:8765", "http://localhost"])
-def test_cors_allows_the_extension_and_localhost_pages(make_client, origin):
-    client = make_client()
+@pytest.mark.parametrize(("origin", "allowed"), [
+    (EXTENSION_ORIGIN, ""), ("http://127.0.0.1:8765", ""), ("http://localhost:8765", ""), ("http://[::1]:8765", ""),
+    ("http://localhost:5173", "http://localhost:*"), ("http://localhost", "http://localhost:*"),
+    ("https://app.example", "https://app.example,http://localhost:*")])
+def test_cors_allows_the_extension_the_service_and_the_origins_given(make_client, origin, allowed):
+    client = make_client(allowed_origins=allowed)
     preflight = client.options("/v1/letters", headers={
         "Origin": origin, "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "authorization,content-type"})
@@ -261,7 +267,8 @@ def test_cors_allows_the_extension_and_localhost_pages(make_client, origin):
 
 
 @pytest.mark.parametrize("origin", ["https://evil.example", "http://localhost.evil.example", "null",
-                                    "chrome-extension://abcdefghijklmnopabcdefghijklmnop", "https://localhost:8765"])
+                                    "chrome-extension://abcdefghijklmnopabcdefghijklmnop", "https://localhost:8765",
+                                    "http://localhost:5173", "http://127.0.0.1:8888", "http://localhost"])
 def test_cors_refuses_other_origins(make_client, origin):
     client = make_client()
     response = client.post("/v1/letters", json=job_body(), headers={"Origin": origin})
@@ -301,12 +308,14 @@ def test_streaming_sends_tokens_then_the_same_answer(make_client):
         assert response.headers["content-type"].startswith("text/event-stream")
         events = parse_sse(response.read().decode())
     names = [name for name, _ in events]
-    assert names[0] == "start" and names[-1] == "done" and "token" in names
-    assert set(names[1:-1]) == {"token"}
+    assert names[:2] == ["queued", "start"] and names[-1] == "done" and "token" in names
+    assert set(names[2:-1]) == {"token"}
+    assert events[0][1] == {"position": 1}
     done = events[-1][1]
     assert done["letter"] == plain["letter"]  # greedy: the same letter either way
     assert done["new_tokens"] == plain["new_tokens"] and done["prompt_tokens"] == plain["prompt_tokens"]
-    assert events[0][1]["prompt_tokens"] == plain["prompt_tokens"]
+    assert events[1][1] == {"prompt_tokens": plain["prompt_tokens"], "model": plain["model"], "fine_tuned": False,
+                            "batch_size": 1}
 
 
 def test_stream_reports_a_timeout_in_the_stream(make_client, writer):
@@ -391,7 +400,11 @@ def test_web_page_docs_and_health(make_client):
     assert {"/v1/letters", "/v1/letters/stream", "/healthz"} <= set(spec["paths"])
     job = spec["components"]["schemas"]["Job"]["properties"]
     assert job["title"]["maxLength"] == 200 and job["posting"]["maxLength"] == 12000
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in docs.text
+    assert "cdn" not in docs.text.lower() and "https://" not in docs.text.replace("https://fastapi.tiangolo.com", "")
+    for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css"):
+        assert client.get(asset).status_code == 200, asset
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["limits"]["max_new_tokens"] == 8
 
@@ -477,7 +490,8 @@ def test_serves_a_run_with_its_prompt_settings(tmp_path, tiny_model_path, kind):
 def test_extension_manifest_is_minimal_and_its_id_is_allowed():
     manifest = json.loads((EXTENSION_DIR / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["manifest_version"] == 3
-    assert sorted(manifest["permissions"]) == ["activeTab", "scripting", "storage"]
+    assert sorted(manifest["permissions"]) == ["activeTab", "scripting", "sidePanel", "storage"]
+    assert (EXTENSION_DIR / manifest["side_panel"]["default_path"].split("?")[0]).is_file()
     assert sorted(manifest["host_permissions"]) == ["http://127.0.0.1/*", "http://localhost/*"]
     assert "content_scripts" not in manifest and "background" not in manifest
     digest = hashlib.sha256(base64.b64decode(manifest["key"])).hexdigest()[:32]

@@ -9,9 +9,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 
 from ..config import ServeConfig
 from ..errors import UserError
@@ -27,19 +29,36 @@ log = logging.getLogger("coverlora")
 EXTENSION_DIR = Path(__file__).resolve().parents[2] / "extension"
 # The extension's popup doubles as the service's web page: one form, two hosts.
 PAGE_FILES = {"/": ("popup.html", "text/html; charset=utf-8"), "/popup.js": ("popup.js", "text/javascript"),
-              "/popup.css": ("popup.css", "text/css"), "/heuristics.js": ("heuristics.js", "text/javascript")}
+              "/popup.css": ("popup.css", "text/css"), "/heuristics.js": ("heuristics.js", "text/javascript"),
+              "/letter-view.js": ("letter-view.js", "text/javascript")}
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 ERRORS = {400: {"model": Error, "content": {"text/plain": {}},  # plain text: Starlette's TrustedHostMiddleware
-                "description": "Body is not UTF-8 JSON, or the Host header is not allowed."},
+                "description": "Body is not valid UTF-8 JSON (`detail` says where), or the Host header is not allowed "
+                               "(text/plain)."},
           401: {"model": Error, "description": "Missing or wrong bearer token."},
           403: {"model": Error, "description": "Browser origin not allowed."},
           413: {"model": Error, "description": "Body too large."},
+          415: {"model": Error, "description": "Content-Type is not application/json."},
           504: {"model": Error, "description": "No letter within request_timeout."}}
+# Swagger UI's script and styles ship in the fastapi-offline package: /docs works without a network.
+DOCS_ASSETS = "/docs-assets"
+
+
+async def require_json(request: Request) -> None:
+    """415 unless the body is declared JSON (application/json or application/*+json), before it is read."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json" and not (kind.startswith("application/") and kind.endswith("+json")):
+        raise HTTPException(415, f"send the body as JSON with Content-Type: application/json (got {kind or 'none'})")
 
 
 async def readable_422(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's 422 detail, plus one `message` line a person can read ("job.title: Field required")."""
+    """Body that is not JSON: a 400 with one plain line. Otherwise FastAPI's 422 detail, plus one `message` line a
+    person can read ("job.title: Field required")."""
+    broken = [error for error in exc.errors() if error.get("type") == "json_invalid"]
+    if broken:
+        where, why = broken[0].get("loc", ("body", "?"))[-1], (broken[0].get("ctx") or {}).get("error", "")
+        return JSONResponse({"detail": f"the body is not valid JSON: {why} at character {where}"}, status_code=400)
     detail = []
     for error in exc.errors():
         loc = [str(part) for part in error.get("loc", ())]
@@ -56,6 +75,7 @@ async def prompt_too_long_422(request: Request, exc: PromptTooLong) -> JSONRespo
 
 def _add_letter_routes(app: FastAPI, cfg: ServeConfig, writer: LetterWriter, batcher: Batcher, auth: list) -> None:
     LetterRequest = request_model(cfg)
+    auth = [*auth, Depends(require_json)]
 
     @app.post("/v1/letters", response_model=LetterResponse, responses=ERRORS, dependencies=auth,
               summary="Write a cover letter")
@@ -73,7 +93,7 @@ def _add_letter_routes(app: FastAPI, cfg: ServeConfig, writer: LetterWriter, bat
               summary="Write a cover letter, streamed", response_class=StreamingResponse)
     async def stream_letter(body: LetterRequest):
         started = time.perf_counter()
-        return letter_stream(writer, cfg, prepare(writer, cfg, body.model_dump()), started)
+        return letter_stream(writer, batcher, cfg, prepare(writer, cfg, body.model_dump()), started)
 
 
 def _add_health_route(app: FastAPI, cfg: ServeConfig, writer: LetterWriter, token: str | None) -> None:
@@ -83,7 +103,8 @@ def _add_health_route(app: FastAPI, cfg: ServeConfig, writer: LetterWriter, toke
     @app.get("/healthz", response_model=Health, summary="Liveness, model and limits")
     async def healthz(request: Request) -> dict[str, Any]:
         given = request.headers.get("authorization", "")
-        return {"status": "ok", "model": writer.name, "limits": limits, "token_required": token is not None,
+        return {"status": "ok", "model": writer.name, "fine_tuned": writer.fine_tuned, "decoding": writer.decoding,
+                "limits": limits, "token_required": token is not None,
                 "token_ok": None if token is None else security.authorization_ok(given, token),
                 "generate_calls": writer.generate_calls, "letters": writer.letters}
 
@@ -102,6 +123,21 @@ def _add_page_route(app: FastAPI, path: str, filename: str, media_type: str) -> 
                       responses={200: {"content": {media_type.split(";")[0]: {}}}})
 
 
+def _add_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from local files: the page, the script and the styles never come from a CDN."""
+    import fastapi_offline
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static"), name="docs-assets")
+
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title}: API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png")
+
+    app.add_api_route("/docs", docs, methods=["GET"], include_in_schema=False)
+
+
 def create_app(cfg: ServeConfig, writer: LetterWriter | None = None) -> FastAPI:
     """The FastAPI app; loads the model unless a loaded `writer` is given (tests share one)."""
     writer = writer or LetterWriter.from_config(cfg)
@@ -113,7 +149,8 @@ def create_app(cfg: ServeConfig, writer: LetterWriter | None = None) -> FastAPI:
         yield
         await batcher.stop()
 
-    app = FastAPI(title="coverlora letter service", version="1", lifespan=lifespan, description=(
+    app = FastAPI(title="coverlora letter service", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description=(
         "Writes a cover letter from a job description and a resume with a fine-tuned model running on this machine, "
         "and flags what the letter claims that the inputs do not support."))
     app.state.writer, app.state.batcher, app.state.config = writer, batcher, cfg
@@ -123,6 +160,7 @@ def create_app(cfg: ServeConfig, writer: LetterWriter | None = None) -> FastAPI:
     _add_health_route(app, cfg, writer, token)
     for path, (filename, media_type) in PAGE_FILES.items():
         _add_page_route(app, path, filename, media_type)
+    _add_docs(app)
     security.add_guards(app, cfg)
     return app
 

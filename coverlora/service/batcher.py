@@ -1,4 +1,8 @@
-"""Requests that arrive together share one generate call: an asyncio queue, a max wait and a max batch."""
+"""Requests that arrive together share one generate call: a line of waiting requests, a max wait and a max batch.
+
+Streams go through the same line: each row of a generate call gets its own streamer (RowStreamer), so one decode
+loop serves several streams, and a waiting stream hears its place in line whenever the line moves.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,15 @@ import asyncio
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from .writer import LetterWriter
 
 log = logging.getLogger("coverlora")
-
-
-@dataclass
-class _Pending:
-    prompt: list[int]
-    max_new_tokens: int
-    future: asyncio.Future
+# A stream's listener hears ("queued", place), ("start", batch size) and ("token", text), in the event loop.
+Listener = Callable[[str, Any], None]
 
 
 @dataclass
@@ -28,30 +29,117 @@ class Generated:
     seconds: float  # the generate call's own time
 
 
+@dataclass
+class _Pending:
+    prompt: list[int]
+    max_new_tokens: int
+    future: asyncio.Future
+    listener: Listener | None = None
+    place: int = field(default=0)  # the last place in line told to the listener
+
+
+class RowStreamer:
+    """A transformers streamer for one row of a batched generate call: finished text goes to `emit` (any thread),
+    up to the row's first stop token. Text is released at word ends, as TextStreamer does, so a token that merges
+    with the next one is never shown half-decoded."""
+
+    def __init__(self, tokenizer, stop_ids: set[int], emit: Callable[[str], None]):
+        self.tokenizer, self.stop_ids, self.emit = tokenizer, stop_ids, emit
+        self.tokens: list[int] = []
+        self.shown, self.ended = 0, False
+
+    def put(self, token: int) -> None:
+        if self.ended:
+            return
+        if token in self.stop_ids:
+            return self.end()
+        self.tokens.append(token)
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        if text.endswith("\n"):
+            self._release(text)
+            self.tokens, self.shown = [], 0  # a line is done: decode the next one afresh (keeps decoding cheap)
+        elif not text.endswith("\ufffd"):  # an unfinished UTF-8 character waits for its next byte
+            cut = text.rfind(" ") + 1
+            if cut > self.shown:
+                self._release(text[:cut])
+
+    def _release(self, text: str) -> None:
+        if len(text) > self.shown:
+            self.emit(text[self.shown:])
+            self.shown = len(text)
+
+    def end(self) -> None:
+        if not self.ended:
+            self._release(self.tokenizer.decode(self.tokens, skip_special_tokens=True))
+            self.ended = True
+
+
+class BatchStreamer:
+    """What generate's `streamer` argument gets: splits each step's tokens among the rows' RowStreamers (None for a
+    row nobody streams). The first `put` is the prompt, which is skipped."""
+
+    def __init__(self, rows: list[RowStreamer | None]):
+        self.rows, self.prompt_seen = rows, False
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        for row, token in zip(self.rows, value.reshape(len(self.rows), -1)[:, -1].tolist()):
+            if row is not None:
+                row.put(int(token))
+
+    def end(self) -> None:
+        for row in self.rows:
+            if row is not None:
+                row.end()
+
+
 class Batcher:
-    """Requests queue up; a worker takes the first, waits up to `max_wait` for more (at most
-    `max_batch`), and runs them as one generate call in the writer's thread. Requests with
-    different max_new_tokens go in separate calls (a longer cap would change the shorter letters'
-    truncation). While a batch generates, the next one gathers in the queue."""
+    """Requests wait in one line; a worker takes the first, waits up to `max_wait` for more (at most `max_batch`
+    with the same max_new_tokens: a longer cap would change the shorter letters' truncation), and runs them as one
+    generate call in the writer's thread. While a batch generates, the next one gathers in the line."""
 
     def __init__(self, writer: LetterWriter, *, max_batch: int, max_wait: float, max_seconds: float):
         self.writer, self.max_batch, self.max_wait, self.max_seconds = writer, max_batch, max_wait, max_seconds
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: asyncio.Queue | None = None
+        self._line: deque[_Pending] = deque()
+        self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
 
-    def _ensure_worker(self) -> asyncio.Queue:
+    def _ensure_worker(self) -> None:
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._task is None or self._task.done():
-            self._loop, self._queue = loop, asyncio.Queue()
-            self._task = loop.create_task(self._work(self._queue), name="coverlora-batcher")
-        return self._queue
+            self._loop, self._arrived, self._line = loop, asyncio.Event(), deque()
+            self._task = loop.create_task(self._work(), name="coverlora-batcher")
+
+    def enqueue(self, prompt: list[int], max_new_tokens: int, listener: Listener | None = None) -> asyncio.Future:
+        """Put a request in line; its future gets a Generated. A listener hears its place in line, its batch's
+        start and its letter's text as it is written."""
+        self._ensure_worker()
+        item = _Pending(prompt, max_new_tokens, asyncio.get_running_loop().create_future(), listener)
+        self._line.append(item)
+        self._arrived.set()
+        self._tell_places()
+        return item.future
 
     async def submit(self, prompt: list[int], max_new_tokens: int) -> Generated:
-        queue = self._ensure_worker()
-        future = asyncio.get_running_loop().create_future()
-        await queue.put(_Pending(prompt, max_new_tokens, future))
-        return await future
+        return await self.enqueue(prompt, max_new_tokens)
+
+    @property
+    def waiting(self) -> int:
+        return sum(not item.future.done() for item in self._line)
+
+    def _tell_places(self) -> None:
+        """Tell each waiting stream its place in line (1 = next), when it changed."""
+        place = 0
+        for item in self._line:
+            if item.future.done():
+                continue
+            place += 1
+            if item.listener is not None and item.place != place:
+                item.place = place
+                item.listener("queued", place)
 
     async def stop(self) -> None:
         if self._task is not None and not self._task.done():
@@ -62,23 +150,41 @@ class Batcher:
                 pass
         self._task = None
 
-    async def _gather(self, queue: asyncio.Queue) -> list[_Pending]:
-        batch = [await queue.get()]
+    async def _next_live(self) -> _Pending:
+        while True:
+            while not self._line:
+                self._arrived.clear()
+                await self._arrived.wait()
+            item = self._line.popleft()
+            if not item.future.done():  # a client that gave up while waiting is dropped
+                return item
+
+    def _take_matching(self, batch: list[_Pending]) -> None:
+        """Move requests with the first one's cap from the line into `batch`, in order, up to max_batch."""
+        for item in list(self._line):
+            if len(batch) >= self.max_batch:
+                return
+            if item.future.done():
+                self._line.remove(item)
+            elif item.max_new_tokens == batch[0].max_new_tokens:
+                self._line.remove(item)
+                batch.append(item)
+
+    async def _gather(self) -> list[_Pending]:
+        batch = [await self._next_live()]
         deadline = time.monotonic() + self.max_wait
-        while len(batch) < self.max_batch:
-            try:
-                batch.append(queue.get_nowait())
-                continue
-            except asyncio.QueueEmpty:
-                pass
+        while True:
+            self._take_matching(batch)
             left = deadline - time.monotonic()
-            if left <= 0:
+            if len(batch) >= self.max_batch or left <= 0:
                 break
+            self._arrived.clear()
             try:
-                batch.append(await asyncio.wait_for(queue.get(), left))
+                await asyncio.wait_for(self._arrived.wait(), left)
             except (asyncio.TimeoutError, TimeoutError):
-                break
-        return [item for item in batch if not item.future.done()]  # clients that gave up meanwhile
+                pass
+        self._tell_places()
+        return [item for item in batch if not item.future.done()] or await self._gather()
 
     @staticmethod
     def _stop_when_abandoned(items: list[_Pending]) -> threading.Event:
@@ -94,28 +200,39 @@ class Batcher:
             item.future.add_done_callback(gave_up)
         return stop
 
-    async def _work(self, queue: asyncio.Queue) -> None:
+    def _streamer(self, items: list[_Pending]) -> BatchStreamer | None:
+        if not any(item.listener for item in items):
+            return None
+        loop, stop_ids = self._loop, set(self.writer.format.stop_ids)
+
+        def row(item: _Pending) -> RowStreamer | None:
+            if item.listener is None:
+                return None
+            return RowStreamer(self.writer.tokenizer, stop_ids,
+                               lambda text: loop.call_soon_threadsafe(item.listener, "token", text))
+
+        return BatchStreamer([row(item) for item in items])
+
+    async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._gather(queue)
-            groups: dict[int, list[_Pending]] = {}
-            for item in batch:
-                groups.setdefault(item.max_new_tokens, []).append(item)
-            for max_new, items in groups.items():
-                stop = self._stop_when_abandoned(items)
-                started = time.perf_counter()
-                try:
-                    texts, counts = await loop.run_in_executor(
-                        self.writer.executor,
-                        lambda items=items, max_new=max_new, stop=stop: self.writer.generate(
-                            [i.prompt for i in items], max_new, max_seconds=self.max_seconds, stop=stop))
-                except Exception as exc:  # noqa: BLE001 - every waiting client must hear about it
-                    log.exception("generation failed")
-                    for item in items:
-                        if not item.future.done():
-                            item.future.set_exception(exc)
-                    continue
-                seconds = time.perf_counter() - started
-                for item, text, count in zip(items, texts, counts, strict=True):
+            items = await self._gather()
+            for item in items:
+                if item.listener is not None:
+                    item.listener("start", len(items))
+            stop, streamer = self._stop_when_abandoned(items), self._streamer(items)
+            started = time.perf_counter()
+            try:
+                texts, counts = await loop.run_in_executor(self.writer.executor, lambda: self.writer.generate(
+                    [i.prompt for i in items], items[0].max_new_tokens, max_seconds=self.max_seconds, stop=stop,
+                    streamer=streamer))
+            except Exception as exc:  # noqa: BLE001 - every waiting client must hear about it
+                log.exception("generation failed")
+                for item in items:
                     if not item.future.done():
-                        item.future.set_result(Generated(text, count, len(items), seconds))
+                        item.future.set_exception(exc)
+                continue
+            seconds = time.perf_counter() - started
+            for item, text, count in zip(items, texts, counts, strict=True):
+                if not item.future.done():
+                    item.future.set_result(Generated(text, count, len(items), seconds))

@@ -121,4 +121,4 @@ def answer(writer: LetterWriter, cfg: ServeConfig, prepared: Prepared, generated
     return {"letter": generated.text, "warnings": prepared.warnings + warnings, "grounding": grounding,
             "prompt_tokens": len(prepared.prompt), "new_tokens": generated.new_tokens,
             "seconds": round(time.perf_counter() - started, 3), "batch_size": generated.batch_size,
-            "model": writer.name}
+            "model": writer.name, "fine_tuned": writer.fine_tuned}

@@ -75,11 +75,14 @@ class LetterResponse(BaseModel):
     seconds: float = Field(description="Time in the service, queue included.")
     batch_size: int = Field(description="Letters generated in the same generate call.")
     model: str
+    fine_tuned: bool = Field(description="False for an untuned base model (no --run): its letters are a demo.")
 
 
 class Health(BaseModel):
     status: str
     model: str
+    fine_tuned: bool = Field(description="False for an untuned base model (no --run): its letters are a demo.")
+    decoding: dict[str, float] = Field(description="Greedy decoding's options (repetition_penalty, no_repeat_ngram_size).")
     limits: dict[str, int]
     token_required: bool
     token_ok: bool | None = Field(description="Whether the request's bearer token is right; null when none is needed.")

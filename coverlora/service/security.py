@@ -71,7 +71,7 @@ class OriginGuard:
 def add_guards(app: FastAPI, cfg: ServeConfig) -> None:
     """The middleware, innermost first: body limit, Origin, Host, then CORS outermost, so that CORS headers go on
     every answer to an allowed origin, the 400, 403 and 413 included."""
-    origins = origin_regex(cfg.allowed_origins)
+    origins = origin_regex(cfg.origins)
     app.add_middleware(BodyLimit, limit=cfg.max_body_bytes)
     app.add_middleware(OriginGuard, origins=origins)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=cfg.hosts, www_redirect=False)

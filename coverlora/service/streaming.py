@@ -1,8 +1,9 @@
 """POST /v1/letters/stream: the letter as server-sent events while it is written.
 
-`start` ({prompt_tokens, model}), `token` ({text}) as the letter grows, then `done` (the same answer as
-POST /v1/letters, with the cleaned letter) or `error` ({detail}). One prompt, one streamer: the stream bypasses
-the batcher but shares the writer's generate thread.
+`queued` ({position}: 1 = next; sent when the request joins the line and whenever its place changes), `start`
+({prompt_tokens, model, fine_tuned, batch_size}) when its batch starts, `token` ({text}) as the letter grows,
+then `done` (the same answer as POST /v1/letters, with the cleaned letter) or `error` ({detail}). Streams go
+through the batcher like any request: one decode loop serves several streams, a streamer per row.
 """
 
 from __future__ import annotations
@@ -10,74 +11,65 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import time
 from typing import Any, AsyncIterator
 
 from fastapi.responses import StreamingResponse
 
 from ..config import ServeConfig
-from .batcher import Generated
+from .batcher import Batcher
 from .letters import Prepared, answer
 from .writer import LetterWriter
 
 log = logging.getLogger("coverlora")
+EVENTS = ["queued", "start", "token", "done", "error"]
 # The route's documented 200: one event (OpenAPI 3.1 reads `schema` per event).
 STREAM_RESPONSE = {
     "content": {"text/event-stream": {"schema": {
         "type": "object", "required": ["event", "data"],
-        "properties": {"event": {"type": "string", "enum": ["start", "token", "done", "error"]},
-                       "data": {"type": "string", "description": "JSON: start {prompt_tokens, model}, token {text}, "
-                                                                 "done (a LetterResponse), error {detail}."}}}}},
-    "description": "Server-sent events: `token` ({text}) as the letter is written, then `done` (the same "
-                   "object as POST /v1/letters, with the cleaned letter) or `error` ({detail})."}
+        "properties": {"event": {"type": "string", "enum": EVENTS},
+                       "data": {"type": "string", "description": (
+                           "JSON: queued {position}, start {prompt_tokens, model, fine_tuned, batch_size}, token "
+                           "{text}, done (a LetterResponse), error {detail}.")}}}}},
+    "description": "Server-sent events: `queued` ({position}, 1 = next) while the request waits, `start` when its "
+                   "batch starts, `token` ({text}) as the letter is written, then `done` (the same object as "
+                   "POST /v1/letters, with the cleaned letter) or `error` ({detail})."}
 
 
 def sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def _queue_streamer(tokenizer, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue):
-    """A transformers TextStreamer that hands each piece of finished text to `queue`, from the generate thread."""
-    from transformers import TextStreamer
-
-    class QueueStreamer(TextStreamer):
-        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
-            if text:
-                loop.call_soon_threadsafe(queue.put_nowait, text)
-
-    return QueueStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-
-
-async def _events(writer: LetterWriter, cfg: ServeConfig, prepared: Prepared, started: float) -> AsyncIterator[str]:
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
-    finished, stop = object(), threading.Event()
-    streamer = _queue_streamer(writer.tokenizer, loop, queue)
-
-    def run() -> Generated:
-        t0 = time.perf_counter()
-        texts, counts = writer.generate([prepared.prompt], prepared.max_new_tokens, max_seconds=cfg.max_seconds,
-                                        stop=stop, streamer=streamer)
-        return Generated(texts[0], counts[0], 1, time.perf_counter() - t0)
-
-    job = loop.run_in_executor(writer.executor, run)
-    job.add_done_callback(lambda _: queue.put_nowait(finished))
+async def _events(writer: LetterWriter, batcher: Batcher, cfg: ServeConfig, prepared: Prepared,
+                  started: float) -> AsyncIterator[str]:
+    heard: asyncio.Queue = asyncio.Queue()
+    future = batcher.enqueue(prepared.prompt, prepared.max_new_tokens,
+                             listener=lambda kind, value: heard.put_nowait((kind, value)))
+    future.add_done_callback(lambda _: heard.put_nowait(("finished", None)))
     deadline = started + cfg.request_timeout
     try:
-        yield sse("start", {"prompt_tokens": len(prepared.prompt), "model": writer.name})
-        while (item := await asyncio.wait_for(queue.get(), max(deadline - time.perf_counter(), 0.001))) is not finished:
-            yield sse("token", {"text": item})
-        yield sse("done", answer(writer, cfg, prepared, await job, started))
+        while True:
+            kind, value = await asyncio.wait_for(heard.get(), max(deadline - time.perf_counter(), 0.001))
+            if kind == "queued":
+                yield sse("queued", {"position": value})
+            elif kind == "start":
+                yield sse("start", {"prompt_tokens": len(prepared.prompt), "model": writer.name,
+                                    "fine_tuned": writer.fine_tuned, "batch_size": value})
+            elif kind == "token":
+                yield sse("token", {"text": value})
+            else:
+                break
+        yield sse("done", answer(writer, cfg, prepared, future.result(), started))
     except (asyncio.TimeoutError, TimeoutError):
         yield sse("error", {"detail": f"no letter within {cfg.request_timeout:g} s: the service is busy"})
     except Exception as exc:  # noqa: BLE001 - the status line is sent already: report in the stream
         log.exception("streamed generation failed")
         yield sse("error", {"detail": f"generation failed: {type(exc).__name__}"})
     finally:
-        stop.set()  # a client that went away stops the generation too
+        future.cancel()  # a client that went away leaves the line, and stops its batch once nobody else waits
 
 
-def letter_stream(writer: LetterWriter, cfg: ServeConfig, prepared: Prepared, started: float) -> StreamingResponse:
-    return StreamingResponse(_events(writer, cfg, prepared, started), media_type="text/event-stream",
+def letter_stream(writer: LetterWriter, batcher: Batcher, cfg: ServeConfig, prepared: Prepared,
+                  started: float) -> StreamingResponse:
+    return StreamingResponse(_events(writer, batcher, cfg, prepared, started), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

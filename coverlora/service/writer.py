@@ -1,4 +1,9 @@
-"""The letter writer: one loaded model, its tokenizer and prompt format; greedy letters as in the test stage."""
+"""The letter writer: one loaded model, its tokenizer and prompt format; greedy letters as in the test stage.
+
+A model that was never fine-tuned for letters (no --run) is labelled untuned, and its greedy letters get a
+repetition guard by default: untuned small models loop ("Dear [Recipient's Name]" until the cap).
+bench/repetition_guard.py measured the guard's effect (bench/results/repetition_guard_smollm2_cpu.md).
+"""
 
 from __future__ import annotations
 
@@ -26,8 +31,12 @@ def _stop_when(event: threading.Event):
     return StopWhenSet()
 
 
+# Decoding for an untuned model unless the config says otherwise (measured: bench/repetition_guard.py).
+UNTUNED_GUARD = {"repetition_penalty": 1.1, "no_repeat_ngram_size": 4}
+
+
 def _load(cfg: ServeConfig) -> tuple[Any, Any, Any, str, dict[str, Any]]:
-    """(model, tokenizer, prompt format, display name, the run's test stage config or {})."""
+    """(model, tokenizer, prompt format, display name, the run's test stage config; None for an untuned model)."""
     from ..generation import load_generator
     from ..models import load_model, load_tokenizer, resolve_dtype, resolve_model
     from ..prompts import PromptFormat
@@ -40,7 +49,7 @@ def _load(cfg: ServeConfig) -> tuple[Any, Any, Any, str, dict[str, Any]]:
         model, tokenizer = load_model(path, dtype), load_tokenizer(path)
         # A short name for the page: no home folders in a screenshot.
         name = "SmolLM2-135M-Instruct (embedded)" if cfg.model == "embedded" else Path(path).name or path
-        return model, tokenizer, PromptFormat.for_tokenizer(tokenizer, cfg.chat_template), name, {}
+        return model, tokenizer, PromptFormat.for_tokenizer(tokenizer, cfg.chat_template), name, None
     run = TrainedRun.open(cfg.run)
     try:  # serve letters as the test stage generated (and scored) them
         tested = read_stage_config(run.layout, "test")
@@ -52,11 +61,13 @@ def _load(cfg: ServeConfig) -> tuple[Any, Any, Any, str, dict[str, Any]]:
     return model, tokenizer, run.prompt_format(tokenizer), name, tested
 
 
-def _decoding(cfg: ServeConfig, tested: dict[str, Any]) -> dict[str, Any]:
-    """GenerationConfig options: this config's, else the run's test stage's, else none."""
+def decoding_options(cfg: ServeConfig, tested: dict[str, Any] | None) -> dict[str, Any]:
+    """GenerationConfig options: this config's, else the run's test stage's (`tested`), else none; for an untuned
+    model (`tested` None), else the repetition guard."""
     decoding: dict[str, Any] = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0}
+    defaults = UNTUNED_GUARD if tested is None else tested
     for key in decoding:
-        value = getattr(cfg, key) if getattr(cfg, key) is not None else tested.get(key)
+        value = getattr(cfg, key) if getattr(cfg, key) is not None else defaults.get(key)
         if value is not None:
             decoding[key] = type(decoding[key])(value)
     return decoding
@@ -65,9 +76,11 @@ def _decoding(cfg: ServeConfig, tested: dict[str, Any]) -> dict[str, Any]:
 class LetterWriter:
     """One loaded model, its tokenizer and prompt format; generation runs in one worker thread."""
 
-    def __init__(self, model, tokenizer, prompt_format, name: str, decoding: dict[str, Any] | None = None):
+    def __init__(self, model, tokenizer, prompt_format, name: str, decoding: dict[str, Any] | None = None,
+                 fine_tuned: bool = False):
         self.model, self.tokenizer, self.format, self.name = model, tokenizer, prompt_format, name
         self.decoding = decoding or {}  # GenerationConfig options, as in the test stage
+        self.fine_tuned = fine_tuned  # False: a base model never tuned for letters (labelled so in the API and UI)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coverlora-generate")
         self.generate_calls = 0  # instrumentation: how many generate calls served how many letters
         self.letters = 0
@@ -78,9 +91,12 @@ class LetterWriter:
     def from_config(cls, cfg: ServeConfig) -> "LetterWriter":
         model, tokenizer, fmt, name, tested = _load(cfg)
         model.eval()
-        decoding = _decoding(cfg, tested)
+        decoding = decoding_options(cfg, tested)
         log.info("decoding: greedy, %s", ", ".join(f"{k}={v}" for k, v in decoding.items()))
-        return cls(model, tokenizer, fmt, name, decoding)
+        if tested is None:
+            log.warning("%s is an untuned base model: its letters are a demo of the service, not of fine-tuning "
+                        "(serve a trained run with --run runs/NAME)", name)
+        return cls(model, tokenizer, fmt, name, decoding, fine_tuned=tested is not None)
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, *, max_seconds: float,
                  stop: threading.Event | None = None, streamer=None) -> tuple[list[str], list[int]]:
