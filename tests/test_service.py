@@ -97,13 +97,14 @@ def test_letter_happy_path(make_client, writer):
     response = client.post("/v1/letters", json=job_body())
     assert response.status_code == 200, response.text
     data = response.json()
-    assert set(data) == {"letter", "warnings", "grounding", "prompt_tokens", "new_tokens", "seconds", "batch_size", "model",
+    assert set(data) == {"letter", "warnings", "grounding", "claims", "prompt_tokens", "new_tokens", "seconds", "batch_size", "model",
                          "fine_tuned"}
     assert isinstance(data["letter"], str)
     assert 1 <= data["new_tokens"] <= 8
     assert data["prompt_tokens"] == len(writer.format.prompt_ids(body_to_row(job_body())))
     assert all(set(w) == {"code", "message"} for w in data["warnings"])
     assert {"company_named", "title_named", "name_named", "unsupported_entities", "placeholders"} <= set(data["grounding"])
+    assert all(c["sentence"] in data["letter"] and c["label"] for c in data["claims"])
 
 
 def test_prompt_is_the_training_prompt_and_posting_fills_in(make_client, writer, tmp_path):
@@ -553,3 +554,22 @@ def test_serve_on_a_busy_port_fails_before_loading_the_model(tmp_path):
     busy.close()
     assert done.returncode == 2 and time.perf_counter() - started < 30
     assert done.stderr.strip().splitlines()[-1].startswith(f"error: config key 'port': cannot listen on 127.0.0.1:{port}")
+
+
+def test_the_letter_comes_with_each_sentence_and_its_claim_label():
+    """The Northwind case: a letter that claims the hiring company and the posting's numbers gets them flagged."""
+    from coverlora.service.letters import claim_report
+
+    row = {"job_title": "Backend Engineer", "hiring_company": "Northwind Logistics", "applicant_name": "Priya Raman",
+           "preferred_qualifications": "Experience routing a fleet handling 40,000 parcels a day; Kafka",
+           "current_experience": "Software Engineer at Contoso, 3 years, Python APIs", "past_experience": "",
+           "skillsets": "Python, PostgreSQL", "qualifications": "BSc Computer Science"}
+    letter = ("Dear Hiring Manager,\n\nI am a Backend Engineer at Northwind Logistics. I have been routing our fleet "
+              "of 40,000 parcels a day. I build Python APIs at Contoso.\n\nSincerely,\nPriya Raman")
+    claims, warnings = claim_report(letter, row)
+    labels = {c["sentence"]: c["label"] for c in claims}
+    assert labels["I am a Backend Engineer at Northwind Logistics."] == "borrowed"
+    assert labels["I have been routing our fleet of 40,000 parcels a day."] in ("borrowed", "unsupported")
+    assert labels["I build Python APIs at Contoso."] == "supported"
+    assert all(c["evidence"] for c in claims if c["label"] in ("borrowed", "unsupported"))
+    assert "borrowed_claims" in {w["code"] for w in warnings}

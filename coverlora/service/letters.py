@@ -112,13 +112,32 @@ def grounding_report(letter: str, row: Mapping[str, str], new_tokens: int, max_n
     return warnings, grounding
 
 
+def claim_report(letter: str, row: Mapping[str, str]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """Each sentence with its claim label and evidence (lexical evidence: as accurate as MiniLM on the held-out
+    labels, and fast enough for a request), and one warning per kind of flagged claim."""
+    from ..scoring.claims import BORROWED, UNSUPPORTED, check_claims, describe
+
+    verdicts = check_claims(letter, row, embeddings=False)
+    claims = [{"sentence": v.text, "label": v.label, "evidence": describe(v)} for v in verdicts]
+    warnings = []
+    for label, message in ((BORROWED, "states the job's requirements or company as the applicant's own"),
+                           (UNSUPPORTED, "claims what neither the resume nor the job says")):
+        count = sum(v.label == label for v in verdicts)
+        if count:
+            warnings.append({"code": f"{label}_claims", "message": f"{count} sentence{'s' if count > 1 else ''} "
+                                                                   f"{message} (highlighted; hover for the evidence)."})
+    return claims, warnings
+
+
 def answer(writer: LetterWriter, cfg: ServeConfig, prepared: Prepared, generated: Generated,
            started: float) -> dict[str, Any]:
     """The LetterResponse for one generated letter; `started` is when the request came in (perf_counter)."""
     timed_out = generated.seconds >= cfg.max_seconds
     warnings, grounding = grounding_report(generated.text, prepared.row, generated.new_tokens,
                                            prepared.max_new_tokens, timed_out)
-    return {"letter": generated.text, "warnings": prepared.warnings + warnings, "grounding": grounding,
+    claims, claim_warnings = claim_report(generated.text, prepared.row)
+    return {"letter": generated.text, "warnings": prepared.warnings + warnings + claim_warnings, "grounding": grounding,
+            "claims": claims,
             "prompt_tokens": len(prepared.prompt), "new_tokens": generated.new_tokens,
             "seconds": round(time.perf_counter() - started, 3), "batch_size": generated.batch_size,
             "model": writer.name, "fine_tuned": writer.fine_tuned}

@@ -1,6 +1,6 @@
 """The API's pydantic models: they validate requests and write the OpenAPI at /openapi.json."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
 from pydantic_core import PydanticCustomError
@@ -66,10 +66,18 @@ class Grounding(BaseModel):
     placeholders: list[str]
 
 
+class Claim(BaseModel):
+    sentence: str = Field(description="A sentence or frame line of the letter, as written.")
+    label: Literal["supported", "borrowed", "unsupported", "not_a_claim"] = Field(
+        description="supported: the resume backs it; borrowed: only the job's fields do; unsupported: neither does.")
+    evidence: str = Field(description="What decided the label (matched or missing words, numbers, names).")
+
+
 class LetterResponse(BaseModel):
     letter: str
     warnings: list[Warning_]
     grounding: Grounding
+    claims: list[Claim] = Field(description="Every sentence of the letter with its claim label (scoring/claims.py).")
     prompt_tokens: int
     new_tokens: int
     seconds: float = Field(description="Time in the service, queue included.")
