@@ -62,3 +62,28 @@ def test_metrics_names_missing_columns(tmp_path):
     layout.eval_csv.write_text("row_id,job_title\n0,Nurse\n")
     with pytest.raises(UserError, match="eval.csv lacks columns"):
         read_eval_csv(layout)
+
+
+@pytest.mark.parametrize("diff", [float("nan"), float("inf")])
+def test_the_merge_check_fails_on_non_finite_logits(diff):
+    """NaN compares as 'not above' any limit: without its own check a diverged adapter would merge with exit 0."""
+    import torch
+
+    from coverlora.merging import check_merge
+
+    for dtype in (torch.float32, torch.bfloat16):
+        with pytest.raises(UserError, match="not finite"):
+            check_merge(diff, 1.0, dtype, 0.0, "adapter")
+    check_merge(1e-5, 1.0, torch.float32, 0.0, "adapter")  # a finite, tiny difference passes
+
+
+def test_a_hub_model_id_offline_fails_within_five_seconds(monkeypatch):
+    import time
+
+    from coverlora.models import resolve_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    started = time.perf_counter()
+    with pytest.raises(UserError, match="model 'meta-llama/Llama-2-7b-chat-hf'.*hub id, and the Hugging Face Hub cannot"):
+        resolve_model("meta-llama/Llama-2-7b-chat-hf")
+    assert time.perf_counter() - started < 5

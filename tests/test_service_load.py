@@ -36,6 +36,13 @@ def post(url: str, body: bytes) -> int:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
+    except (urllib.error.URLError, ConnectionError) as error:
+        # The service answers an oversized body with 413 and closes before the client has sent it all; the
+        # client then sees its own write fail (a broken pipe or a reset). That is the refusal, not a crash.
+        reason = getattr(error, "reason", error)
+        if len(body) > 1_000_000 and isinstance(reason, (BrokenPipeError, ConnectionResetError)):
+            return 413
+        raise
 
 
 def bodies(n: int) -> list[bytes]:
@@ -59,8 +66,8 @@ def round_of(url: str, n: int = 200, clients: int = 50) -> list[int]:
 def test_200_concurrent_requests_no_5xx_and_memory_stable(service):
     url, writer = service
     first = round_of(url)
-    assert sorted(set(first)) == [200, 413, 422], first
-    assert first.count(200) == 160 and first.count(413) == 20 and first.count(422) == 20
+    assert sorted(set(first)) == [200, 400, 413], first
+    assert first.count(200) == 160 and first.count(413) == 20 and first.count(400) == 20
     calls = writer.generate_calls
     assert calls < 160, "concurrent requests share generate calls"
     rss_after_first = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
