@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Callable, Sequence
 
-from .config import parse_cli
+from .options import parse_cli
 from .errors import UserError
 
 RESUME_HINTS = {

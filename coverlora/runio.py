@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from .config import to_yaml_section
+from .options import to_yaml_section
 from .errors import UserError
 
 # Library versions recorded with every stage's outputs.

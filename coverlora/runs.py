@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from . import data as data_mod
-from .config import TrainConfig, build_config
+from .config import TrainConfig
+from .options import build_config
 from .errors import UserError
 from .models import resolve_model
 from .prompts import PromptFormat

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from coverlora.config import STAGE_CONFIGS, TrainConfig, markdown_reference, parse_cli
+from coverlora.config import STAGE_CONFIGS, TrainConfig
+from coverlora.options import markdown_reference, parse_cli
 from coverlora.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +93,7 @@ def test_help_lists_the_choices(capsys):
 
 
 def test_readme_config_reference_is_the_generated_one():
-    """README's reference is `python -m coverlora.config`'s output: regenerate it when a config changes."""
+    """README's reference is `python -m coverlora.options`'s output: regenerate it when a config changes."""
     readme = ROOT.joinpath("README.md").read_text(encoding="utf-8")
     section = readme.split("\n## Configuration reference\n", 1)[1].split("\n## ", 1)[0]
     tables = section[section.index("\n**") + 1:]  # after the section's opening paragraph

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from coverlora.config import TrainConfig, parse_cli, to_yaml_section
+from coverlora.config import TrainConfig
+from coverlora.options import parse_cli, to_yaml_section
 from coverlora.errors import ConfigError, UserError
 from coverlora.model_card import license_for, refresh_cards, write_model_card
 from coverlora.publish import push_run

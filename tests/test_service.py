@@ -17,7 +17,8 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from conftest import make_row, write_csv  # noqa: E402
-from coverlora.config import EXTENSION_ID, ServeConfig, origin_regex, parse_cli  # noqa: E402
+from coverlora.config import EXTENSION_ID, ServeConfig, origin_regex  # noqa: E402
+from coverlora.options import parse_cli  # noqa: E402
 from coverlora.data import read_csv  # noqa: E402
 from coverlora.errors import ConfigError  # noqa: E402
 from coverlora.fields import INPUT_FIELDS, REQUEST_KEYS  # noqa: E402
@@ -457,7 +458,8 @@ def test_serves_a_run_with_its_prompt_settings(tmp_path, tiny_model_path, kind):
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from coverlora.config import TrainConfig, to_yaml_section
+    from coverlora.config import TrainConfig
+    from coverlora.options import to_yaml_section
     from coverlora.models import load_model, load_tokenizer
 
     run = tmp_path / "run"
