@@ -102,6 +102,8 @@ def browser(tmp_path_factory):
 
 
 def fill_resume(page) -> None:
+    # A saved resume starts collapsed (by design, so the form fits); another test may have saved one already.
+    page.evaluate("document.getElementById('resume-box').open = true")
     for name, value in RESUME.items():
         page.fill(f"#resume-{name}", value)
 
