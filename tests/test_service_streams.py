@@ -210,6 +210,36 @@ def test_a_request_that_leaves_the_line_is_not_generated(writer):
     assert heard[:2] == [("queued", 1), ("start", 1)]
 
 
+def test_staged_decoding_writes_the_letters_generate_batch_writes(writer):
+    """Prompts prefilled one by one from the shared prefix's cache, then decoded together: the same greedy letters
+    as the test stage's batched generate, and each row's first token is known before the batch decodes."""
+    from coverlora.generation import generate_batch
+    from coverlora.service.letters import body_to_row
+
+    bodies = [{"job": {"title": t, "company": c}, "resume": {"name": n, "skills": k}}
+              for t, c, n, k in (("Data Analyst", "Acme Corp", "Ana Silva", "SQL"), ("Nurse", "Umbrella", "Ben", ""),
+                                 ("Chef", "Globex Kitchens International", "Chen Wei", "knives, sauces, plating"))]
+    prompts = [writer.format.prompt_ids(body_to_row(body)) for body in bodies]
+    firsts = []
+
+    class Firsts:
+        def first(self, row, token):
+            firsts.append((row, token))
+
+        def put(self, value):
+            pass
+
+        def end(self):
+            pass
+
+    staged = writer.generate(prompts, 8, max_seconds=60, streamer=Firsts())
+    expected = generate_batch(writer.model, writer.tokenizer, prompts, 8, stop_ids=writer.format.stop_ids,
+                              **writer.decoding)
+    assert staged == expected
+    assert [row for row, _ in firsts] == [0, 1, 2]
+    assert writer.prefix.ids and all(prompt[:len(writer.prefix.ids)] == writer.prefix.ids for prompt in prompts)
+
+
 # ---------------------------------------------------------------------------- untuned models
 
 

@@ -81,6 +81,11 @@ class BatchStreamer:
     def __init__(self, rows: list[RowStreamer | None]):
         self.rows, self.prompt_seen = rows, False
 
+    def first(self, row: int, token: int) -> None:
+        """A row's first token, known before the batch decodes together (staged.generate_staged)."""
+        if self.rows[row] is not None:
+            self.rows[row].put(token)
+
     def put(self, value) -> None:
         if not self.prompt_seen:
             self.prompt_seen = True
