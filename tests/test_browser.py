@@ -102,6 +102,7 @@ def browser(tmp_path_factory):
 
 
 def fill_resume(page) -> None:
+    page.evaluate("document.getElementById('resume-box').open = true")  # folded once a resume was saved
     for name, value in RESUME.items():
         page.fill(f"#resume-{name}", value)
 
