@@ -89,6 +89,7 @@ function showError(message) {
 function setStatus(text, state) {
   const el = $("service-status");
   el.textContent = text;
+  el.title = text; // the header may cut it short
   el.className = `status ${state || ""}`;
 }
 
