@@ -193,13 +193,16 @@ def test_a_request_that_leaves_the_line_is_not_generated(writer):
 
     async def scenario():
         batcher = Batcher(slow, max_batch=1, max_wait=0, max_seconds=60)
-        heard = []
+        heard, third_heard = [], []
         first = batcher.enqueue([1, 2, 3], 8, listener=lambda kind, value: heard.append((kind, value)))
         await asyncio.sleep(0.05)
         second = batcher.enqueue([1, 2, 3], 8)
-        assert batcher.waiting == 1
+        third = batcher.enqueue([1, 2, 3], 8, listener=lambda kind, value: third_heard.append((kind, value)))
+        assert batcher.waiting == 2
         second.cancel()
-        assert batcher.waiting == 0
+        await asyncio.sleep(0)  # the cancelled future's callbacks run
+        assert batcher.waiting == 1 and third_heard == [("queued", 2), ("queued", 1)]  # moved up at once
+        third.cancel()
         generated = await first
         await asyncio.sleep(0.1)
         await batcher.stop()

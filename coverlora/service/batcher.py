@@ -124,6 +124,7 @@ class Batcher:
         start and its letter's text as it is written."""
         self._ensure_worker()
         item = _Pending(prompt, max_new_tokens, asyncio.get_running_loop().create_future(), listener)
+        item.future.add_done_callback(lambda _: self._tell_places())  # one that leaves moves the others up
         self._line.append(item)
         self._arrived.set()
         self._tell_places()
