@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 from transformers import DynamicCache, GenerationConfig
 
-from ..generation import letters_from, preallocated_cache
+from ..generation import left_pad, letters_from, preallocated_cache
 
 FirstToken = Callable[[int, int], None]  # (row, token id), called as soon as a row's first token is known
 
@@ -97,10 +97,7 @@ def generate_staged(model, tokenizer, prompts: list[list[int]], max_new_tokens: 
         if streamer is not None:
             streamer.end()
         return letters_from(tokenizer, torch.tensor([[first] for first in firsts]), stop_ids)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for index, row in enumerate(rows):
-        ids[index, width - len(row):], mask[index, width - len(row):] = torch.tensor(row), 1
+    ids, mask = left_pad(rows, pad_id)
     cache = _batch_cache(model, caches, width - 1, width + max_new_tokens)
     out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=cache,
                          generation_config=config(max_new_tokens - 1), stopping_criteria=stopping_criteria,
