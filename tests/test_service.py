@@ -280,6 +280,14 @@ def test_cors_refuses_other_origins(make_client, origin):
     assert client.get("/healthz", headers={"Origin": origin}).status_code == 403
 
 
+def test_the_services_own_page_may_call_it_under_any_allowed_host_name(make_client):
+    client = make_client(allowed_hosts="*")
+    own = client.post("/v1/letters", json=job_body(), headers={"Host": "box.lan:8765", "Origin": "http://box.lan:8765"})
+    assert own.status_code == 200
+    other = client.post("/v1/letters", json=job_body(), headers={"Host": "box.lan:8765", "Origin": "http://box.lan:9999"})
+    assert other.status_code == 403
+
+
 def test_foreign_host_header_is_refused(make_client):
     client = make_client()
     assert client.get("/healthz", headers={"Host": "attacker.example:8765"}).status_code == 400
