@@ -401,7 +401,7 @@ def test_web_page_docs_and_health(make_client):
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "default-src 'none'" in page.headers["content-security-policy"]
     assert 'id="letter-form"' in page.text and 'src="popup.js"' in page.text
-    for asset in ("/popup.js", "/popup.css", "/heuristics.js"):
+    for asset in ("/popup.js", "/popup.css", "/heuristics.js", "/letter-view.js"):
         assert client.get(asset).status_code == 200
     assert client.get("/manifest.json").status_code == 404  # only the form's files are served
     spec = client.get("/openapi.json").json()
