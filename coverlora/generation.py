@@ -170,7 +170,11 @@ def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
                               pad_token_id=tokenizer.pad_token_id)
     out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config, **cache,
                          **(generate_kwargs or {}))
-    new = out[:, ids.shape[1]:].cpu()
+    return letters_from(tokenizer, out[:, ids.shape[1]:].cpu(), stop_ids)
+
+
+def letters_from(tokenizer, new: torch.Tensor, stop_ids: list[int]) -> tuple[list[str], list[int]]:
+    """Each row's new tokens up to its first stop id: the cleaned letters and their token counts."""
     texts, counts = [], []
     for row in new:
         ends = torch.isin(row, torch.tensor(stop_ids)).nonzero()

@@ -1,5 +1,5 @@
 // The letter as the popup, the side panel and the web page show it: paragraphs of sentence spans, each with a
-// data-label for the highlight layer, and the grounding banner. Pure DOM building (nodes and text, never HTML strings).
+// data-label for the highlight layer, and the grounding banner. Built with DOM nodes and textContent only.
 //
 // Highlighting: when a response carries `claims` ([{sentence, label, evidence}], label one of supported,
 // borrowed, unsupported, not_a_claim), each sentence span gets data-label and, when flagged, a title with the

@@ -89,6 +89,7 @@ function showError(message) {
 function setStatus(text, state) {
   const el = $("service-status");
   el.textContent = text;
+  el.title = text; // the header may cut it short
   el.className = `status ${state || ""}`;
 }
 
@@ -178,6 +179,34 @@ function ordinal(n) {
   return n === 1 ? "next" : `${n}${n === 2 ? "nd" : n === 3 ? "rd" : "th"}`;
 }
 
+// The stream's events as they come: the place in line, the letter as it grows; returns the `done` answer.
+async function readStream(response, started) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let done = null;
+  for (;;) {
+    const {value, done: finished} = await reader.read();
+    if (finished) break;
+    buffer = parseEvents(buffer + decoder.decode(value, {stream: true}), (name, data) => {
+      if (name === "queued") {
+        $("progress").textContent = data.position === 1 ? "waiting: next in line" : `waiting: ${ordinal(data.position)} in line`;
+      } else if (name === "start") {
+        $("progress").textContent = data.batch_size > 1 ? `writing (with ${data.batch_size - 1} other letters)…` : "writing…";
+      } else if (name === "token") {
+        CoverloraLetter.append($("letter"), data.text);
+        $("progress").textContent = `writing… ${((performance.now() - started) / 1000).toFixed(0)} s`;
+      } else if (name === "done") {
+        done = data;
+      } else if (name === "error") {
+        throw new Error(data.detail || "generation failed");
+      }
+    });
+  }
+  if (!done) throw new Error("The service closed the stream before the letter was done.");
+  return done;
+}
+
 async function writeLetter(event) {
   event.preventDefault();
   showError("");
@@ -208,30 +237,7 @@ async function writeLetter(event) {
       throw new Error(unreachable(serviceUrl));
     }
     if (!response.ok) throw new Error(await errorMessage(response));
-    const reader = response.body.getReader();
-    const decoder = new TextDecoder();
-    let buffer = "";
-    let done = null;
-    for (;;) {
-      const {value, done: finished} = await reader.read();
-      if (finished) break;
-      buffer = parseEvents(buffer + decoder.decode(value, {stream: true}), (name, data) => {
-        if (name === "queued") {
-          $("progress").textContent = data.position === 1 ? "waiting: next in line" : `waiting: ${ordinal(data.position)} in line`;
-        } else if (name === "start") {
-          $("progress").textContent = data.batch_size > 1 ? `writing (with ${data.batch_size - 1} other letters)…` : "writing…";
-        } else if (name === "token") {
-          CoverloraLetter.append($("letter"), data.text);
-          $("progress").textContent = `writing… ${((performance.now() - started) / 1000).toFixed(0)} s`;
-        } else if (name === "done") {
-          done = data;
-        } else if (name === "error") {
-          throw new Error(data.detail || "generation failed");
-        }
-      });
-    }
-    if (!done) throw new Error("The service closed the stream before the letter was done.");
-    showResult(done);
+    showResult(await readStream(response, started));
   } catch (e) {
     if (e.name === "AbortError") $("progress").textContent = "stopped";
     else showError(e.message || String(e));

@@ -163,6 +163,7 @@ def test_the_notebook_runs_on_the_cpu_with_the_demo_preset(tmp_path, tiny_model_
     run = tmp_path / "run"
     for name in ("adapter/README.md", "merged/README.md", "eval.csv", "eval_summary.csv", "plots/loss.png"):
         assert (run / name).exists(), name
+    assert "| rouge_l |" in (run / "merged" / "README.md").read_text()  # the card holds the eval table
     kinds = [type(item).__name__ for item in shown]
     assert "DataFrame" in kinds and kinds.count("Image") >= 2, kinds
     assert "loss.png" in [Path(item.filename).name for item in shown if isinstance(item, Image)]

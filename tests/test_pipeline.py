@@ -42,6 +42,8 @@ def test_four_stages_chain_through_the_run_folder(tiny_model_path, data_dir, tmp
     copy_rouge = summary.query("subset == 'all' and system == 'copy_input' and metric == 'rouge_l'")["mean"].item()
     assert 0 < copy_rouge < 1
     assert (run / "plots" / "metrics_bar.png").stat().st_size > 10_000 and (run / "report.md").is_file()
+    for folder in ("adapter", "merged"):  # the model cards carry the fresh eval table
+        assert "| rouge_l |" in (run / folder / "README.md").read_text()
     versions = json.loads((run / "versions.json").read_text())
     assert set(versions) == {"train", "merge", "test", "metrics"} and "torch" in versions["metrics"]
     for name in ("train", "merge", "test", "metrics"):

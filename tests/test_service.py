@@ -282,6 +282,14 @@ def test_cors_refuses_other_origins(make_client, origin):
     assert client.get("/healthz", headers={"Origin": origin}).status_code == 403
 
 
+def test_the_services_own_page_may_call_it_under_any_allowed_host_name(make_client):
+    client = make_client(allowed_hosts="*")
+    own = client.post("/v1/letters", json=job_body(), headers={"Host": "box.lan:8765", "Origin": "http://box.lan:8765"})
+    assert own.status_code == 200
+    other = client.post("/v1/letters", json=job_body(), headers={"Host": "box.lan:8765", "Origin": "http://box.lan:9999"})
+    assert other.status_code == 403
+
+
 def test_foreign_host_header_is_refused(make_client):
     client = make_client()
     assert client.get("/healthz", headers={"Host": "attacker.example:8765"}).status_code == 400
@@ -395,7 +403,7 @@ def test_web_page_docs_and_health(make_client):
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "default-src 'none'" in page.headers["content-security-policy"]
     assert 'id="letter-form"' in page.text and 'src="popup.js"' in page.text
-    for asset in ("/popup.js", "/popup.css", "/heuristics.js"):
+    for asset in ("/popup.js", "/popup.css", "/heuristics.js", "/letter-view.js"):
         assert client.get(asset).status_code == 200
     assert client.get("/manifest.json").status_code == 404  # only the form's files are served
     spec = client.get("/openapi.json").json()

@@ -193,13 +193,16 @@ def test_a_request_that_leaves_the_line_is_not_generated(writer):
 
     async def scenario():
         batcher = Batcher(slow, max_batch=1, max_wait=0, max_seconds=60)
-        heard = []
+        heard, third_heard = [], []
         first = batcher.enqueue([1, 2, 3], 8, listener=lambda kind, value: heard.append((kind, value)))
         await asyncio.sleep(0.05)
         second = batcher.enqueue([1, 2, 3], 8)
-        assert batcher.waiting == 1
+        third = batcher.enqueue([1, 2, 3], 8, listener=lambda kind, value: third_heard.append((kind, value)))
+        assert batcher.waiting == 2
         second.cancel()
-        assert batcher.waiting == 0
+        await asyncio.sleep(0)  # the cancelled future's callbacks run
+        assert batcher.waiting == 1 and third_heard == [("queued", 2), ("queued", 1)]  # moved up at once
+        third.cancel()
         generated = await first
         await asyncio.sleep(0.1)
         await batcher.stop()
@@ -208,6 +211,36 @@ def test_a_request_that_leaves_the_line_is_not_generated(writer):
     generated, heard = asyncio.run(scenario())
     assert slow.batches == [1] and generated.text == slow.text
     assert heard[:2] == [("queued", 1), ("start", 1)]
+
+
+def test_staged_decoding_writes_the_letters_generate_batch_writes(writer):
+    """Prompts prefilled one by one from the shared prefix's cache, then decoded together: the same greedy letters
+    as the test stage's batched generate, and each row's first token is known before the batch decodes."""
+    from coverlora.generation import generate_batch
+    from coverlora.service.letters import body_to_row
+
+    bodies = [{"job": {"title": t, "company": c}, "resume": {"name": n, "skills": k}}
+              for t, c, n, k in (("Data Analyst", "Acme Corp", "Ana Silva", "SQL"), ("Nurse", "Umbrella", "Ben", ""),
+                                 ("Chef", "Globex Kitchens International", "Chen Wei", "knives, sauces, plating"))]
+    prompts = [writer.format.prompt_ids(body_to_row(body)) for body in bodies]
+    firsts = []
+
+    class Firsts:
+        def first(self, row, token):
+            firsts.append((row, token))
+
+        def put(self, value):
+            pass
+
+        def end(self):
+            pass
+
+    staged = writer.generate(prompts, 8, max_seconds=60, streamer=Firsts())
+    expected = generate_batch(writer.model, writer.tokenizer, prompts, 8, stop_ids=writer.format.stop_ids,
+                              **writer.decoding)
+    assert staged == expected
+    assert [row for row, _ in firsts] == sorted(range(3), key=lambda row: len(prompts[row]))  # shortest first
+    assert writer.prefix.ids and all(prompt[:len(writer.prefix.ids)] == writer.prefix.ids for prompt in prompts)
 
 
 # ---------------------------------------------------------------------------- untuned models

@@ -13,6 +13,7 @@ from .. import data as data_mod
 from ..config import MetricsConfig
 from ..errors import UserError
 from ..leakage import seen_in_training
+from ..model_card import refresh_cards
 from ..runio import RunLayout, atomic_path, file_sha256, read_json, run_lock, write_manifest
 from ..runs import TrainedRun
 from ..scoring import BertScoreModel, default_model, roberta_large
@@ -106,4 +107,5 @@ def _score(cfg: MetricsConfig, layout: RunLayout) -> pd.DataFrame:
     write_report(layout, table, scores, summary, plots, label)
     write_manifest(layout, "metrics", cfg, {"bertscore": label, "subsets": {k: len(v) for k, v in subsets.items()},
                                             "seconds": round(time.perf_counter() - started, 1)})
+    refresh_cards(layout)  # the adapter's and merged model's cards get this eval table
     return summary

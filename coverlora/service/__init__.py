@@ -1,18 +1,20 @@
 """The local letter-writing service: a FastAPI app around one loaded model.
 
 POST /v1/letters takes a job and a resume and answers with a letter and its grounding warnings;
-POST /v1/letters/stream sends the same letter as server-sent events while it is written. Requests
-that arrive together are batched into one `generate` call (an asyncio queue with a max wait and a
-max batch; generation runs in one worker thread), so concurrent clients share the model's time.
-The prompt is PromptFormat's, exactly as in training; the warnings are scoring.grounding's checks.
+POST /v1/letters/stream sends the same letter as server-sent events while it is written. Requests and streams
+that arrive together share one decode loop (a line with a max wait and a max batch; each prompt prefilled on its
+own so its first token goes out at once, then every row decoded together, a streamer per row; generation runs in
+one worker thread). The prompt is PromptFormat's, exactly as in training; the warnings are scoring.grounding's.
+A model that was never fine-tuned (no --run) is labelled so and decodes with a repetition guard.
 
-Safety for a service on a laptop: it binds 127.0.0.1, answers only the extension's origin and
-localhost pages (any other Origin gets 403, a foreign Host header 400: no DNS rebinding), can
-require a bearer token, and caps body size, field lengths, prompt tokens, new tokens and time.
+Safety for a service on a laptop: it binds 127.0.0.1, answers browsers only from the extension's origin and its
+own page's (others by --allowed_origins; any other Origin gets 403, a foreign Host header 400: no DNS
+rebinding), can require a bearer token, and caps body size, field lengths, prompt tokens, new tokens and time.
 
-  app.py       create_app (the routes) and serve
-  writer.py    LetterWriter: the model, its tokenizer and prompt format, one generate thread
-  batcher.py   Batcher: requests that arrive together share one generate call
+  app.py       create_app (the routes, /docs from local files, 415/400) and serve
+  writer.py    LetterWriter: the model, its tokenizer and prompt format, one generate thread, the untuned guard
+  staged.py    the decoding: prompts prefilled one by one from the shared prefix's cache, then decoded together
+  batcher.py   Batcher: the line, queued places, one generate call per batch, a streamer per row
   letters.py   a request's way to a prompt (prepare) and a letter's way to warnings (grounding_report)
   streaming.py the server-sent events of /v1/letters/stream
   schemas.py   the pydantic request and response models (the OpenAPI)

@@ -40,13 +40,14 @@ class _Pending:
 
 class RowStreamer:
     """A transformers streamer for one row of a batched generate call: finished text goes to `emit` (any thread),
-    up to the row's first stop token. Text is released at word ends, as TextStreamer does, so a token that merges
-    with the next one is never shown half-decoded."""
+    up to the row's first stop token. The first token's text goes out at once (it is what a waiting user sees
+    first); after that text is released at word ends, as TextStreamer does, so a token that merges with the next
+    one is never shown half-decoded. The `done` event carries the whole letter either way."""
 
     def __init__(self, tokenizer, stop_ids: set[int], emit: Callable[[str], None]):
         self.tokenizer, self.stop_ids, self.emit = tokenizer, stop_ids, emit
         self.tokens: list[int] = []
-        self.shown, self.ended = 0, False
+        self.shown, self.ended, self.started = 0, False, False
 
     def put(self, token: int) -> None:
         if self.ended:
@@ -59,14 +60,14 @@ class RowStreamer:
             self._release(text)
             self.tokens, self.shown = [], 0  # a line is done: decode the next one afresh (keeps decoding cheap)
         elif not text.endswith("\ufffd"):  # an unfinished UTF-8 character waits for its next byte
-            cut = text.rfind(" ") + 1
+            cut = text.rfind(" ") + 1 if self.started else len(text)
             if cut > self.shown:
                 self._release(text[:cut])
 
     def _release(self, text: str) -> None:
         if len(text) > self.shown:
             self.emit(text[self.shown:])
-            self.shown = len(text)
+            self.shown, self.started = len(text), True
 
     def end(self) -> None:
         if not self.ended:
@@ -80,6 +81,11 @@ class BatchStreamer:
 
     def __init__(self, rows: list[RowStreamer | None]):
         self.rows, self.prompt_seen = rows, False
+
+    def first(self, row: int, token: int) -> None:
+        """A row's first token, known before the batch decodes together (staged.generate_staged)."""
+        if self.rows[row] is not None:
+            self.rows[row].put(token)
 
     def put(self, value) -> None:
         if not self.prompt_seen:
@@ -118,6 +124,7 @@ class Batcher:
         start and its letter's text as it is written."""
         self._ensure_worker()
         item = _Pending(prompt, max_new_tokens, asyncio.get_running_loop().create_future(), listener)
+        item.future.add_done_callback(lambda _: self._tell_places())  # one that leaves moves the others up
         self._line.append(item)
         self._arrived.set()
         self._tell_places()

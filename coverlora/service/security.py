@@ -55,15 +55,17 @@ class BodyLimit:
 
 class OriginGuard:
     """ASGI middleware: 403 for a browser Origin that is not allowed. Requests without an Origin (curl, scripts)
-    pass; CORS headers are CORSMiddleware's."""
+    pass, and so do same-origin ones (the service's own page, under whatever allowed Host name it was opened);
+    CORS headers are CORSMiddleware's."""
 
     def __init__(self, app, origins: re.Pattern):
         self.app, self.origins = app, origins
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
-            origin = dict(scope["headers"]).get(b"origin")
-            if origin is not None and not self.origins.match(origin.decode("latin-1")):
+            headers = dict(scope["headers"])
+            origin, host = headers.get(b"origin"), headers.get(b"host", b"")
+            if origin is not None and origin != b"http://" + host and not self.origins.match(origin.decode("latin-1")):
                 return await JSONResponse({"detail": "origin not allowed"}, status_code=403)(scope, receive, send)
         return await self.app(scope, receive, send)
 

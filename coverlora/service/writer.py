@@ -15,6 +15,7 @@ from typing import Any
 
 from ..config import ServeConfig
 from ..errors import UserError
+from ..fields import INPUT_FIELDS
 
 log = logging.getLogger("coverlora")
 
@@ -81,6 +82,7 @@ class LetterWriter:
         self.model, self.tokenizer, self.format, self.name = model, tokenizer, prompt_format, name
         self.decoding = decoding or {}  # GenerationConfig options, as in the test stage
         self.fine_tuned = fine_tuned  # False: a base model never tuned for letters (labelled so in the API and UI)
+        self.prefix = None  # the shared prompt prefix's KV cache (staged.PrefixCache), made at the first letter
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coverlora-generate")
         self.generate_calls = 0  # instrumentation: how many generate calls served how many letters
         self.letters = 0
@@ -100,17 +102,18 @@ class LetterWriter:
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, *, max_seconds: float,
                  stop: threading.Event | None = None, streamer=None) -> tuple[list[str], list[int]]:
-        """Blocking: call it in `self.executor`. Greedy letters, as in the test stage."""
+        """Blocking: call it in `self.executor`. Greedy letters, as in the test stage; each prompt is prefilled on
+        its own and its first token goes to `streamer.first` at once, then one decode loop serves every row
+        (staged.py). `streamer`: a BatchStreamer (or any transformers streamer)."""
         from transformers import StoppingCriteriaList
 
-        from ..generation import generate_batch
+        from .staged import PrefixCache, generate_staged, shared_prefix
 
-        generate_kwargs: dict[str, Any] = {}
-        if stop is not None:
-            generate_kwargs["stopping_criteria"] = StoppingCriteriaList([_stop_when(stop)])
-        if streamer is not None:
-            generate_kwargs["streamer"] = streamer
+        if self.prefix is None:
+            self.prefix = PrefixCache(self.model, shared_prefix(self.format.prompt_ids, list(INPUT_FIELDS)))
         self.generate_calls += 1
         self.letters += len(prompts)
-        return generate_batch(self.model, self.tokenizer, prompts, max_new_tokens, stop_ids=self.format.stop_ids,
-                              max_time=max_seconds, generate_kwargs=generate_kwargs, **self.decoding)
+        return generate_staged(
+            self.model, self.tokenizer, prompts, max_new_tokens, stop_ids=self.format.stop_ids, prefix=self.prefix,
+            on_first=getattr(streamer, "first", None), max_time=max_seconds, streamer=streamer,
+            stopping_criteria=StoppingCriteriaList([_stop_when(stop)]) if stop is not None else None, **self.decoding)
