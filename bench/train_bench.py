@@ -69,9 +69,9 @@ CONFIGS: dict[str, tuple[dict, str]] = {
     "lora16_pack8k_liger": (dict(PACKED8K_LIGER, quantization="none"), "bf16 LoRA (no 4-bit), packed 8192, Liger, SDPA"),
     "lora16_pack8k_flex_liger": ({**PACKED8K_LIGER, **FLEX, "quantization": "none"},
                                  "bf16 LoRA, packed 8192, Liger, flex attention"),
-    "qlora_pack8k_flex_liger_bf16res": ({**PACKED8K_LIGER, **FLEX, "_bench_bf16_residual": True},
-                                        "EXPERIMENT, not coverlora's path yet: as qlora_pack8k_flex_liger, but the "
-                                        "norms/embeddings that prepare_model_for_kbit_training upcasts stay bf16"),
+    "qlora_pack8k_flex_liger_bf16res": ({**PACKED8K_LIGER, **FLEX, "kbit_upcast": "none"},
+                                        "as qlora_pack8k_flex_liger with kbit_upcast none: the norms/embeddings that "
+                                        "prepare_model_for_kbit_training upcasts stay bf16"),
     "t4_yaml": (dict(T4, batch_size=4, gradient_accumulation_steps=1),
                 "configs/t4-llama2-7b.yaml as written: NF4 fp16, bs4 (length-grouped), grad-ckpt, paged 8-bit AdamW"),
     "t4_pack4k": (dict(T4, packing=True, pack_length=4096, batch_size=1, use_liger_kernel=True),
@@ -176,45 +176,36 @@ def smoke_overrides(overrides: dict) -> dict:
 
 
 def coverlora_config(name: str, args, ckpt: Path, max_steps: int):
-    """Config `name` as a TrainConfig (without CUDA: its smoke version), and its bench-only flags."""
+    """Config `name` as a TrainConfig (without CUDA: its smoke version)."""
     from coverlora.config import TrainConfig
 
     overrides = CONFIGS[name][0]
     if not cuda():
         overrides = smoke_overrides(overrides)
-    bench_flags = {k: v for k, v in overrides.items() if k.startswith("_bench_")}
-    overrides = {k: v for k, v in overrides.items() if not k.startswith("_bench_")}
     cfg = TrainConfig(**{**COMMON, **overrides, "model": str(ckpt), "data": args.train_csv,
                          "output_dir": str(Path(args.work_dir) / f"run_{name}"), "max_steps": max_steps,
                          "logging_steps": 1, "eval_strategy": "no"})
-    return cfg, bench_flags
+    return cfg
 
 
-def load_prepared(cfg, bench_flags: dict):
-    """The model as coverlora.training.train() loads and prepares it; the bf16-residual experiment on top."""
+def load_prepared(cfg):
+    """The model as coverlora.training.train() loads and prepares it."""
     from coverlora.models import load_model, resolve_dtype
     from coverlora.training import prepare_model
 
     dtype = resolve_dtype(cfg.precision)
     quantize = cfg.quantization == "nf4" or (cfg.quantization == "auto" and cuda())
     model = load_model(cfg.model, dtype, quantize_4bit=quantize, attn_implementation=cfg.attn_implementation)
-    model = prepare_model(model, cfg, quantize)
-    if quantize and bench_flags.get("_bench_bf16_residual"):  # EXPERIMENT: undo the fp32 upcast of the frozen norms/embeddings
-        for param in model.parameters():
-            if param.dtype == torch.float32 and not param.requires_grad:
-                param.data = param.data.to(dtype)
-    return model, dtype
+    return prepare_model(model, cfg, quantize), dtype
 
 
-def settings(cfg, trainer, bench_flags: dict) -> dict:
+def settings(cfg, trainer) -> dict:
     out = {k: getattr(cfg, k) for k in ("quantization", "precision", "packing", "pack_length", "batch_size",
                                         "gradient_accumulation_steps", "gradient_checkpointing", "optimizer",
-                                        "use_liger_kernel", "attn_implementation", "torch_compile")}
+                                        "use_liger_kernel", "attn_implementation", "torch_compile", "kbit_upcast")}
     out["optim_resolved"] = trainer.args.optim.value if hasattr(trainer.args.optim, "value") else str(trainer.args.optim)
     out["padding_free"] = bool(getattr(trainer, "padding_free", False))
     out["pad_to_multiple_of"] = trainer.args.pad_to_multiple_of
-    if bench_flags:
-        out["bench_flags"] = bench_flags
     return out
 
 
@@ -225,10 +216,10 @@ def run_coverlora(name, args, ckpt: Path, dataset, tokenizer, warmup: int, steps
     from coverlora.training import build_trainer
 
     profile_steps = args.profile_steps if name in args.profile else 0
-    cfg, bench_flags = coverlora_config(name, args, ckpt, warmup + steps + profile_steps)
+    cfg = coverlora_config(name, args, ckpt, warmup + steps + profile_steps)
     base_alloc = torch.cuda.memory_allocated() if cuda() else 0
     t = time.time()
-    model, dtype = load_prepared(cfg, bench_flags)
+    model, dtype = load_prepared(cfg)
     t_load = time.time() - t
     t = time.time()
     trainer = build_trainer(cfg, RunLayout(Path(cfg.output_dir)), model, tokenizer, dataset, None, dtype)
@@ -249,7 +240,7 @@ def run_coverlora(name, args, ckpt: Path, dataset, tokenizer, warmup: int, steps
     trainer.train()
     out = summarize(name, CONFIGS[name][1], collator, clock, trainer, warmup, steps, cfg.gradient_accumulation_steps,
                     base_alloc, t_load, t_build)
-    out["settings"] = settings(cfg, trainer, bench_flags)
+    out["settings"] = settings(cfg, trainer)
     if check is not None:
         out["boundary_check"] = check
     del trainer, model, collator

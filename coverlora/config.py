@@ -78,6 +78,7 @@ class TrainConfig:
     max_length: int = opt(768, "Longest prompt + letter in tokens; longer rows are left out (and counted in the log).")
     quantization: Literal["auto", "nf4", "none"] = opt("auto", "'auto' = 4-bit NF4 with double quantization on CUDA, none on CPU.")
     precision: Precision = opt("auto", "Compute dtype: 'auto' = bf16 where supported, fp16 on older GPUs (T4), fp32 on CPU.")
+    kbit_upcast: Literal["all", "none"] = opt("all", "4-bit only: 'all' = peft's prepare_model_for_kbit_training keeps the frozen norms, embeddings and lm_head in fp32 (an fp32 residual stream; its casts cost a third of a 7B step); 'none' = they stay in the compute dtype (faster, less memory; bench/README.md has the comparison).")
     lora_r: int = opt(8, "LoRA rank.")
     lora_alpha: int = opt(16, "LoRA scaling numerator (scale = alpha / r).")
     lora_dropout: float = opt(0.05, "Dropout on the LoRA input.")

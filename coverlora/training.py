@@ -155,7 +155,20 @@ def prepare_model(model, cfg: TrainConfig, quantize: bool):
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+        if cfg.kbit_upcast == "none":
+            keep_frozen_in_compute_dtype(model, resolve_dtype(cfg.precision))
     return model
+
+
+def keep_frozen_in_compute_dtype(model, dtype: torch.dtype) -> int:
+    """Undo prepare_model_for_kbit_training's fp32 upcast of the frozen norms, embeddings and lm_head: the residual
+    stream stays in `dtype`, so no Linear4bit casts its input and output. Returns how many tensors were cast."""
+    cast = 0
+    for param in model.parameters():
+        if param.dtype == torch.float32 and not param.requires_grad and dtype != torch.float32:
+            param.data = param.data.to(dtype)
+            cast += 1
+    return cast
 
 
 def build_trainer(cfg: TrainConfig, layout: RunLayout, model, tokenizer, train_set, val_set, dtype: torch.dtype,

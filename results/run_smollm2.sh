@@ -4,6 +4,7 @@
 # together: a 135M model leaves most of a GPU idle, so one H200 runs six trainings in about the time of one.
 # Usage: bash results/run_smollm2.sh DATA_DIR OUT_DIR [extra train args...]
 #   SEEDS="42 43 44" (default)  VARIANTS="full filtered" (default)  VALIDATION=1 also writes validation letters.
+#   BASE=0 skips the base model's letters (they do not depend on the training args).
 # Then, on any machine: python metrics.py --run OUT_DIR/full-42 --train_data DATA_DIR   (and so on for each run)
 set -euo pipefail
 DATA=$1; OUT_DIR=$2; shift 2
@@ -40,7 +41,7 @@ stamp merge
 test_one() {
   # The base model's letters do not depend on the seed or the data: the first run writes them.
   local models=finetuned
-  [ "$1" = "${RUNS[0]}" ] && models=base,finetuned
+  [ "$1" = "${RUNS[0]}" ] && [ "${BASE:-1}" != 0 ] && models=base,finetuned
   $PY test.py --config configs/smollm2-gpu.yaml --run "$1" --data "$DATA" --models $models
   if [ -n "${VALIDATION:-}" ]; then
     $PY test.py --config configs/smollm2-gpu.yaml --run "$1" --models $models --split validation

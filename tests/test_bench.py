@@ -18,10 +18,10 @@ CONFIG_NAMES = [name for name in train_bench.CONFIGS if name != "reference"]
 def test_every_config_is_a_valid_train_config(name, gpu, tmp_path, monkeypatch):
     monkeypatch.setattr(train_bench, "cuda", lambda: gpu)
     args = SimpleNamespace(train_csv="train.csv", work_dir=str(tmp_path))
-    cfg, flags = train_bench.coverlora_config(name, args, tmp_path / "ckpt", max_steps=5)
+    cfg = train_bench.coverlora_config(name, args, tmp_path / "ckpt", max_steps=5)
     assert (cfg.lora_r, cfg.lora_target_modules, cfg.max_steps) == (8, "q_proj,v_proj", 5)
     assert cfg.output_dir == str(tmp_path / f"run_{name}")
-    assert flags == ({"_bench_bf16_residual": True} if name.endswith("_bf16res") else {})
+    assert cfg.kbit_upcast == ("none" if name.endswith("_bf16res") else "all")
     if gpu:
         assert cfg.quantization == ("none" if name.startswith("lora16") else "nf4")
         assert (cfg.attn_implementation == "flex_attention") == ("_flex" in name)

@@ -144,3 +144,14 @@ def test_a_second_stage_on_a_locked_run_folder_is_refused(tmp_path):
     with run_lock(folder, "merge"):
         assert "merge.py" in (folder / ".coverlora.lock").read_text()
     assert folder.exists()
+
+
+@pytest.mark.parametrize(("upcast", "norm_dtype"), [("all", torch.float32), ("none", torch.bfloat16)])
+def test_kbit_upcast_decides_the_frozen_norms_dtype(tiny_model_path, data_dir, tmp_path, upcast, norm_dtype):
+    from coverlora.training import prepare_model
+
+    model = load_model(tiny_model_path, torch.bfloat16)
+    cfg = tiny_cfg(tiny_model_path, data_dir, tmp_path / "r", precision="bf16", kbit_upcast=upcast)
+    model = prepare_model(model, cfg, quantize=True)  # peft's k-bit preparation, as on a 4-bit model
+    frozen = {name: p.dtype for name, p in model.named_parameters() if not p.requires_grad}
+    assert frozen["model.norm.weight"] == norm_dtype and frozen["model.embed_tokens.weight"] == norm_dtype
