@@ -50,7 +50,7 @@ COMMON = dict(lora_r=8, lora_alpha=16, lora_dropout=0.05, lora_target_modules="q
 SEEDPATH = dict(quantization="nf4", precision="fp16", batch_size=1, gradient_accumulation_steps=4,
                 gradient_checkpointing=True, optimizer="paged_adamw_32bit", group_by_length=False)
 PACKED = dict(quantization="nf4", precision="bf16", packing=True, pack_length=4096, batch_size=1,
-              gradient_checkpointing=False, optimizer="adamw_torch_fused")  # configs/h100.yaml before Liger and flex
+              gradient_checkpointing=False, optimizer="adamw_torch_fused", kbit_upcast="all")  # configs/h100.yaml before Liger and flex
 PACKED8K_LIGER = dict(PACKED, pack_length=8192, use_liger_kernel=True)
 FLEX = dict(attn_implementation="flex_attention")
 T4 = dict(quantization="nf4", precision="fp16", gradient_checkpointing=True, optimizer="paged_adamw_8bit")

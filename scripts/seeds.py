@@ -10,6 +10,7 @@ first run that has them. A difference between variants is only an effect when it
 """
 
 import argparse
+import json
 from pathlib import Path
 
 import _bootstrap
@@ -23,8 +24,8 @@ COLUMNS = (("all", "rouge_l", "ROUGE-L"), (LEAK_FREE, "rouge_l", "ROUGE-L leak-f
            ("all", "bertscore_f1", "BERTScore F1"), ("all", "company_named", "company named"),
            ("all", "title_named", "title named"), ("all", "name_named", "applicant named"),
            ("all", "unsupported_years", "unsupported years"), ("all", "entity_precision", "entity precision"),
-           ("all", "has_placeholder", "placeholders"), ("all", "repetition", "repetition"),
-           ("all", "letter_words", "words"))
+           ("all", "has_placeholder", "placeholders"), ("all", "has_flagged_claim", "flagged claims"),
+           ("all", "repetition", "repetition"), ("all", "letter_words", "words"))
 FIXED_SYSTEMS = (("base", "base SmolLM2-135M-Instruct"), ("reference", "reference letters"),
                  ("copy_input", "copy-the-input baseline"), ("template", "fixed template baseline"),
                  ("retrieval", "retrieval baseline (nearest training letter, names swapped)"))
@@ -37,32 +38,47 @@ def summary_of(run: str) -> pd.DataFrame:
     return pd.read_csv(layout.summary_csv)
 
 
-def cell(summaries: list[pd.DataFrame], system: str, subset: str, metric: str) -> str:
-    values = []
-    for summary in summaries:
-        hit = summary[(summary.system == system) & (summary.subset == subset) & (summary.metric == metric)]["mean"]
-        values += [float(hit.iloc[0])] if len(hit) and pd.notna(hit.iloc[0]) else []
+def best_val_loss(run: str) -> float | None:
+    """The lowest validation loss in the run's train_log.jsonl (the checkpoint train.py keeps), if it logged one."""
+    path = RunLayout(Path(run)).train_log
+    if not path.is_file():
+        return None
+    losses = [r["eval_loss"] for r in map(json.loads, path.read_text().splitlines()) if "eval_loss" in r]
+    return min(losses) if losses else None
+
+
+def mean_std(values: list[float], digits: int) -> str:
     if not values:
         return "–"
-    digits = 0 if metric == "letter_words" else 3
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
     series = pd.Series(values)
     return f"{series.mean():.{digits}f} ± {series.std(ddof=1):.{digits}f}"
 
 
+def cell(summaries: list[pd.DataFrame], system: str, subset: str, metric: str) -> str:
+    values = []
+    for summary in summaries:
+        hit = summary[(summary.system == system) & (summary.subset == subset) & (summary.metric == metric)]["mean"]
+        values += [float(hit.iloc[0])] if len(hit) and pd.notna(hit.iloc[0]) else []
+    return mean_std(values, 0 if metric == "letter_words" else 3)
+
+
 def table(variants: dict[str, list[str]]) -> str:
     summaries = {name: [summary_of(run) for run in runs] for name, runs in variants.items()}
+    val_losses = {name: [v for v in map(best_val_loss, runs) if v is not None] for name, runs in variants.items()}
     everything = [s for group in summaries.values() for s in group]
     first_with = {system: [next(s for s in everything if system in set(s.system))]
                   for system, _ in FIXED_SYSTEMS if any(system in set(s.system) for s in everything)}
-    rows = [("| system | " + " | ".join(title for *_, title in COLUMNS) + " |"),
-            "|---|" + "---:|" * len(COLUMNS)]
+    rows = [("| system | best val loss | " + " | ".join(title for *_, title in COLUMNS) + " |"),
+            "|---|---:|" + "---:|" * len(COLUMNS)]
     ordered = [(label, first_with[system], system) for system, label in FIXED_SYSTEMS[:1] if system in first_with]
-    ordered += [(f"fine-tuned, {name} ({len(group)} seeds)", group, "finetuned") for name, group in summaries.items()]
+    ordered += [(f"fine-tuned, {name} ({len(group)} seeds)", group, "finetuned", mean_std(val_losses[name], 4))
+                for name, group in summaries.items()]
     ordered += [(label, first_with[system], system) for system, label in FIXED_SYSTEMS[1:] if system in first_with]
-    for label, group, system in ordered:
-        rows.append(f"| {label} | " + " | ".join(cell(group, system, subset, metric) for subset, metric, _ in COLUMNS) + " |")
+    for label, group, system, *loss in ordered:
+        rows.append(f"| {label} | {loss[0] if loss else '–'} | "
+                    + " | ".join(cell(group, system, subset, metric) for subset, metric, _ in COLUMNS) + " |")
     sizes = everything[0].drop_duplicates("subset").set_index("subset")
     counts = ", ".join(f"{name.split(' ')[0]} {int(sizes.loc[name, 'n'])}" for name in ("all", LEAK_FREE, NOVEL)
                        if name in sizes.index)

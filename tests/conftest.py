@@ -119,3 +119,34 @@ def data_dir(tmp_path) -> Path:
     write_csv(folder / "train.csv", [make_row(i) for i in range(12)])
     write_csv(folder / "test.csv", [make_row(100 + i) for i in range(4)])
     return folder
+
+
+@pytest.fixture(scope="module")
+def writer(tiny_model_path):
+    """The letter service's writer on the tiny model (test modules with their own `writer` override it)."""
+    from coverlora.config import ServeConfig
+    from coverlora.service import LetterWriter
+
+    return LetterWriter.from_config(ServeConfig(model=tiny_model_path))
+
+
+@pytest.fixture()
+def make_client(writer, tiny_model_path):
+    """make_client(**config overrides) → a started TestClient on the shared tiny model."""
+    from fastapi.testclient import TestClient
+
+    from coverlora.config import ServeConfig
+    from coverlora.service import create_app
+
+    clients = []
+
+    def make(writer_=None, **overrides):
+        cfg = ServeConfig(**{"model": tiny_model_path, "max_new_tokens": 8, **overrides})
+        client = TestClient(create_app(cfg, writer_ or writer), base_url="http://127.0.0.1")
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)

@@ -53,3 +53,25 @@ def test_clean_strips_artifacts(tmp_path):
     done = script("clean", str(write_csv(tmp_path / "in.csv", rows)), str(tmp_path / "out.csv"))
     assert done.returncode == 0 and "1 letters changed" in done.stdout
     assert pd.read_csv(tmp_path / "out.csv")["Cover Letter"][1] == "Dear team,\n\nI apply."
+
+
+def test_seeds_table_gives_mean_and_spread_with_the_best_validation_loss(tmp_path):
+    variants = []
+    for name, rouges, losses in (("a", (0.40, 0.42), (0.90, 0.80)), ("b", (0.50, 0.50), (0.70, 0.71))):
+        runs = []
+        for seed, (rouge, loss) in enumerate(zip(rouges, losses)):
+            run = tmp_path / f"{name}-{seed}"
+            run.mkdir()
+            pd.DataFrame([{"subset": "all", "system": "finetuned", "metric": "rouge_l", "n": 3, "mean": rouge},
+                          {"subset": "all", "system": "reference", "metric": "letter_words", "n": 3, "mean": 120.0}]
+                         ).to_csv(run / "eval_summary.csv", index=False)
+            (run / "train_log.jsonl").write_text(json.dumps({"eval_loss": loss + 0.1}) + "\n"
+                                                 + json.dumps({"eval_loss": loss}) + "\n")
+            runs.append(str(run))
+        variants.append(f"{name}=" + ",".join(runs))
+    done = script("seeds", *variants)
+    assert done.returncode == 0, done.stderr
+    lines = {line.split(" | ")[0]: line for line in done.stdout.splitlines() if line.startswith("| ")}
+    assert lines["| fine-tuned, a (2 seeds)"].startswith("| fine-tuned, a (2 seeds) | 0.8500 ± 0.0707 | 0.410 ± 0.014 |")
+    assert lines["| fine-tuned, b (2 seeds)"].startswith("| fine-tuned, b (2 seeds) | 0.7050 ± 0.0071 | 0.500 ± 0.000 |")
+    assert lines["| reference letters"].startswith("| reference letters | – | – |")

@@ -146,12 +146,15 @@ def test_a_second_stage_on_a_locked_run_folder_is_refused(tmp_path):
     assert folder.exists()
 
 
-@pytest.mark.parametrize(("upcast", "norm_dtype"), [("all", torch.float32), ("none", torch.bfloat16)])
-def test_kbit_upcast_decides_the_frozen_norms_dtype(tiny_model_path, data_dir, tmp_path, upcast, norm_dtype):
+@pytest.mark.parametrize(("upcast", "precision", "norm_dtype"), [
+    ("all", "bf16", torch.float32), ("none", "bf16", torch.bfloat16), ("auto", "bf16", torch.bfloat16),
+    ("auto", "fp16", torch.float32), ("none", "fp16", torch.float16)])
+def test_kbit_upcast_decides_the_frozen_norms_dtype(tiny_model_path, data_dir, tmp_path, upcast, precision, norm_dtype):
     from coverlora.training import prepare_model
 
-    model = load_model(tiny_model_path, torch.bfloat16)
-    cfg = tiny_cfg(tiny_model_path, data_dir, tmp_path / "r", precision="bf16", kbit_upcast=upcast)
+    compute = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    model = load_model(tiny_model_path, compute)
+    cfg = tiny_cfg(tiny_model_path, data_dir, tmp_path / "r", precision=precision, kbit_upcast=upcast)
     model = prepare_model(model, cfg, quantize=True)  # peft's k-bit preparation, as on a 4-bit model
     frozen = {name: p.dtype for name, p in model.named_parameters() if not p.requires_grad}
     assert frozen["model.norm.weight"] == norm_dtype and frozen["model.embed_tokens.weight"] == norm_dtype

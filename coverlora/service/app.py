@@ -83,7 +83,7 @@ def _add_letter_routes(app: FastAPI, cfg: ServeConfig, writer: LetterWriter, bat
         started = time.perf_counter()
         prepared = prepare(writer, cfg, body.model_dump())
         try:
-            generated = await asyncio.wait_for(batcher.submit(prepared.prompt, prepared.max_new_tokens),
+            generated = await asyncio.wait_for(batcher.submit(prepared.prompt, prepared.max_new_tokens, prepared.row),
                                                cfg.request_timeout)
         except (asyncio.TimeoutError, TimeoutError):
             raise HTTPException(504, f"no letter within {cfg.request_timeout:g} s: the service is busy") from None
@@ -104,7 +104,7 @@ def _add_health_route(app: FastAPI, cfg: ServeConfig, writer: LetterWriter, toke
     async def healthz(request: Request) -> dict[str, Any]:
         given = request.headers.get("authorization", "")
         return {"status": "ok", "model": writer.name, "fine_tuned": writer.fine_tuned, "decoding": writer.decoding,
-                "limits": limits, "token_required": token is not None,
+                "grounded": writer.grounded, "limits": limits, "token_required": token is not None,
                 "token_ok": None if token is None else security.authorization_ok(given, token),
                 "generate_calls": writer.generate_calls, "letters": writer.letters}
 

@@ -27,6 +27,7 @@ class Generated:
     new_tokens: int
     batch_size: int
     seconds: float  # the generate call's own time
+    choice: dict[str, int] | None = None  # grounded decoding: candidates, chosen, and the chosen one's problems
 
 
 @dataclass
@@ -35,6 +36,7 @@ class _Pending:
     max_new_tokens: int
     future: asyncio.Future
     listener: Listener | None = None
+    row: dict[str, str] | None = None  # the request's fields: grounded decoding checks each candidate against them
     place: int = field(default=0)  # the last place in line told to the listener
 
 
@@ -119,19 +121,21 @@ class Batcher:
             self._loop, self._arrived, self._line = loop, asyncio.Event(), deque()
             self._task = loop.create_task(self._work(), name="coverlora-batcher")
 
-    def enqueue(self, prompt: list[int], max_new_tokens: int, listener: Listener | None = None) -> asyncio.Future:
+    def enqueue(self, prompt: list[int], max_new_tokens: int, listener: Listener | None = None,
+                row: dict[str, str] | None = None) -> asyncio.Future:
         """Put a request in line; its future gets a Generated. A listener hears its place in line, its batch's
-        start and its letter's text as it is written."""
+        start and its letter's text as it is written (greedy decoding only). `row` (the request's fields) is
+        needed when the writer decodes grounded."""
         self._ensure_worker()
-        item = _Pending(prompt, max_new_tokens, asyncio.get_running_loop().create_future(), listener)
+        item = _Pending(prompt, max_new_tokens, asyncio.get_running_loop().create_future(), listener, row)
         item.future.add_done_callback(lambda _: self._tell_places())  # one that leaves moves the others up
         self._line.append(item)
         self._arrived.set()
         self._tell_places()
         return item.future
 
-    async def submit(self, prompt: list[int], max_new_tokens: int) -> Generated:
-        return await self.enqueue(prompt, max_new_tokens)
+    async def submit(self, prompt: list[int], max_new_tokens: int, row: dict[str, str] | None = None) -> Generated:
+        return await self.enqueue(prompt, max_new_tokens, row=row)
 
     @property
     def waiting(self) -> int:
@@ -227,12 +231,9 @@ class Batcher:
             for item in items:
                 if item.listener is not None:
                     item.listener("start", len(items))
-            stop, streamer = self._stop_when_abandoned(items), self._streamer(items)
             started = time.perf_counter()
             try:
-                texts, counts = await loop.run_in_executor(self.writer.executor, lambda: self.writer.generate(
-                    [i.prompt for i in items], items[0].max_new_tokens, max_seconds=self.max_seconds, stop=stop,
-                    streamer=streamer))
+                texts, counts, choices = await loop.run_in_executor(self.writer.executor, self._generate(items))
             except Exception as exc:  # noqa: BLE001 - every waiting client must hear about it
                 log.exception("generation failed")
                 for item in items:
@@ -240,6 +241,19 @@ class Batcher:
                         item.future.set_exception(exc)
                 continue
             seconds = time.perf_counter() - started
-            for item, text, count in zip(items, texts, counts, strict=True):
+            for item, text, count, choice in zip(items, texts, counts, choices, strict=True):
                 if not item.future.done():
-                    item.future.set_result(Generated(text, count, len(items), seconds))
+                    item.future.set_result(Generated(text, count, len(items), seconds, choice))
+
+    def _generate(self, items: list[_Pending]) -> Callable[[], tuple[list[str], list[int], list]]:
+        """The blocking call that writes `items`' letters in the writer's thread: greedy and streamed, or grounded."""
+        prompts, cap, stop = [i.prompt for i in items], items[0].max_new_tokens, self._stop_when_abandoned(items)
+        if self.writer.grounded is not None:
+            rows = [i.row for i in items]
+            return lambda: self.writer.generate_grounded(prompts, rows, cap, max_seconds=self.max_seconds, stop=stop)
+        streamer = self._streamer(items)
+
+        def greedy():
+            texts, counts = self.writer.generate(prompts, cap, max_seconds=self.max_seconds, stop=stop, streamer=streamer)
+            return texts, counts, [None] * len(texts)
+        return greedy

@@ -140,4 +140,4 @@ def answer(writer: LetterWriter, cfg: ServeConfig, prepared: Prepared, generated
             "claims": claims,
             "prompt_tokens": len(prepared.prompt), "new_tokens": generated.new_tokens,
             "seconds": round(time.perf_counter() - started, 3), "batch_size": generated.batch_size,
-            "model": writer.name, "fine_tuned": writer.fine_tuned}
+            "model": writer.name, "fine_tuned": writer.fine_tuned, "choice": generated.choice}

@@ -73,6 +73,15 @@ class Claim(BaseModel):
     evidence: str = Field(description="What decided the label (matched or missing words, numbers, names).")
 
 
+class Choice(BaseModel):
+    candidates: int = Field(description="Letters written for this request: the greedy one and the samples.")
+    chosen: int = Field(description="Which one was kept (0 = the greedy letter).")
+    flagged_claims: int = Field(description="Borrowed or unsupported claims in the kept letter (fewest wins).")
+    names_missing: int = Field(description="Of company, title and applicant, how many the kept letter leaves unnamed.")
+    placeholders: int
+    tied: int = Field(description="Candidates with as few problems; among several, the one the others agree with most.")
+
+
 class LetterResponse(BaseModel):
     letter: str
     warnings: list[Warning_]
@@ -84,6 +93,7 @@ class LetterResponse(BaseModel):
     batch_size: int = Field(description="Letters generated in the same generate call.")
     model: str
     fine_tuned: bool = Field(description="False for an untuned base model (no --run): its letters are a demo.")
+    choice: Choice | None = Field(description="How grounded decoding chose the letter; null for greedy decoding.")
 
 
 class Health(BaseModel):
@@ -91,6 +101,7 @@ class Health(BaseModel):
     model: str
     fine_tuned: bool = Field(description="False for an untuned base model (no --run): its letters are a demo.")
     decoding: dict[str, float] = Field(description="Greedy decoding's options (repetition_penalty, no_repeat_ngram_size).")
+    grounded: dict[str, float] | None = Field(description="Grounded decoding's samples, temperature and seed; null = greedy letters.")
     limits: dict[str, int]
     token_required: bool
     token_ok: bool | None = Field(description="Whether the request's bearer token is right; null when none is needed.")

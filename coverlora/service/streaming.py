@@ -1,7 +1,8 @@
 """POST /v1/letters/stream: the letter as server-sent events while it is written.
 
 `queued` ({position}: 1 = next; sent when the request joins the line and whenever its place changes), `start`
-({prompt_tokens, model, fine_tuned, batch_size}) when its batch starts, `token` ({text}) as the letter grows,
+({prompt_tokens, model, fine_tuned, batch_size, decoding}) when its batch starts, `token` ({text}) as the letter grows
+(greedy decoding; a grounded letter is chosen once all its candidates are written, so it comes whole in `done`),
 then `done` (the same answer as POST /v1/letters, with the cleaned letter) or `error` ({detail}). Streams go
 through the batcher like any request: one decode loop serves several streams, a streamer per row.
 """
@@ -29,7 +30,7 @@ STREAM_RESPONSE = {
         "type": "object", "required": ["event", "data"],
         "properties": {"event": {"type": "string", "enum": EVENTS},
                        "data": {"type": "string", "description": (
-                           "JSON: queued {position}, start {prompt_tokens, model, fine_tuned, batch_size}, token "
+                           "JSON: queued {position}, start {prompt_tokens, model, fine_tuned, batch_size, decoding}, token "
                            "{text}, done (a LetterResponse), error {detail}.")}}}}},
     "description": "Server-sent events: `queued` ({position}, 1 = next) while the request waits, `start` when its "
                    "batch starts, `token` ({text}) as the letter is written, then `done` (the same object as "
@@ -44,7 +45,7 @@ async def _events(writer: LetterWriter, batcher: Batcher, cfg: ServeConfig, prep
                   started: float) -> AsyncIterator[str]:
     heard: asyncio.Queue = asyncio.Queue()
     future = batcher.enqueue(prepared.prompt, prepared.max_new_tokens,
-                             listener=lambda kind, value: heard.put_nowait((kind, value)))
+                             listener=lambda kind, value: heard.put_nowait((kind, value)), row=prepared.row)
     future.add_done_callback(lambda _: heard.put_nowait(("finished", None)))
     deadline = started + cfg.request_timeout
     try:
@@ -54,7 +55,8 @@ async def _events(writer: LetterWriter, batcher: Batcher, cfg: ServeConfig, prep
                 yield sse("queued", {"position": value})
             elif kind == "start":
                 yield sse("start", {"prompt_tokens": len(prepared.prompt), "model": writer.name,
-                                    "fine_tuned": writer.fine_tuned, "batch_size": value})
+                                    "fine_tuned": writer.fine_tuned, "batch_size": value,
+                                    "decoding": "greedy" if writer.grounded is None else "grounded"})
             elif kind == "token":
                 yield sse("token", {"text": value})
             else:

@@ -32,6 +32,12 @@ def _stop_when(event: threading.Event):
     return StopWhenSet()
 
 
+def _stopping(event: threading.Event | None):
+    from transformers import StoppingCriteriaList
+
+    return StoppingCriteriaList([_stop_when(event)]) if event is not None else None
+
+
 # Decoding for an untuned model unless the config says otherwise (measured: bench/repetition_guard.py).
 UNTUNED_GUARD = {"repetition_penalty": 1.1, "no_repeat_ngram_size": 4}
 
@@ -74,13 +80,28 @@ def decoding_options(cfg: ServeConfig, tested: dict[str, Any] | None) -> dict[st
     return decoding
 
 
+def grounded_options(cfg: ServeConfig, tested: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Grounded decoding's settings ({samples, temperature, seed}), or None for greedy letters: this config's,
+    else the run's test stage's (`tested`), else the test stage's defaults."""
+    from ..config import GROUNDED_DEFAULTS
+
+    tested = tested or {}
+    method = cfg.decoding if cfg.decoding != "auto" else tested.get("decoding", "greedy")
+    if method != "grounded":
+        return None
+    pick = lambda key: getattr(cfg, key) if getattr(cfg, key) is not None else tested.get(key, GROUNDED_DEFAULTS[key])  # noqa: E731
+    return {"samples": int(pick("candidates")), "temperature": float(pick("temperature")),
+            "seed": int(tested.get("sample_seed", 0))}
+
+
 class LetterWriter:
     """One loaded model, its tokenizer and prompt format; generation runs in one worker thread."""
 
     def __init__(self, model, tokenizer, prompt_format, name: str, decoding: dict[str, Any] | None = None,
-                 fine_tuned: bool = False):
+                 fine_tuned: bool = False, grounded: dict[str, Any] | None = None):
         self.model, self.tokenizer, self.format, self.name = model, tokenizer, prompt_format, name
         self.decoding = decoding or {}  # GenerationConfig options, as in the test stage
+        self.grounded = grounded  # grounded_options(): best of the greedy letter and N samples; None = greedy
         self.fine_tuned = fine_tuned  # False: a base model never tuned for letters (labelled so in the API and UI)
         self.prefix = None  # the shared prompt prefix's KV cache (staged.PrefixCache), made at the first letter
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coverlora-generate")
@@ -93,27 +114,51 @@ class LetterWriter:
     def from_config(cls, cfg: ServeConfig) -> "LetterWriter":
         model, tokenizer, fmt, name, tested = _load(cfg)
         model.eval()
-        decoding = decoding_options(cfg, tested)
-        log.info("decoding: greedy, %s", ", ".join(f"{k}={v}" for k, v in decoding.items()))
+        decoding, grounded = decoding_options(cfg, tested), grounded_options(cfg, tested)
+        how = "greedy" if grounded is None else "grounded ({samples} samples at temperature {temperature:g})".format(**grounded)
+        log.info("decoding: %s, %s", how, ", ".join(f"{k}={v}" for k, v in decoding.items()))
         if tested is None:
             log.warning("%s is an untuned base model: its letters are a demo of the service, not of fine-tuning "
                         "(serve a trained run with --run runs/NAME)", name)
-        return cls(model, tokenizer, fmt, name, decoding, fine_tuned=tested is not None)
+        return cls(model, tokenizer, fmt, name, decoding, fine_tuned=tested is not None, grounded=grounded)
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, *, max_seconds: float,
                  stop: threading.Event | None = None, streamer=None) -> tuple[list[str], list[int]]:
         """Blocking: call it in `self.executor`. Greedy letters, as in the test stage; each prompt is prefilled on
         its own and its first token goes to `streamer.first` at once, then one decode loop serves every row
         (staged.py). `streamer`: a BatchStreamer (or any transformers streamer)."""
-        from transformers import StoppingCriteriaList
-
         from .staged import PrefixCache, generate_staged, shared_prefix
 
         if self.prefix is None:
             self.prefix = PrefixCache(self.model, shared_prefix(self.format.prompt_ids, list(INPUT_FIELDS)))
-        self.generate_calls += 1
-        self.letters += len(prompts)
+        self._count(prompts)
         return generate_staged(
             self.model, self.tokenizer, prompts, max_new_tokens, stop_ids=self.format.stop_ids, prefix=self.prefix,
             on_first=getattr(streamer, "first", None), max_time=max_seconds, streamer=streamer,
-            stopping_criteria=StoppingCriteriaList([_stop_when(stop)]) if stop is not None else None, **self.decoding)
+            stopping_criteria=_stopping(stop), **self.decoding)
+
+    def generate_grounded(self, prompts: list[list[int]], rows: list[dict[str, str]], max_new_tokens: int, *,
+                          max_seconds: float, stop: threading.Event | None = None
+                          ) -> tuple[list[str], list[int], list[dict[str, int]]]:
+        """Blocking, as generate. Grounded decoding (self.grounded): every prompt's greedy letter and samples in one
+        batch, then grounded.choose by each prompt's row; returns the letters, their new-token counts and how
+        each was chosen. Nothing streams: the letter is known only once every candidate is written."""
+        from ..generation import generate_candidates
+        from ..grounded import choose
+
+        self._count(prompts)
+        options = self.grounded
+        candidates, counts = generate_candidates(
+            self.model, self.tokenizer, prompts, max_new_tokens, samples=options["samples"],
+            temperature=options["temperature"], seed=options["seed"], stop_ids=self.format.stop_ids,
+            generate_kwargs={"max_time": max_seconds, "stopping_criteria": _stopping(stop)}, **self.decoding)
+        choices = choose(candidates, rows, embeddings=False)  # lexical evidence: as accurate, and fast
+        return ([letters[c.index] for letters, c in zip(candidates, choices)],
+                [n[c.index] for n, c in zip(counts, choices)],
+                [{"candidates": len(letters), "chosen": c.index, "flagged_claims": c.problems[0],
+                  "names_missing": c.problems[1], "placeholders": c.problems[2], "tied": c.tied}
+                 for letters, c in zip(candidates, choices)])
+
+    def _count(self, prompts: list[list[int]]) -> None:
+        self.generate_calls += 1
+        self.letters += len(prompts)
