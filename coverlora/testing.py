@@ -152,18 +152,22 @@ def run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
         return _run_test(cfg)
 
 
-def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
-    """Letters for every test row into eval.csv. Under `accelerate launch`, each process generates its share of the
-    rows into a partial file of its own; the main process merges them in row order once all are done."""
-    distributed.init(generation=True)
-    rank, world = distributed.rank(), distributed.world_size()
+def _open_run(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame, str]:
+    """The trained run (its layout on cfg.split), the rows to write letters for, and where they came from."""
     run = TrainedRun.open(cfg.run)
     if "finetuned" in cfg.model_tags:
         run.require_adapter()
     run.layout = RunLayout(run.layout.root, cfg.split)
     frame, source = run.test_frame(cfg.data) if cfg.split == "test" else run.validation_frame()
-    if cfg.limit:
-        frame = frame.head(cfg.limit)
+    return run, (frame.head(cfg.limit) if cfg.limit else frame), source
+
+
+def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
+    """Letters for every test row into eval.csv. Under `accelerate launch`, each process generates its share of the
+    rows into a partial file of its own; the main process merges them in row order once all are done."""
+    distributed.init(generation=True)
+    rank, world = distributed.rank(), distributed.world_size()
+    run, frame, source = _open_run(cfg)
     dtype = resolve_dtype(cfg.precision)
     decoding = {"repetition_penalty": cfg.repetition_penalty, "no_repeat_ngram_size": cfg.no_repeat_ngram_size}
     # How, not what (the same greedy letters up to kernel rounding): not fingerprinted.
