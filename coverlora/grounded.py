@@ -53,3 +53,13 @@ def choose(candidate_lists: Sequence[Sequence[str]], rows: Sequence[Mapping[str,
         index = tied[0] if len(tied) == 1 else consensus(letters, tied)
         choices.append(Choice(index, fewest, len(tied)))
     return choices
+
+
+def keep_chosen(candidate_lists: Sequence[Sequence[str]], counts: Sequence[Sequence[int]],
+                rows: Sequence[Mapping[str, str]], *, embeddings: bool = True
+                ) -> tuple[list[str], list[int], list[Choice]]:
+    """choose() per row, and the kept letter and its new-token count: what the test stage and the service keep."""
+    choices = choose(candidate_lists, rows, embeddings=embeddings)
+    return ([letters[c.index] for letters, c in zip(candidate_lists, choices)],
+            [numbers[c.index] for numbers, c in zip(counts, choices)], choices)
+

@@ -61,12 +61,11 @@ def candidates_of(cfg: TestConfig):
 
 def choosing(save, rows: list[dict], embeddings: bool):
     """An on_batch that keeps, per row, the candidate grounded.choose picks, and records all of them."""
-    from .grounded import choose
+    from .grounded import keep_chosen
 
     def on_batch(batch: list[int], candidates: list[list[str]], counts: list[list[int]], seconds: float) -> None:
-        choices = choose(candidates, [rows[i] for i in batch], embeddings=embeddings)
-        save(batch, [letters[c.index] for letters, c in zip(candidates, choices)],
-             [numbers[c.index] for numbers, c in zip(counts, choices)], seconds,
+        kept, kept_counts, choices = keep_chosen(candidates, counts, [rows[i] for i in batch], embeddings=embeddings)
+        save(batch, kept, kept_counts, seconds,
              extra=[{"candidates": letters, "chosen": c.index, "problems": list(c.problems)}
                     for letters, c in zip(candidates, choices)])
 
