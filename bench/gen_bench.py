@@ -17,6 +17,8 @@ For each: generated tokens, wall seconds, generated tok/s, letters, and the peak
 
 Run (from the repository root; see bench/README.md):
   python bench/gen_bench.py --data path/to/cover-letter-dataset          # needs a GPU
+  python bench/gen_bench.py --data path/to/cover-letter-dataset --kv-caches static,slots \
+      --lengths-from bench/lengths/smollm2_full_seed42.csv               # also at a real run's letter lengths
   python bench/gen_bench.py --shape tiny --data data/sample --max-new-tokens 8 --ref-prompts 1   # CPU smoke test
 """
 
@@ -105,11 +107,11 @@ def run_reference(ckpt: Path, prompts: list[list[int]], n: int, max_new_tokens: 
 
 
 def run_test_stage(run: Path, data: str, kv_cache: str, processes: int, max_new_tokens: int, limit: int,
-                   batch_size: int, attn: str = "sdpa") -> dict:
+                   batch_size: int, attn: str = "sdpa", lengths_from: str | None = None) -> dict:
     """test.py itself in a subprocess; tokens from its eval.csv, peak memory from its manifest."""
     args = ["test.py", "--run", str(run), "--data", data, "--max_new_tokens", str(max_new_tokens),
             "--kv_cache", kv_cache, "--limit", str(limit), "--batch_size", str(batch_size),
-            "--attn_implementation", attn, "--overwrite"]
+            "--attn_implementation", attn, "--overwrite"] + (["--lengths_from", lengths_from] if lengths_from else [])
     launch = [sys.executable] + args if processes == 1 else [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", "configs/accelerate/ddp.yaml",
         "--num_processes", str(processes), *args]
@@ -118,6 +120,7 @@ def run_test_stage(run: Path, data: str, kv_cache: str, processes: int, max_new_
     done = subprocess.run(launch, cwd=ROOT, env={**os.environ, "TQDM_MININTERVAL": "10"})
     seconds = time.perf_counter() - started
     name = (f"test.py kv_cache={kv_cache}" + (f" {attn}" if attn != "sdpa" else "")
+            + (" real lengths" if lengths_from else "")
             + (f" x{processes} processes" if processes > 1 else ""))
     if done.returncode != 0:
         return {"config": name, "error": f"exit {done.returncode}"}
@@ -196,6 +199,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--kv-caches", default="static", help="comma list of test.py --kv_cache values ('' = no test.py runs)")
     p.add_argument("--processes", default="1", help="comma list of process counts for test.py")
     p.add_argument("--limit", type=int, default=0, help="test.py --limit (0 = every test row)")
+    p.add_argument("--lengths-from", default=None,
+                   help="an eval.csv of a real run: also run each --kv-caches entry with every letter stopped at that "
+                        "run's length for its row (test.py --lengths_from), since random weights never stop")
     p.add_argument("--batch-size", type=int, default=0, help="test.py --batch_size (0 = auto)")
     p.add_argument("--profile-batch", type=int, default=0, help="time decode steps at this batch size (0 = skip)")
     p.add_argument("--profile-kv-caches", default="preallocated,dynamic,static",
@@ -225,9 +231,10 @@ def main() -> int:
         log(json.dumps(rows[-1]))
     for processes in [int(n) for n in args.processes.split(",")]:
         for kv_cache in filter(None, args.kv_caches.split(",")):
-            rows.append(run_test_stage(run, str(Path(args.data).resolve()), kv_cache, processes, args.max_new_tokens,
-                                       args.limit, args.batch_size, args.attn))
-            log(json.dumps(rows[-1]))
+            for lengths in ([None, str(Path(args.lengths_from).resolve())] if args.lengths_from else [None]):
+                rows.append(run_test_stage(run, str(Path(args.data).resolve()), kv_cache, processes, args.max_new_tokens,
+                                           args.limit, args.batch_size, args.attn, lengths))
+                log(json.dumps(rows[-1]))
     if args.profile_batch:
         for attn in args.profile_attn.split(","):
             rows += profile_decode(ckpt, all_prompts, args.profile_batch, steps=16, kv_caches=args.profile_kv_caches.split(","),

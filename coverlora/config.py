@@ -168,7 +168,7 @@ class TestConfig:
     repetition_penalty: float = opt(1.0, "Greedy decoding's penalty on tokens already generated (1.0 = none).")
     no_repeat_ngram_size: int = opt(0, "Forbid repeating any n-gram of this size (0 = off); stops small models' loops.")
     batch_size: int = opt(0, "Most prompts per generate call; 0 = auto (8 on CPU, 512 on GPU). Batches are length-sorted, and on a GPU no larger than its free memory holds the KV cache of.")
-    kv_cache: Literal["auto", "static", "preallocated", "dynamic"] = opt("auto", "'auto' = static on a GPU, preallocated on CPU. 'static': transformers' StaticCache, decode steps compiled into CUDA graphs (one compile per model, then the fastest on a GPU: bench/README.md). 'preallocated': new tokens written in place, eager. 'dynamic': transformers' default, which copies the cache at every step.")
+    kv_cache: Literal["auto", "slots", "static", "preallocated", "dynamic"] = opt("auto", "'auto' = slots. 'slots': the slot engine (coverlora/engine.py): continuous batching (finished rows leave, waiting ones join), attention over the filled length only, and on a GPU each step replays a CUDA graph (no compile); grounded decoding's samples and no_repeat_ngram_size fall back to static on a GPU, preallocated elsewhere. 'static': transformers' StaticCache with compiled decode steps. 'preallocated': new tokens written in place, eager. 'dynamic': transformers' default, which copies the cache at every step. bench/README.md compares them.")
     attn_implementation: str = opt("sdpa", "Attention kernel for generation (backend hf): sdpa, or flex_attention, which skips the static cache's empty blocks but compiles longer (bench/README.md compares them).")
     backend: Literal["hf", "vllm"] = opt("hf", "'hf' (transformers generate), or 'vllm' (optional, needs `pip install vllm` and a GPU: one engine, paged attention, the fine-tuned model as a LoRA adapter; one process).")
     limit: int = opt(0, "Generate for the first N test rows only (0 = all).")
@@ -178,6 +178,7 @@ class TestConfig:
     candidates: int = opt(GROUNDED_DEFAULTS["candidates"], "Sampled letters per row for grounded decoding (besides the greedy one).")
     temperature: float = opt(GROUNDED_DEFAULTS["temperature"], "Sampling temperature for grounded decoding's candidates.")
     sample_seed: int = opt(0, "Seed for grounded decoding's samples.")
+    lengths_from: str | None = opt(None, "Benchmarks only: an eval.csv whose <model>_new_tokens cap each row's letter (matched by row_id), so a random-weight model, which never stops, decodes a real run's lengths (bench/gen_bench.py --lengths-from). Needs kv_cache slots and greedy decoding.")
     claim_similarity: bool = opt(False, "Grounded decoding's claim check also weighs MiniLM paraphrase evidence. Off by default: lexical evidence alone is as accurate on the held-out labels and far faster (README, Grounded letters).")
 
     def __post_init__(self) -> None:
@@ -194,6 +195,9 @@ class TestConfig:
         require(self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size", f"must be ≥ 0, got {self.no_repeat_ngram_size}")
         require(self.batch_size >= 0, "batch_size", f"must be 0 (auto) or positive, got {self.batch_size}")
         require(self.limit >= 0, "limit", f"must be 0 (all) or positive, got {self.limit}")
+        require(self.lengths_from is None or (self.kv_cache in ("auto", "slots") and self.decoding == "greedy"
+                                                and self.no_repeat_ngram_size == 0 and self.backend == "hf"),
+                "lengths_from", "needs kv_cache slots, greedy decoding, no_repeat_ngram_size 0 and backend hf")
         require(self.backend == "hf" or self.no_repeat_ngram_size == 0, "no_repeat_ngram_size",
                  "is not available with backend vllm (set it to 0, or use backend: hf)")
 

@@ -23,6 +23,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 from . import distributed
 from .config import TestConfig
 from .data import clean_letter
+from .engine import SlotEngine, round_up
 from .errors import UserError
 from .models import load_adapter, load_model, load_tokenizer
 from .resources import attention_shape
@@ -33,6 +34,9 @@ log = logging.getLogger("coverlora")
 # upper bound) and is the only one older 5.x releases take, so it stays, without the rename's warning.
 warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
 BatchDone = Callable[[list[int], list[str], list[int], float], None]
+# The slot engine's prefill is chunked (engine.SlotEngine.prefill_tokens), so it needs less headroom than
+# generate's batches, which prefill a whole batch at once (see kv_token_budget).
+SLOT_MEMORY_SHARE = 0.85
 
 
 def length_sorted_batches(lengths: list[int], batch_size: int, *, max_new_tokens: int = 0,
@@ -173,12 +177,13 @@ def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
     return letters_from(tokenizer, out[:, ids.shape[1]:].cpu(), stop_ids)
 
 
-def letters_from(tokenizer, new: torch.Tensor, stop_ids: list[int]) -> tuple[list[str], list[int]]:
+def letters_from(tokenizer, new: torch.Tensor | list[list[int]], stop_ids: list[int]) -> tuple[list[str], list[int]]:
     """Each row's new tokens up to its first stop id: the cleaned letters and their token counts."""
     texts, counts = [], []
+    stops = set(stop_ids)
     for row in new:
-        ends = torch.isin(row, torch.tensor(stop_ids)).nonzero()
-        length = int(ends[0]) + 1 if len(ends) else len(row)
+        row = row.tolist() if isinstance(row, torch.Tensor) else row
+        length = next((k + 1 for k, token in enumerate(row) if token in stops), len(row))
         counts.append(length)
         texts.append(clean_letter(tokenizer.decode(row[:length], skip_special_tokens=True)))
     return texts, counts
@@ -197,14 +202,28 @@ def generate_candidates(model, tokenizer, prompts: list[list[int]], max_new_toke
 
 def generate_all(model, tokenizer, prompts: list[list[int]], indices: list[int], *, max_new_tokens: int,
                  batch_size: int, on_batch: BatchDone, desc: str, stop_ids: list[int] | None = None,
-                 kv_cache: str = "preallocated", decode: Callable | None = None, **decoding) -> None:
-    """Generate for `indices` in length-sorted batches of at most `batch_size` rows whose KV cache fits the GPU's
-    free memory; on CUDA OOM anyway, halve the batch and retry.
+                 kv_cache: str = "preallocated", decode: Callable | None = None, limits: dict[int, int] | None = None,
+                 **decoding) -> None:
+    """Letters for prompts[i], i in `indices`, through on_batch as they finish; `limits` caps some rows' new
+    tokens below max_new_tokens (benchmarks replaying a real run's lengths).
+
+    kv_cache 'slots' is the slot engine (engine.py: continuous batching) for greedy letters; sampled candidates
+    (`decode`) and no_repeat_ngram_size go through HF generate with the static cache instead. The other caches
+    generate in length-sorted batches of at most `batch_size` rows whose KV cache fits the GPU's free memory;
+    on CUDA OOM anyway, the batch is halved and retried.
 
     With the static (compiled) cache every batch gets the same shape, so the graph compiles once: equal batch
     sizes, the last one filled up with repeats of its last prompt, whose letters are dropped. `decode` is
     generate_batch unless given (generate_candidates for grounded decoding: a list of letters per row).
     """
+    caps = [min(max_new_tokens, (limits or {}).get(i, max_new_tokens)) for i in range(len(prompts))]
+    if kv_cache == "slots":
+        if decode is None and not decoding.get("no_repeat_ngram_size"):
+            return slot_letters(model, tokenizer, prompts, indices, caps, batch_size=batch_size, on_batch=on_batch,
+                                desc=desc, stop_ids=stop_ids, repetition_penalty=decoding.get("repetition_penalty", 1.0))
+        kv_cache = "static" if next(model.parameters()).is_cuda else "preallocated"
+    if limits:
+        raise ValueError("per-row limits need kv_cache 'slots' and greedy decoding")
     budget = kv_token_budget(model)
     uniform = kv_cache == "static"
     pending = length_sorted_batches([len(prompts[i]) for i in indices], batch_size, max_new_tokens=max_new_tokens,
@@ -239,6 +258,34 @@ def generate_all(model, tokenizer, prompts: list[list[int]], indices: list[int],
         tokens_done += sum(c if isinstance(c, int) else sum(c) for c in counts)
         bar.update(len(batch))
         bar.set_postfix_str(f"{tokens_done / (time.perf_counter() - started):,.0f} tok/s")
+    bar.close()
+
+
+def slot_letters(model, tokenizer, prompts: list[list[int]], indices: list[int], caps: list[int], *, batch_size: int,
+                 on_batch: BatchDone, desc: str, stop_ids: list[int] | None, repetition_penalty: float) -> None:
+    """generate_all through the slot engine: as many slots as the KV budget holds at the longest prompt + cap."""
+    stop_ids = list(stop_ids or [tokenizer.eos_token_id])
+    capacity = round_up(max(len(prompts[i]) + caps[i] for i in indices))
+    budget = kv_token_budget(model, share=SLOT_MEMORY_SHARE)
+    slots = max(1, min(batch_size, len(indices), budget // capacity if budget else batch_size))
+    if budget:
+        log.info("%s: %d slots of %d positions (KV cache budget %s positions)", desc, slots, capacity, f"{budget:,}")
+    engine = SlotEngine(model, slots=slots, capacity=capacity, stop_ids=stop_ids, pad_id=tokenizer.pad_token_id,
+                        repetition_penalty=repetition_penalty)
+    bar = tqdm(total=len(indices), desc=desc, unit="letter")
+    tokens_done, started = 0, time.perf_counter()
+    last = started
+
+    def finished(rows: list[int], tokens: list[list[int]]) -> None:
+        nonlocal tokens_done, last
+        texts, counts = letters_from(tokenizer, tokens, stop_ids)
+        now = time.perf_counter()
+        on_batch(rows, texts, counts, now - last)  # the time since the last rows finished, shared by these
+        last, tokens_done = now, tokens_done + sum(counts)
+        bar.update(len(rows))
+        bar.set_postfix_str(f"{tokens_done / (now - started):,.0f} tok/s, {len(engine.graphs)} graphs")
+
+    engine.run(prompts, indices, caps, finished)
     bar.close()
 
 

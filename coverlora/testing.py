@@ -108,6 +108,8 @@ def fingerprint_of(cfg: TestConfig, run: TrainedRun, frame: pd.DataFrame, dtype:
     chosen_how = {"decoding": cfg.decoding}
     if cfg.decoding == "grounded":
         chosen_how.update(candidates=cfg.candidates, temperature=cfg.temperature, sample_seed=cfg.sample_seed)
+    if cfg.lengths_from:
+        chosen_how["lengths_from"] = file_sha256(Path(cfg.lengths_from))
     return {"data": frame_hash(frame), "models": cfg.model_tags, "max_new_tokens": cfg.max_new_tokens,
             "dtype": str(dtype), "adapter": file_sha256(adapter_file) if adapter_file.exists() else None, **decoding,
             **chosen_how}
@@ -119,6 +121,27 @@ def vllm_letters(vllm: VllmLetters, tag: str, todo: list[int], prompts: list[lis
     for start in tqdm(range(0, len(todo), chunk), desc=desc, unit="chunk"):
         batch, t0 = todo[start:start + chunk], time.perf_counter()
         save(batch, *vllm(tag, [prompts[i] for i in batch]), time.perf_counter() - t0)
+
+
+def replayed_lengths(path: str, tag: str, frame: pd.DataFrame) -> dict[int, int]:
+    """lengths_from: each row's new-token count in an earlier eval.csv, by position in `frame` (matched on row_id)."""
+    from .errors import UserError
+
+    column = f"{tag}_new_tokens"
+    try:
+        table = pd.read_csv(path, usecols=["row_id", column])
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read row_id and {column} ({type(exc).__name__})", where=path,
+                        fix="give an eval.csv written by test.py") from None
+    counts = dict(zip(table["row_id"].astype(str), table[column]))
+    limits = {}
+    for position, row_id in enumerate(frame["row_id"].astype(str)):
+        count = counts.get(row_id)
+        if count is None or not float(count).is_integer() or count < 1:
+            raise UserError(f"row_id {row_id}: field {column} is {'missing' if count is None else count!r}", where=path,
+                            fix="use an eval.csv of the same test data, with positive token counts")
+        limits[position] = int(count)
+    return limits
 
 
 def eval_table(frame: pd.DataFrame, done: dict, cfg: TestConfig) -> pd.DataFrame:
@@ -170,7 +193,8 @@ def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
     dtype = resolve_dtype(cfg.precision)
     decoding = {"repetition_penalty": cfg.repetition_penalty, "no_repeat_ngram_size": cfg.no_repeat_ngram_size}
     # How, not what (the same greedy letters up to kernel rounding): not fingerprinted.
-    kv_cache = cfg.kv_cache if cfg.kv_cache != "auto" else ("static" if has_cuda() else "preallocated")
+    kv_cache = cfg.kv_cache if cfg.kv_cache != "auto" else "slots"
+    limits = {tag: replayed_lengths(cfg.lengths_from, tag, frame) for tag in cfg.model_tags} if cfg.lengths_from else {}
     fingerprint = fingerprint_of(cfg, run, frame, dtype, decoding)
     base = run.layout.eval_partial
     done, partial = resume_state(base, fingerprint, cfg.overwrite, rank, world)
@@ -205,7 +229,7 @@ def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
         on_batch = choosing(save, rows, cfg.claim_similarity) if grounded else save
         generate_all(model, tokenizer, prompts, todo, max_new_tokens=cfg.max_new_tokens,
                      batch_size=_auto_batch_size(cfg), on_batch=on_batch, desc=desc, stop_ids=fmt.stop_ids,
-                     kv_cache=kv_cache, decode=candidates_of(cfg) if grounded else None, **decoding)
+                     kv_cache=kv_cache, decode=candidates_of(cfg) if grounded else None, limits=limits.get(tag), **decoding)
         del model
         free_memory()
 

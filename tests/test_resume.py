@@ -19,17 +19,18 @@ def trained_run(tiny_model_path, data_dir, tmp_path):
     return train(cfg)
 
 
-def test_killed_test_stage_resumes_without_redoing_or_duplicating(trained_run, monkeypatch):
-    cfg = TestConfig(run=str(trained_run.root), max_new_tokens=4, batch_size=2)
-    real, calls = generation.generate_batch, []
+@pytest.mark.parametrize("kv_cache", ["slots", "preallocated"])
+def test_killed_test_stage_resumes_without_redoing_or_duplicating(trained_run, monkeypatch, kv_cache):
+    cfg = TestConfig(run=str(trained_run.root), max_new_tokens=4, batch_size=2, kv_cache=kv_cache)
+    real, calls = generation.letters_from, []  # every kind of decoding turns its tokens into letters here
 
-    def killed_after_first_batch(model, tokenizer, prompts, max_new_tokens, **decoding):
-        calls.append(len(prompts))
+    def killed_after_first_batch(tokenizer, new, stop_ids):
+        calls.append(len(new))
         if len(calls) == 2:
             raise KeyboardInterrupt  # what Ctrl-C (or a kill) does mid-run
-        return real(model, tokenizer, prompts, max_new_tokens, **decoding)
+        return real(tokenizer, new, stop_ids)
 
-    monkeypatch.setattr(generation, "generate_batch", killed_after_first_batch)
+    monkeypatch.setattr(generation, "letters_from", killed_after_first_batch)
     with pytest.raises(KeyboardInterrupt):
         testing.run_test(cfg)
     partial = trained_run.eval_partial
@@ -39,7 +40,7 @@ def test_killed_test_stage_resumes_without_redoing_or_duplicating(trained_run, m
         handle.write('{"model": "base", "row_id": 3, "outp')  # a line cut short by the kill
 
     calls.clear()
-    monkeypatch.setattr(generation, "generate_batch", lambda *a, **kw: (calls.append(len(a[2])), real(*a, **kw))[1])
+    monkeypatch.setattr(generation, "letters_from", lambda *a: (calls.append(len(a[1])), real(*a))[1])
     _, table = testing.run_test(cfg)
     assert sum(calls) == 4 * 2 - 2, "the two finished base letters are not generated again"
     assert table["row_id"].tolist() == [0, 1, 2, 3] and table["row_id"].is_unique

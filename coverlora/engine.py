@@ -1,0 +1,273 @@
+"""The slot engine: continuous batching over one preallocated KV cache, for greedy letters (kv_cache: slots).
+
+Each row of the batch is a slot of `capacity` positions in every layer's key/value buffer. Prompts are prefilled
+into free slots (left-padded in groups of similar length); then every decode step feeds each live slot's last
+token, writes its keys and values in place at the slot's position, and attends over the first L positions only,
+where L is the longest live row rounded up to a multiple of 128 (so the static cache's empty tail is never read).
+A row leaves its slot as soon as it emits a stop token or reaches its limit, and a waiting prompt takes the
+slot; once nothing waits, the live rows move to the front and the batch shrinks (to a power of two).
+
+On a GPU each (batch, L) decode step is captured once into a CUDA graph and replayed: no torch.compile, so a
+new model or run costs a few eager steps instead of a compile. The graph does everything on the device: the
+step, the argmax, the stop test and the bookkeeping; the host reads which rows finished every `sync_every`
+steps. Greedy letters equal HF generate's (tests/test_engine.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Callable
+
+import torch
+
+from .resources import attention_shape
+
+log = logging.getLogger("coverlora")
+BUCKET = 128  # positions: attention reads the longest live row's length rounded up to this
+Finished = Callable[[list[int], list[list[int]]], None]
+
+
+def round_up(n: int, to: int = BUCKET) -> int:
+    return -(-n // to) * to
+
+
+def batch_buckets(slots: int) -> list[int]:
+    """The batch sizes decode steps run at: all slots, then the powers of two below, largest first."""
+    sizes, size = [slots], 1 << (slots - 1).bit_length() >> 1
+    while size >= 1:
+        if size < slots:
+            sizes.append(size)
+        size >>= 1
+    return sizes
+
+
+class SlotCache:
+    """Per layer, keys and values of `slots` rows x `capacity` positions. The model's attention layers call
+    `update`: in a prefill it writes the prompt into `rows`' slots and attends within the prompt; in a decode
+    step it writes each row's new token at `write_at` and returns the batch's first `length` positions."""
+
+    def __init__(self, layers: int, slots: int, kv_heads: int, capacity: int, head_dim: int, dtype, device):
+        shape = (slots, kv_heads, capacity, head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.batch_index = torch.arange(slots, device=device)
+        self.rows: torch.Tensor | None = None
+        self.write_at: torch.Tensor | None = None
+        self.batch = self.length = self.updates = 0
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
+        keys, values = self.keys[layer_idx], self.values[layer_idx]
+        self.updates += 1
+        if self.rows is not None:
+            width = key_states.shape[-2]
+            keys[self.rows, :, :width] = key_states
+            values[self.rows, :, :width] = value_states
+            return key_states, value_states
+        rows = self.batch_index[:self.batch]
+        keys[rows, :, self.write_at] = key_states[:, :, 0]
+        values[rows, :, self.write_at] = value_states[:, :, 0]
+        return keys[:self.batch, :, :self.length], values[:self.batch, :, :self.length]
+
+    def move(self, source: torch.Tensor, target: torch.Tensor, length: int) -> None:
+        """Copy slots `source` to slots `target` (their first `length` positions)."""
+        for buffer in (*self.keys, *self.values):
+            buffer[target, :, :length] = buffer[source, :, :length]
+
+
+class SlotEngine:
+    """Greedy decoding of many prompts through `slots` concurrent rows of at most `capacity` positions each."""
+
+    def __init__(self, model, *, slots: int, capacity: int, stop_ids: list[int], pad_id: int,
+                 repetition_penalty: float = 1.0, sync_every: int = 16, prefill_tokens: int = 16384,
+                 cuda_graphs: bool | None = None):
+        param = next(model.parameters())
+        self.model, self.device = model, param.device
+        cfg = model.config.get_text_config()
+        _, kv_heads, head_dim = attention_shape(cfg.to_dict())
+        self.capacity = round_up(capacity)
+        self.slots, self.layers = slots, cfg.num_hidden_layers
+        self.cache = SlotCache(self.layers, slots, kv_heads, self.capacity, head_dim, param.dtype, self.device)
+        self.stop_ids = torch.tensor(stop_ids, device=self.device)
+        self.pad_id, self.penalty = pad_id, repetition_penalty
+        self.sync_every, self.prefill_tokens = sync_every, prefill_tokens
+        self.cuda_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
+        self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
+        self.pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
+        self.positions = torch.arange(self.capacity, device=self.device)
+        longs = lambda: torch.zeros(slots, dtype=torch.long, device=self.device)  # noqa: E731
+        # per slot: last token, next write position, left padding, tokens generated, cap, still generating
+        self.token, self.pos, self.offset, self.count, self.limit = (longs() for _ in range(5))
+        self.live = torch.zeros(slots, dtype=torch.bool, device=self.device)
+        self.out: torch.Tensor | None = None  # [slots, longest limit] generated tokens
+        vocab = model.get_output_embeddings().weight.shape[0]
+        self.seen = (torch.zeros(slots, vocab, dtype=torch.bool, device=self.device)
+                     if repetition_penalty != 1.0 else None)
+
+    # -- device work -------------------------------------------------------------------------------------------
+    def _choose(self, logits: torch.Tensor, rows: torch.Tensor | slice) -> torch.Tensor:
+        """Greedy next tokens from last-position logits, with HF's repetition penalty over the row's tokens."""
+        logits = logits.float()
+        if self.seen is not None:
+            seen = self.seen[rows]
+            logits = torch.where(seen, torch.where(logits > 0, logits / self.penalty, logits * self.penalty), logits)
+        return logits.argmax(-1)
+
+    def _decode(self, batch: int, length: int) -> None:
+        """One decode step for slots [0, batch), attending over `length` positions; all state stays on the device."""
+        pos, offset, live = self.pos[:batch], self.offset[:batch], self.live[:batch]
+        keys = self.positions[:length]
+        mask = ((keys >= offset[:, None]) & (keys <= pos[:, None]))[:, None, None, :]
+        self.cache.batch, self.cache.length, self.cache.write_at = batch, length, pos
+        logits = self.model(input_ids=self.token[:batch, None], position_ids=(pos - offset)[:, None],
+                            attention_mask=mask, past_key_values=self.cache, use_cache=True).logits[:, -1]
+        token = self._choose(logits, slice(0, batch))
+        self.pos[:batch] += live  # the new token was written at pos: the next one goes after it
+        self._record(self.cache.batch_index[:batch], token, live)
+
+    def _record(self, rows: torch.Tensor, token: torch.Tensor, live: torch.Tensor) -> None:
+        """Store each live row's new token, count it, and retire rows that stopped or reached their limit."""
+        count = self.count[rows]
+        at = count.clamp(max=self.out.shape[1] - 1)
+        self.out[rows, at] = torch.where(live, token, self.out[rows, at])
+        if self.seen is not None:
+            self.seen[rows, token] |= live
+        count = count + live
+        self.count[rows] = count
+        self.token[rows] = token
+        self.live[rows] = live & ~torch.isin(token, self.stop_ids) & (count < self.limit[rows])
+
+    def _step(self, batch: int, length: int) -> None:
+        if not self.cuda_graphs:
+            return self._decode(batch, length)
+        graph = self.graphs.get((batch, length))
+        if graph is None:
+            graph = self.graphs[(batch, length)] = self._capture(batch, length)
+        graph.replay()
+
+    def _capture(self, batch: int, length: int) -> torch.cuda.CUDAGraph:
+        """A CUDA graph of one decode step. The warm-up step it needs first runs for real, so the small state is
+        put back after it; its cache and output writes are the ones the replay will make again."""
+        state = [t.clone() for t in (self.token, self.pos, self.count, self.live)]
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            self._decode(batch, length)
+        torch.cuda.current_stream().wait_stream(stream)
+        for tensor, saved in zip((self.token, self.pos, self.count, self.live), state):
+            tensor.copy_(saved)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            self._decode(batch, length)
+        return graph
+
+    def _prefill(self, slots: list[int], prompts: list[list[int]], limits: list[int]) -> None:
+        """Prompts into `slots` (left-padded to the longest), and each one's first token."""
+        from .generation import left_pad
+
+        ids, mask = left_pad(prompts, self.pad_id)
+        ids, mask = ids.to(self.device), mask.to(self.device).bool()
+        width = ids.shape[1]
+        rows = torch.tensor(slots, device=self.device)
+        causal = torch.ones(width, width, dtype=torch.bool, device=self.device).tril()
+        # pad queries see themselves only: a row of nothing but masked keys would give NaN
+        attend = (causal & mask[:, None, :]) | torch.eye(width, dtype=torch.bool, device=self.device)
+        self.cache.rows = rows
+        try:
+            logits = self.model(input_ids=ids, attention_mask=attend[:, None], position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                                past_key_values=self.cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        finally:
+            self.cache.rows = None
+        lengths = mask.sum(-1)
+        self.pos[rows], self.offset[rows] = width, width - lengths
+        self.count[rows] = 0
+        self.limit[rows] = torch.tensor(limits, device=self.device)
+        if self.seen is not None:  # HF penalises the prompt's tokens too; padding is not the row's (its last token is)
+            real = torch.where(mask, ids, ids[:, -1:])
+            self.seen[rows] = torch.zeros_like(self.seen[rows]).scatter_(1, real, True)
+        self._record(rows, self._choose(logits, rows), torch.ones(len(slots), dtype=torch.bool, device=self.device))
+
+    def _prefill_groups(self, slots: list[int], indices: list[int], prompts: list[list[int]], limits: list[int]) -> None:
+        """Prefill in groups of at most `prefill_tokens` padded tokens (the prefill's activations stay small)."""
+        start = 0
+        while start < len(indices):
+            width = len(prompts[indices[start]])  # the queue is longest first: the group's longest is its first
+            size = max(1, min(len(indices) - start, self.prefill_tokens // width))
+            group = indices[start:start + size]
+            self._prefill(slots[start:start + size], [prompts[i] for i in group], [limits[i] for i in group])
+            start += size
+
+    # -- host loop ---------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def run(self, prompts: list[list[int]], indices: list[int], limits: list[int], on_finished: Finished) -> None:
+        """Decode prompts[i] for i in `indices`, longest first, at most limits[i] new tokens each; each sync calls
+        `on_finished(indices, token lists)` for the rows that finished since the last (their stop token included)."""
+        longest = max(len(prompts[i]) + limits[i] for i in indices)
+        if longest > self.capacity:
+            raise ValueError(f"a prompt plus its letter needs {longest} positions; the slots hold {self.capacity}")
+        self.out = torch.zeros(self.slots, max(limits[i] for i in indices), dtype=torch.long, device=self.device)
+        self.live.zero_()
+        queue = deque(sorted(indices, key=lambda i: -len(prompts[i])))
+        holder = [-1] * self.slots  # the prompt index each slot holds
+        batch, buckets = self.slots, batch_buckets(self.slots)
+        while True:
+            self._finish(holder, batch, on_finished)
+            if queue:
+                free = [s for s in range(batch) if holder[s] < 0]
+                if len(free) >= min(len(queue), max(1, self.slots // 8)):
+                    admitted = [queue.popleft() for _ in range(min(len(free), len(queue)))]
+                    self._prefill_groups(free, admitted, prompts, limits)
+                    for slot, i in zip(free, admitted):
+                        holder[slot] = i
+                    self._check_cache_use()
+                    self._finish(holder, batch, on_finished)  # rows whose first token ended them
+            else:
+                batch = self._compact(holder, batch, buckets)
+            occupied = [s for s in range(batch) if holder[s] >= 0]
+            if occupied:
+                self._run_steps(holder, occupied, batch, limits)
+            elif not queue:
+                return
+
+    def _check_cache_use(self) -> None:
+        """A model whose attention skips the cache API would decode garbage rather than fail: refuse it."""
+        if self.cache.updates < self.layers:
+            raise NotImplementedError(f"{type(self.model).__name__}'s attention does not write through the cache API")
+
+    def _run_steps(self, holder: list[int], occupied: list[int], batch: int, limits: list[int]) -> None:
+        """Up to `sync_every` decode steps, no more than the longest-to-go row can still need."""
+        count = self.count[:batch].tolist()
+        to_go = max(limits[holder[s]] - count[s] for s in occupied)
+        longest = int(self.pos[:batch][torch.tensor(occupied, device=self.device)].max())
+        for step in range(max(1, min(self.sync_every, to_go))):
+            self._step(batch, min(self.capacity, round_up(longest + step + 1)))
+
+    def _finish(self, holder: list[int], batch: int, on_finished: Finished) -> None:
+        """Hand back the rows that stopped, and free their slots."""
+        live, count = self.live[:batch].tolist(), self.count[:batch].tolist()
+        done = [s for s in range(batch) if holder[s] >= 0 and not live[s]]
+        if done:
+            tokens = self.out[done].tolist()
+            on_finished([holder[s] for s in done], [row[:count[s]] for s, row in zip(done, tokens)])
+            for s in done:
+                holder[s] = -1
+
+    def _compact(self, holder: list[int], batch: int, buckets: list[int]) -> int:
+        """Nothing waits: move the live rows to the front slots and decode at the smallest batch that holds them."""
+        occupied = [s for s in range(batch) if holder[s] >= 0]
+        target = min((b for b in buckets if b >= len(occupied)), default=batch)
+        if target >= batch:
+            return batch
+        movers = [s for s in occupied if s >= target]
+        free = [s for s in range(target) if holder[s] < 0][:len(movers)]
+        if movers:
+            source, dest = (torch.tensor(x, device=self.device) for x in (movers, free))
+            length = min(self.capacity, round_up(int(self.pos[source].max()) + 1))
+            self.cache.move(source, dest, length)
+            for state in (self.token, self.pos, self.offset, self.count, self.limit, self.live, self.out, self.seen):
+                if state is not None:
+                    state[dest] = state[source]
+            for s, d in zip(movers, free):
+                holder[d], holder[s] = holder[s], -1
+            self.live[source] = False
+        return target

@@ -1,0 +1,153 @@
+"""The slot engine (kv_cache: slots): its greedy letters are HF generate's, whatever the slots, the waiting rows,
+the limits and the shrinking batch do; and it refuses a model it cannot drive instead of decoding garbage."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from coverlora.engine import SlotEngine, batch_buckets, round_up
+from coverlora.generation import generate_all, generate_batch
+from coverlora.models import load_model, load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_path):
+    model = load_model(tiny_model_path, torch.float32).eval()
+    return model, load_tokenizer(tiny_model_path)
+
+
+@pytest.fixture(scope="module")
+def prompts(tiny):
+    _, tokenizer = tiny
+    texts = ["Write a cover letter for a Data Analyst role at Acme Corp.", "Nurse, Umbrella Health.",
+             "Backend Engineer at Globex; Go and PostgreSQL; five years at Initech as a junior developer.",
+             "Chef", "Teacher at Springfield Elementary, ten years of experience with children aged six to ten.",
+             "Pilot at Oceanic.", "Accountant; CPA; Big Four audit.", "Welder, night shift, certified."]
+    return [tokenizer(t)["input_ids"] for t in texts]
+
+
+def hf_letters(model, tokenizer, prompts, max_new_tokens, stop_ids, **decoding):
+    """HF generate's greedy letters, one prompt at a time (no padding at all)."""
+    return [generate_batch(model, tokenizer, [p], max_new_tokens, kv_cache="dynamic", stop_ids=stop_ids, **decoding)
+            for p in prompts]
+
+
+def engine_tokens(model, tokenizer, prompts, limits, stop_ids, **options):
+    got = {}
+    engine = SlotEngine(model, capacity=max(map(len, prompts)) + max(limits), stop_ids=stop_ids,
+                        pad_id=tokenizer.pad_token_id, **options)
+    engine.run(prompts, list(range(len(prompts))), limits, lambda rows, tokens: got.update(zip(rows, tokens)))
+    return [got[i] for i in range(len(prompts))], engine
+
+
+def greedy_tokens(model, prompt: list[int], n: int) -> list[int]:
+    """HF generate's first n greedy tokens for one prompt, never stopping early."""
+    ids = torch.tensor([prompt])
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
+                         do_sample=False, pad_token_id=0)
+    return out[0, len(prompt):].tolist()
+
+
+@pytest.mark.parametrize("slots,sync_every", [(8, 16), (3, 1), (2, 5)])
+def test_letters_equal_hf_generate_with_waiting_rows_and_early_stops(tiny, prompts, slots, sync_every):
+    model, tokenizer = tiny
+    # stop at tokens the random model emits, so rows finish at different steps and free their slots mid-run
+    stop_ids = sorted({greedy_tokens(model, prompts[k], 12)[at] for k, at in ((0, 3), (2, 7), (5, 10))}
+                      | {tokenizer.eos_token_id})
+    expected = hf_letters(model, tokenizer, prompts, 20, stop_ids)
+    assert len({count for _, (count,) in expected}) > 1  # the rows really end at different lengths
+    tokens, engine = engine_tokens(model, tokenizer, prompts, [20] * len(prompts), stop_ids, slots=slots,
+                                   sync_every=sync_every)
+    from coverlora.generation import letters_from
+
+    assert [([text], [count]) for text, count in zip(*letters_from(tokenizer, tokens, stop_ids))] == expected
+    assert not engine.live.any()
+
+
+def test_generate_all_with_slots_equals_the_dynamic_cache_and_respects_limits(tiny, prompts):
+    model, tokenizer = tiny
+    expected = generate_batch(model, tokenizer, prompts, 16, kv_cache="dynamic")
+    got, calls = {}, []
+
+    def on_batch(batch, texts, counts, seconds):
+        calls.append(len(batch))
+        got.update((i, (t, c)) for i, t, c in zip(batch, texts, counts))
+
+    limits = {1: 3, 4: 9}
+    generate_all(model, tokenizer, prompts, list(range(len(prompts))), max_new_tokens=16, batch_size=3,
+                 on_batch=on_batch, desc="t", kv_cache="slots", limits=limits)
+    assert sum(calls) == len(prompts)
+    for i, (text, count) in enumerate(zip(*expected)):
+        if i in limits:  # a capped row is the uncapped letter's first tokens
+            capped = generate_batch(model, tokenizer, [prompts[i]], limits[i], kv_cache="dynamic")
+            assert got[i] == (capped[0][0], capped[1][0])
+        else:
+            assert got[i] == (text, count)
+
+
+def test_repetition_penalty_matches_hf_on_unpadded_rows(tiny, prompts):
+    model, tokenizer = tiny
+    expected = hf_letters(model, tokenizer, prompts[:3], 16, [tokenizer.eos_token_id], repetition_penalty=1.3)
+    plain = hf_letters(model, tokenizer, prompts[:3], 16, [tokenizer.eos_token_id])
+    assert expected != plain  # the penalty changes these letters, so the comparison below can fail
+    tokens, _ = engine_tokens(model, tokenizer, prompts[:3], [16] * 3, [tokenizer.eos_token_id], slots=2,
+                              repetition_penalty=1.3)
+    from coverlora.generation import letters_from
+
+    texts, counts = letters_from(tokenizer, tokens, [tokenizer.eos_token_id])
+    assert [([t], [c]) for t, c in zip(texts, counts)] == expected
+
+
+def test_the_batch_shrinks_when_nothing_waits_and_moved_rows_keep_their_letters(tiny, prompts):
+    model, tokenizer = tiny
+    limits = [2, 2, 2, 2, 2, 30, 2, 24]  # two long rows outlive six short ones in an 8-slot batch
+    expected = [greedy_tokens(model, p, n) for p, n in zip(prompts, limits)]
+    engine = SlotEngine(model, slots=8, capacity=max(map(len, prompts)) + 30, stop_ids=[-1],
+                        pad_id=tokenizer.pad_token_id, sync_every=4)
+    batches = []
+    real = engine._run_steps
+    engine._run_steps = lambda holder, occupied, batch, limits: (batches.append(batch), real(holder, occupied, batch, limits))
+    got = {}
+    engine.run(prompts, list(range(8)), limits, lambda rows, tokens: got.update(zip(rows, tokens)))
+    # two long rows decode in a batch of two, the longest alone at the end
+    assert batches[0] == 8 and 2 in batches and batches[-1] == 1 and batches == sorted(batches, reverse=True)
+    assert [got[i] for i in range(8)] == expected
+
+
+def test_attention_reads_only_the_filled_length_bucket(tiny, prompts):
+    model, tokenizer = tiny
+    engine = SlotEngine(model, slots=2, capacity=700, stop_ids=[-1], pad_id=tokenizer.pad_token_id, sync_every=8)
+    lengths = []
+    real = engine._decode
+    engine._decode = lambda batch, length: (lengths.append(length), real(batch, length))
+    engine.run(prompts[:2], [0, 1], [140, 140], lambda rows, tokens: None)
+    longest = max(map(len, prompts[:2]))
+    assert engine.capacity == 768 and lengths[0] == round_up(longest + 1)
+    assert max(lengths) == round_up(longest + 140) < engine.capacity  # never the whole cache
+    assert lengths == sorted(lengths)
+
+
+def test_batch_buckets_are_all_slots_then_powers_of_two():
+    assert batch_buckets(195) == [195, 128, 64, 32, 16, 8, 4, 2, 1]
+    assert batch_buckets(8) == [8, 4, 2, 1]
+    assert batch_buckets(1) == [1]
+
+
+def test_a_model_that_bypasses_the_cache_is_refused(tiny, prompts):
+    model, tokenizer = tiny
+    engine = SlotEngine(model, slots=2, capacity=64, stop_ids=[-1], pad_id=tokenizer.pad_token_id)
+    engine.cache.update = lambda k, v, layer_idx, *a, **kw: (k, v)  # as if attention kept its own cache
+    with pytest.raises(NotImplementedError, match="cache"):
+        engine.run(prompts[:1], [0], [4], lambda rows, tokens: None)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_cuda_graph_replays_give_the_eager_letters(tiny_model_path, prompts):
+    model = load_model(tiny_model_path, torch.float32).cuda().eval()
+    tokenizer = load_tokenizer(tiny_model_path)
+    limits = [5, 17, 9, 30, 12, 3, 25, 8]
+    eager, _ = engine_tokens(model, tokenizer, prompts, limits, [-1], slots=4, cuda_graphs=False, sync_every=3)
+    graphed, engine = engine_tokens(model, tokenizer, prompts, limits, [-1], slots=4, cuda_graphs=True, sync_every=3)
+    assert graphed == eager and len(engine.graphs) >= 2
