@@ -16,7 +16,9 @@ steps. Greedy letters equal HF generate's (tests/test_engine.py).
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -32,14 +34,38 @@ def round_up(n: int, to: int = BUCKET) -> int:
     return -(-n // to) * to
 
 
-def batch_buckets(slots: int) -> list[int]:
-    """The batch sizes decode steps run at: all slots, then the powers of two below, largest first."""
-    sizes, size = [slots], 1 << (slots - 1).bit_length() >> 1
+def batch_buckets(slots: int, step: int = 32) -> list[int]:
+    """The batch sizes decode steps run at, largest first: all slots, the multiples of `step` below, then the
+    powers of two below `step`. Dead rows in a batch still cost their attention, so the steps are fine."""
+    sizes = [slots] + [size for size in range(step * ((slots - 1) // step), 0, -step)]
+    size = step >> 1
     while size >= 1:
-        if size < slots:
-            sizes.append(size)
+        sizes.append(size)
         size >>= 1
-    return sizes
+    return sorted({s for s in sizes if s <= slots}, reverse=True)
+
+
+@dataclass
+class EngineStats:
+    """Where a run's time went: prefills, CUDA graph captures, and decode steps by batch size."""
+
+    prefill_s: float = 0.0
+    prefill_tokens: int = 0
+    capture_s: float = 0.0
+    graphs: int = 0
+    decode: dict[int, list[float]] = field(default_factory=dict)  # batch -> [steps, seconds]
+
+    def add_steps(self, batch: int, steps: int, seconds: float) -> None:
+        entry = self.decode.setdefault(batch, [0, 0.0])
+        entry[0] += steps
+        entry[1] += seconds
+
+    def line(self) -> str:
+        steps = sum(int(n) for n, _ in self.decode.values())
+        decode_s = sum(s for _, s in self.decode.values())
+        by_batch = ", ".join(f"{b}: {int(n)} × {1e3 * s / n:.1f} ms" for b, (n, s) in sorted(self.decode.items(), reverse=True))
+        return (f"prefill {self.prefill_s:.1f} s ({self.prefill_tokens:,} tokens); {self.graphs} CUDA graphs captured in "
+                f"{self.capture_s:.1f} s; {steps:,} decode steps in {decode_s:.1f} s (batch: steps × per step: {by_batch})")
 
 
 class SlotCache:
@@ -103,6 +129,7 @@ class SlotEngine:
         vocab = model.get_output_embeddings().weight.shape[0]
         self.seen = (torch.zeros(slots, vocab, dtype=torch.bool, device=self.device)
                      if repetition_penalty != 1.0 else None)
+        self.stats = EngineStats()
 
     # -- device work -------------------------------------------------------------------------------------------
     def _choose(self, logits: torch.Tensor, rows: torch.Tensor | slice) -> torch.Tensor:
@@ -142,7 +169,11 @@ class SlotEngine:
             return self._decode(batch, length)
         graph = self.graphs.get((batch, length))
         if graph is None:
+            started = time.perf_counter()
             graph = self.graphs[(batch, length)] = self._capture(batch, length)
+            torch.cuda.synchronize(self.device)
+            self.stats.capture_s += time.perf_counter() - started
+            self.stats.graphs += 1
         graph.replay()
 
     def _capture(self, batch: int, length: int) -> torch.cuda.CUDAGraph:
@@ -216,11 +247,14 @@ class SlotEngine:
                 free = [s for s in range(batch) if holder[s] < 0]
                 if len(free) >= min(len(queue), max(1, self.slots // 8)):
                     admitted = [queue.popleft() for _ in range(min(len(free), len(queue)))]
+                    started = time.perf_counter()
                     self._prefill_groups(free, admitted, prompts, limits)
                     for slot, i in zip(free, admitted):
                         holder[slot] = i
                     self._check_cache_use()
-                    self._finish(holder, batch, on_finished)  # rows whose first token ended them
+                    self._finish(holder, batch, on_finished)  # rows whose first token ended them (and a sync)
+                    self.stats.prefill_s += time.perf_counter() - started
+                    self.stats.prefill_tokens += sum(len(prompts[i]) for i in admitted)
             else:
                 batch = self._compact(holder, batch, buckets)
             occupied = [s for s in range(batch) if holder[s] >= 0]
@@ -239,8 +273,13 @@ class SlotEngine:
         count = self.count[:batch].tolist()
         to_go = max(limits[holder[s]] - count[s] for s in occupied)
         longest = int(self.pos[:batch][torch.tensor(occupied, device=self.device)].max())
-        for step in range(max(1, min(self.sync_every, to_go))):
+        started, captured = time.perf_counter(), self.stats.capture_s
+        steps = max(1, min(self.sync_every, to_go))
+        for step in range(steps):
             self._step(batch, min(self.capacity, round_up(longest + step + 1)))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.stats.add_steps(batch, steps, time.perf_counter() - started - (self.stats.capture_s - captured))
 
     def _finish(self, holder: list[int], batch: int, on_finished: Finished) -> None:
         """Hand back the rows that stopped, and free their slots."""

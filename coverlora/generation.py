@@ -287,6 +287,7 @@ def slot_letters(model, tokenizer, prompts: list[list[int]], indices: list[int],
 
     engine.run(prompts, indices, caps, finished)
     bar.close()
+    log.info("%s: %s", desc, engine.stats.line())
 
 
 class VllmLetters:

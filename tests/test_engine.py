@@ -128,9 +128,9 @@ def test_attention_reads_only_the_filled_length_bucket(tiny, prompts):
     assert lengths == sorted(lengths)
 
 
-def test_batch_buckets_are_all_slots_then_powers_of_two():
-    assert batch_buckets(195) == [195, 128, 64, 32, 16, 8, 4, 2, 1]
-    assert batch_buckets(8) == [8, 4, 2, 1]
+def test_batch_buckets_are_all_slots_multiples_of_the_step_then_powers_of_two():
+    assert batch_buckets(195) == [195, 192, 160, 128, 96, 64, 32, 16, 8, 4, 2, 1]
+    assert batch_buckets(8) == [8, 4, 2, 1] and batch_buckets(40, step=16) == [40, 32, 16, 8, 4, 2, 1]
     assert batch_buckets(1) == [1]
 
 
