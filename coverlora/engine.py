@@ -68,6 +68,18 @@ class EngineStats:
                 f"{self.capture_s:.1f} s; {steps:,} decode steps in {decode_s:.1f} s (batch: steps × per step: {by_batch})")
 
 
+def prefill_attention(device: torch.device):
+    """SDPA kernels for prefills: on CUDA the memory-efficient one, which takes any mask without building a cuDNN
+    plan for each new (rows, width) shape; attention is a small part of a prefill's work anyway."""
+    import contextlib
+
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+
+
 class SlotCache:
     """Per layer, keys and values of `slots` rows x `capacity` positions. The model's attention layers call
     `update`: in a prefill it writes the prompt into `rows`' slots and attends within the prompt; in a decode
@@ -125,11 +137,16 @@ class SlotEngine:
         # per slot: last token, next write position, left padding, tokens generated, cap, still generating
         self.token, self.pos, self.offset, self.count, self.limit = (longs() for _ in range(5))
         self.live = torch.zeros(slots, dtype=torch.bool, device=self.device)
-        self.out: torch.Tensor | None = None  # [slots, longest limit] generated tokens
+        self.out = torch.zeros(slots, self.capacity, dtype=torch.long, device=self.device)  # generated tokens
         vocab = model.get_output_embeddings().weight.shape[0]
         self.seen = (torch.zeros(slots, vocab, dtype=torch.bool, device=self.device)
                      if repetition_penalty != 1.0 else None)
         self.stats = EngineStats()
+
+    def serves(self, capacity: int, stop_ids: list[int], pad_id: int, repetition_penalty: float) -> bool:
+        """Whether this engine (its graphs and cache) can decode another set of prompts as asked."""
+        return (capacity <= self.capacity and stop_ids == self.stop_ids.tolist() and pad_id == self.pad_id
+                and repetition_penalty == self.penalty)
 
     # -- device work -------------------------------------------------------------------------------------------
     def _choose(self, logits: torch.Tensor, rows: torch.Tensor | slice) -> torch.Tensor:
@@ -205,8 +222,9 @@ class SlotEngine:
         attend = (causal & mask[:, None, :]) | torch.eye(width, dtype=torch.bool, device=self.device)
         self.cache.rows = rows
         try:
-            logits = self.model(input_ids=ids, attention_mask=attend[:, None], position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                                past_key_values=self.cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+            with prefill_attention(self.device):
+                logits = self.model(input_ids=ids, attention_mask=attend[:, None], position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                                    past_key_values=self.cache, use_cache=True, logits_to_keep=1).logits[:, -1]
         finally:
             self.cache.rows = None
         lengths = mask.sum(-1)
@@ -236,11 +254,12 @@ class SlotEngine:
         longest = max(len(prompts[i]) + limits[i] for i in indices)
         if longest > self.capacity:
             raise ValueError(f"a prompt plus its letter needs {longest} positions; the slots hold {self.capacity}")
-        self.out = torch.zeros(self.slots, max(limits[i] for i in indices), dtype=torch.long, device=self.device)
         self.live.zero_()
+        self.stats = EngineStats()
         queue = deque(sorted(indices, key=lambda i: -len(prompts[i])))
         holder = [-1] * self.slots  # the prompt index each slot holds
-        batch, buckets = self.slots, batch_buckets(self.slots)
+        buckets = batch_buckets(self.slots)
+        batch = min(b for b in buckets if b >= min(self.slots, len(indices)))
         while True:
             self._finish(holder, batch, on_finished)
             if queue:

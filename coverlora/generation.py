@@ -266,12 +266,16 @@ def slot_letters(model, tokenizer, prompts: list[list[int]], indices: list[int],
     """generate_all through the slot engine: as many slots as the KV budget holds at the longest prompt + cap."""
     stop_ids = list(stop_ids or [tokenizer.eos_token_id])
     capacity = round_up(max(len(prompts[i]) + caps[i] for i in indices))
-    budget = kv_token_budget(model, share=SLOT_MEMORY_SHARE)
-    slots = max(1, min(batch_size, len(indices), budget // capacity if budget else batch_size))
-    if budget:
-        log.info("%s: %d slots of %d positions (KV cache budget %s positions)", desc, slots, capacity, f"{budget:,}")
-    engine = SlotEngine(model, slots=slots, capacity=capacity, stop_ids=stop_ids, pad_id=tokenizer.pad_token_id,
-                        repetition_penalty=repetition_penalty)
+    engine = getattr(model, "_slot_engine", None)  # one built for this model by an earlier call (another tag)
+    if engine is None or not engine.serves(capacity, stop_ids, tokenizer.pad_token_id, repetition_penalty):
+        model._slot_engine = engine = None
+        budget = kv_token_budget(model, share=SLOT_MEMORY_SHARE)
+        fit = max(1, min(batch_size, budget // capacity if budget else batch_size))
+        slots = math.ceil(len(indices) / math.ceil(len(indices) / fit))  # equal waves: no wave runs half empty
+        if budget:
+            log.info("%s: %d slots of %d positions (KV cache budget %s positions)", desc, slots, capacity, f"{budget:,}")
+        engine = model._slot_engine = SlotEngine(model, slots=slots, capacity=capacity, stop_ids=stop_ids,
+                                                 pad_id=tokenizer.pad_token_id, repetition_penalty=repetition_penalty)
     bar = tqdm(total=len(indices), desc=desc, unit="letter")
     tokens_done, started = 0, time.perf_counter()
     last = started
@@ -317,17 +321,21 @@ class VllmLetters:
         return [clean_letter(o.outputs[0].text) for o in outputs], [len(o.outputs[0].token_ids) for o in outputs]
 
 
-def load_generator(run: TrainedRun, tag: str, dtype: torch.dtype, attn: str = "sdpa"):
-    """Model and tokenizer for `tag`'s letters: 'base', or 'finetuned' (merged/, else base + adapter/)."""
-    def load(path: str):
-        return load_model(path, dtype, attn_implementation=attn)
-
+def generator_source(run: TrainedRun, tag: str) -> tuple[str, str | None]:
+    """Where `tag`'s letters come from: (model folder, adapter folder or None). 'base' is the base model;
+    'finetuned' is merged/, else the base model with adapter/."""
     if tag == "base":
-        path = run.base_model_path()
-        return load(path), load_tokenizer(path)
+        return run.base_model_path(), None
     if (run.layout.merged / "config.json").is_file():
-        return load(str(run.layout.merged)), load_tokenizer(str(run.layout.merged))
-    adapter = run.require_adapter()
+        return str(run.layout.merged), None
+    return run.base_model_path(), str(run.require_adapter())
+
+
+def load_generator(run: TrainedRun, tag: str, dtype: torch.dtype, attn: str = "sdpa"):
+    """Model and tokenizer for `tag`'s letters (see generator_source)."""
+    path, adapter = generator_source(run, tag)
+    model = load_model(path, dtype, attn_implementation=attn)
+    if adapter is None:
+        return model, load_tokenizer(path)
     log.info("no merged/ model: generating from base + adapter (slower; run merge.py first)")
-    model = load_adapter(load(run.base_model_path()), str(adapter), run.train.model)
-    return model, load_tokenizer(str(adapter))
+    return load_adapter(model, adapter, run.train.model), load_tokenizer(adapter)

@@ -146,6 +146,66 @@ def load_model(model_path: str, dtype: torch.dtype, *, quantize_4bit: bool = Fal
         return AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
 
 
+# Config keys that say where a checkpoint came from, not what it computes.
+PROVENANCE_KEYS = {"_name_or_path", "transformers_version", "dtype", "torch_dtype"}
+
+
+def load_weights_into(model, folder: str) -> bool:
+    """Copy the safetensors checkpoint in `folder` into `model`'s own tensors, so that what was built on them (the
+    slot engine's CUDA graphs and cache) stays valid for the new weights: the base model's decoding machinery is
+    reused for the merged fine-tuned model. False, with nothing copied, unless the checkpoint has the model's
+    architecture and covers every parameter with tensors of the same shapes."""
+    from safetensors import safe_open
+    from transformers import AutoConfig
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        return False
+    with reading(folder, "model config"):
+        theirs = AutoConfig.from_pretrained(folder).to_dict()
+    ours = model.config.to_dict()
+    if {k: v for k, v in theirs.items() if k not in PROVENANCE_KEYS} != {k: v for k, v in ours.items() if k not in PROVENANCE_KEYS}:
+        return False
+    targets = model.state_dict()
+    covered, plan = set(), []
+    for file in files:
+        with reading(str(file), "model weights"), safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():
+                target = targets.get(key)
+                if target is None or list(handle.get_slice(key).get_shape()) != list(target.shape):
+                    return False
+                covered.add(target.data_ptr())
+                plan.append((file, key, target))
+    if any(p.data_ptr() not in covered for p in model.parameters()):
+        return False
+    device = next(model.parameters()).device
+    for file in files:
+        with reading(str(file), "model weights"), safe_open(str(file), framework="pt", device=str(device)) as handle:
+            for _, key, target in (entry for entry in plan if entry[0] == file):
+                target.copy_(handle.get_tensor(key))
+    return True
+
+
+def prefetch(folder: str):
+    """Read a local checkpoint's weight files into the OS page cache on a background thread (the next model loads
+    from memory while this one decodes); returns the thread, or None for a hub id."""
+    import threading
+
+    files = sorted(Path(folder).glob("*.safetensors")) if Path(folder).is_dir() else []
+    if not files:
+        return None
+
+    def read_all() -> None:
+        for file in files:
+            with open(file, "rb") as handle:
+                while handle.read(64 << 20):
+                    pass
+
+    thread = threading.Thread(target=read_all, name="coverlora-prefetch", daemon=True)
+    thread.start()
+    return thread
+
+
 def load_adapter(base, adapter: str, base_name: str):
     """`base` with the LoRA adapter saved at `adapter`; one line when the adapter is unreadable or for another base."""
     from peft import PeftModel

@@ -23,8 +23,8 @@ from . import distributed
 from .config import TestConfig
 from .data import frame_hash
 from .fields import FIELDS
-from .generation import VllmLetters, generate_all, generate_candidates, load_generator
-from .models import has_cuda, load_tokenizer, resolve_dtype
+from .generation import VllmLetters, generate_all, generate_candidates, generator_source, load_generator
+from .models import has_cuda, load_tokenizer, load_weights_into, prefetch, resolve_dtype
 from .runio import RunLayout, atomic_path, file_sha256, run_lock, write_manifest
 from .runs import TrainedRun
 
@@ -167,6 +167,18 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def reuse_generator(run: TrainedRun, tag: str, previous) -> tuple | None:
+    """`previous` (the last tag's model) with `tag`'s weights copied in, when they are a full checkpoint of the same
+    architecture: the slot engine built on it, CUDA graphs included, then serves both models. None otherwise."""
+    path, adapter = generator_source(run, tag)
+    started = time.perf_counter()
+    if adapter is None and load_weights_into(previous, path):
+        log.info("%s: weights copied into the loaded model in %.1f s (its decoding graphs are reused)", tag,
+                 time.perf_counter() - started)
+        return previous, load_tokenizer(path)
+    return None
+
+
 def run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
     """Letters for every test row into eval.csv (see _run_test); the main process holds the run folder's lock."""
     run = TrainedRun.open(cfg.run)
@@ -200,8 +212,8 @@ def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
     done, partial = resume_state(base, fingerprint, cfg.overwrite, rank, world)
     rows = frame.to_dict("records")
     started = time.perf_counter()
-    vllm = None
-    for tag in cfg.model_tags:
+    vllm = model = None
+    for position, tag in enumerate(cfg.model_tags):
         todo = [i for i, row in enumerate(rows) if (tag, row["row_id"]) not in done]
         todo = distributed.shard(todo, rank, world)
         if not todo:
@@ -210,7 +222,13 @@ def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
             tokenizer = load_tokenizer(run.base_model_path())
             vllm = vllm or VllmLetters(run, cfg, dtype, run.prompt_format(tokenizer).stop_ids)
         else:
-            model, tokenizer = load_generator(run, tag, dtype, cfg.attn_implementation)
+            reused = reuse_generator(run, tag, model) if model is not None and kv_cache == "slots" else None
+            if reused is None:
+                model = None
+                free_memory()  # the last model leaves before the next one loads
+                model, tokenizer = load_generator(run, tag, dtype, cfg.attn_implementation)
+            else:
+                model, tokenizer = reused
             model.eval()
         fmt = run.prompt_format(tokenizer)
         prompts = [fmt.prompt_ids(row) for row in rows]
@@ -225,13 +243,15 @@ def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
         if vllm is not None:
             vllm_letters(vllm, tag, todo, prompts, save, _auto_batch_size(cfg), desc)
             continue
+        for later in cfg.model_tags[position + 1:]:  # the next model's files load while this one decodes
+            prefetch(generator_source(run, later)[0])
         grounded = cfg.decoding == "grounded"
         on_batch = choosing(save, rows, cfg.claim_similarity) if grounded else save
         generate_all(model, tokenizer, prompts, todo, max_new_tokens=cfg.max_new_tokens,
                      batch_size=_auto_batch_size(cfg), on_batch=on_batch, desc=desc, stop_ids=fmt.stop_ids,
                      kv_cache=kv_cache, decode=candidates_of(cfg) if grounded else None, limits=limits.get(tag), **decoding)
-        del model
-        free_memory()
+    del model
+    free_memory()
 
     distributed.barrier()  # every process's letters are on disk
     done = distributed.merge_partials(distributed.partial_paths(base))

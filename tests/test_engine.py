@@ -151,3 +151,70 @@ def test_cuda_graph_replays_give_the_eager_letters(tiny_model_path, prompts):
     eager, _ = engine_tokens(model, tokenizer, prompts, limits, [-1], slots=4, cuda_graphs=False, sync_every=3)
     graphed, engine = engine_tokens(model, tokenizer, prompts, limits, [-1], slots=4, cuda_graphs=True, sync_every=3)
     assert graphed == eager and len(engine.graphs) >= 2
+
+
+def test_weights_copied_into_a_loaded_model_give_that_checkpoints_logits(tiny_model_path, tmp_path):
+    from transformers import AutoConfig, LlamaForCausalLM
+
+    from coverlora.models import load_weights_into
+
+    torch.manual_seed(1)
+    other = tmp_path / "other"
+    LlamaForCausalLM(AutoConfig.from_pretrained(tiny_model_path)).save_pretrained(other)
+    model = load_model(tiny_model_path, torch.float32).eval()
+    tensors = [p.data_ptr() for p in model.parameters()]
+    ids = torch.tensor([[5, 17, 300, 42]])
+    before = model(input_ids=ids).logits
+    assert load_weights_into(model, str(other))
+    expected = load_model(str(other), torch.float32).eval()(input_ids=ids).logits
+    after = model(input_ids=ids).logits
+    assert torch.equal(after, expected) and not torch.allclose(after, before)
+    assert [p.data_ptr() for p in model.parameters()] == tensors  # the same tensors: graphs on them stay valid
+
+
+def test_a_checkpoint_of_another_shape_is_refused_and_nothing_copied(tiny_model_path, tmp_path):
+    from transformers import AutoConfig, LlamaForCausalLM
+
+    from coverlora.models import load_weights_into
+
+    config = AutoConfig.from_pretrained(tiny_model_path)
+    config.intermediate_size = 96
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "narrow")
+    model = load_model(tiny_model_path, torch.float32).eval()
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    assert not load_weights_into(model, str(tmp_path / "narrow"))
+    assert not load_weights_into(model, str(tmp_path))  # no safetensors at all
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+
+
+def test_the_test_stage_reuses_the_base_models_engine_for_the_merged_model(tiny_model_path, data_dir, tmp_path, caplog,
+                                                                         monkeypatch):
+    import coverlora.generation as generation
+    from coverlora.config import TestConfig, TrainConfig
+    from coverlora.testing import run_test
+    from coverlora.training import train
+
+    run = train(TrainConfig(model=tiny_model_path, data=str(data_dir), output_dir=str(tmp_path / "run"), max_steps=1,
+                            eval_strategy="no", batch_size=4))
+    merged = load_model(tiny_model_path, torch.float32)  # a "merged" model whose letters surely differ from the base's
+    torch.manual_seed(7)
+    with torch.no_grad():
+        for param in merged.parameters():
+            param.add_(torch.randn_like(param))
+    merged.save_pretrained(run.root / "merged")
+    load_tokenizer(tiny_model_path).save_pretrained(run.root / "merged")
+    real, tokens = generation.letters_from, []
+
+    def recording(tokenizer, new, stop_ids):  # each call's letters as token ids, up to their stop token
+        rows = [[int(t) for t in row] for row in new]
+        tokens.append(sorted(row[:next((k + 1 for k, t in enumerate(row) if t in stop_ids), len(row))] for row in rows))
+        return real(tokenizer, new, stop_ids)
+
+    monkeypatch.setattr(generation, "letters_from", recording)
+
+    with caplog.at_level("INFO", logger="coverlora"):
+        run_test(TestConfig(run=str(run.root), max_new_tokens=8, kv_cache="slots", overwrite=True))
+    assert "finetuned: weights copied into the loaded model" in caplog.text
+    reused, tokens[:] = list(tokens), []
+    run_test(TestConfig(run=str(run.root), max_new_tokens=8, kv_cache="preallocated", overwrite=True))  # fresh loads
+    assert reused == tokens and len(tokens) == 2 and tokens[0] != tokens[1]
