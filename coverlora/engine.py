@@ -248,49 +248,64 @@ class SlotEngine:
 
     # -- host loop ---------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def run(self, prompts: list[list[int]], indices: list[int], limits: list[int], on_finished: Finished) -> None:
-        """Decode prompts[i] for i in `indices`, longest first, at most limits[i] new tokens each; each sync calls
-        `on_finished(indices, token lists)` for the rows that finished since the last (their stop token included)."""
+    def run(self, prompts: list[list[int]], indices: list[int], limits: list[int], on_finished: Finished, *,
+            on_progress: Finished | None = None, should_stop: Callable[[], bool] | None = None) -> None:
+        """Decode prompts[i] for i in `indices`, longest first, at most limits[i] new tokens each.
+
+        At each sync, `on_progress(indices, tokens)` (if given) gets every row's tokens since the last call, and
+        `on_finished(indices, tokens)` each finished row's whole letter (its stop token included). Once
+        `should_stop()` is true, every row ends where it is, and rows that never started end empty."""
         longest = max(len(prompts[i]) + limits[i] for i in indices)
         if longest > self.capacity:
             raise ValueError(f"a prompt plus its letter needs {longest} positions; the slots hold {self.capacity}")
         self.live.zero_()
         self.stats = EngineStats()
-        queue = deque(sorted(indices, key=lambda i: -len(prompts[i])))
-        holder = [-1] * self.slots  # the prompt index each slot holds
         buckets = batch_buckets(self.slots)
-        batch = min(b for b in buckets if b >= min(self.slots, len(indices)))
+        run = _Run(prompts, limits, on_finished, on_progress, deque(sorted(indices, key=lambda i: -len(prompts[i]))),
+                   holder=[-1] * self.slots, shown=[0] * self.slots,
+                   batch=min(b for b in buckets if b >= min(self.slots, len(indices))))
         while True:
-            self._finish(holder, batch, on_finished)
-            if queue:
-                free = [s for s in range(batch) if holder[s] < 0]
-                if len(free) >= min(len(queue), max(1, self.slots // 8)):
-                    admitted = [queue.popleft() for _ in range(min(len(free), len(queue)))]
-                    started = time.perf_counter()
-                    self._prefill_groups(free, admitted, prompts, limits)
-                    for slot, i in zip(free, admitted):
-                        holder[slot] = i
-                    self._check_cache_use()
-                    self._finish(holder, batch, on_finished)  # rows whose first token ended them (and a sync)
-                    self.stats.prefill_s += time.perf_counter() - started
-                    self.stats.prefill_tokens += sum(len(prompts[i]) for i in admitted)
+            if should_stop is not None and should_stop():
+                self.live.zero_()
+                if run.queue:
+                    on_finished(list(run.queue), [[] for _ in run.queue])
+                    run.queue.clear()
+            self._hand_back(run)
+            if run.queue:
+                self._admit(run)
             else:
-                batch = self._compact(holder, batch, buckets)
-            occupied = [s for s in range(batch) if holder[s] >= 0]
+                run.batch = self._compact(run, buckets)
+            occupied = [s for s in range(run.batch) if run.holder[s] >= 0]
             if occupied:
-                self._run_steps(holder, occupied, batch, limits)
-            elif not queue:
+                self._run_steps(run, occupied)
+            elif not run.queue:
                 return
+
+    def _admit(self, run: "_Run") -> None:
+        """Prefill waiting prompts into the free slots, once enough are free to make a prefill worth it."""
+        free = [s for s in range(run.batch) if run.holder[s] < 0]
+        if len(free) < min(len(run.queue), max(1, self.slots // 8)):
+            return
+        admitted = [run.queue.popleft() for _ in range(min(len(free), len(run.queue)))]
+        started = time.perf_counter()
+        self._prefill_groups(free, admitted, run.prompts, run.limits)
+        for slot, i in zip(free, admitted):
+            run.holder[slot], run.shown[slot] = i, 0
+        self._check_cache_use()
+        self._hand_back(run)  # the first tokens, and rows they ended (this syncs, so the time below is real)
+        self.stats.prefill_s += time.perf_counter() - started
+        self.stats.prefill_tokens += sum(len(run.prompts[i]) for i in admitted)
 
     def _check_cache_use(self) -> None:
         """A model whose attention skips the cache API would decode garbage rather than fail: refuse it."""
         if self.cache.updates < self.layers:
             raise NotImplementedError(f"{type(self.model).__name__}'s attention does not write through the cache API")
 
-    def _run_steps(self, holder: list[int], occupied: list[int], batch: int, limits: list[int]) -> None:
+    def _run_steps(self, run: "_Run", occupied: list[int]) -> None:
         """Up to `sync_every` decode steps, no more than the longest-to-go row can still need."""
+        batch = run.batch
         count = self.count[:batch].tolist()
-        to_go = max(limits[holder[s]] - count[s] for s in occupied)
+        to_go = max(run.limits[run.holder[s]] - count[s] for s in occupied)
         longest = int(self.pos[:batch][torch.tensor(occupied, device=self.device)].max())
         started, captured = time.perf_counter(), self.stats.capture_s
         steps = max(1, min(self.sync_every, to_go))
@@ -300,18 +315,27 @@ class SlotEngine:
             torch.cuda.synchronize(self.device)
         self.stats.add_steps(batch, steps, time.perf_counter() - started - (self.stats.capture_s - captured))
 
-    def _finish(self, holder: list[int], batch: int, on_finished: Finished) -> None:
-        """Hand back the rows that stopped, and free their slots."""
-        live, count = self.live[:batch].tolist(), self.count[:batch].tolist()
-        done = [s for s in range(batch) if holder[s] >= 0 and not live[s]]
+    def _hand_back(self, run: "_Run") -> None:
+        """New tokens to on_progress; finished rows to on_finished, freeing their slots."""
+        live, count = self.live[:run.batch].tolist(), self.count[:run.batch].tolist()
+        held = [s for s in range(run.batch) if run.holder[s] >= 0]
+        if run.on_progress is not None:
+            moved = [s for s in held if count[s] > run.shown[s]]
+            if moved:
+                tokens = self.out[moved].tolist()
+                run.on_progress([run.holder[s] for s in moved], [row[run.shown[s]:count[s]] for s, row in zip(moved, tokens)])
+                for s in moved:
+                    run.shown[s] = count[s]
+        done = [s for s in held if not live[s]]
         if done:
             tokens = self.out[done].tolist()
-            on_finished([holder[s] for s in done], [row[:count[s]] for s, row in zip(done, tokens)])
+            run.on_finished([run.holder[s] for s in done], [row[:count[s]] for s, row in zip(done, tokens)])
             for s in done:
-                holder[s] = -1
+                run.holder[s] = -1
 
-    def _compact(self, holder: list[int], batch: int, buckets: list[int]) -> int:
+    def _compact(self, run: "_Run", buckets: list[int]) -> int:
         """Nothing waits: move the live rows to the front slots and decode at the smallest batch that holds them."""
+        batch, holder = run.batch, run.holder
         occupied = [s for s in range(batch) if holder[s] >= 0]
         target = min((b for b in buckets if b >= len(occupied)), default=batch)
         if target >= batch:
@@ -327,5 +351,20 @@ class SlotEngine:
                     state[dest] = state[source]
             for s, d in zip(movers, free):
                 holder[d], holder[s] = holder[s], -1
+                run.shown[d], run.shown[s] = run.shown[s], 0
             self.live[source] = False
         return target
+
+
+@dataclass
+class _Run:
+    """One run's host-side state: what waits, which prompt each slot holds, how much of it was handed on."""
+
+    prompts: list[list[int]]
+    limits: list[int]
+    on_finished: Finished
+    on_progress: Finished | None
+    queue: deque
+    holder: list[int]  # the prompt index each slot holds (-1: free)
+    shown: list[int]  # tokens of each slot's letter already given to on_progress
+    batch: int

@@ -261,21 +261,34 @@ def generate_all(model, tokenizer, prompts: list[list[int]], indices: list[int],
     bar.close()
 
 
+def slot_engine(model, tokenizer, *, capacity: int, stop_ids: list[int], repetition_penalty: float, most_slots: int,
+                rows: int = 0) -> SlotEngine:
+    """The model's slot engine: the one an earlier call built (kept on the model, since its CUDA graphs are bound
+    to the model's tensors) when it can serve, else a new one in its place with at most `most_slots` slots, as many
+    as the KV budget holds, spread evenly over `rows` prompts (equal waves: none runs half empty)."""
+    engine = getattr(model, "_slot_engine", None)
+    if engine is not None and engine.serves(capacity, stop_ids, tokenizer.pad_token_id, repetition_penalty):
+        return engine
+    model._slot_engine = engine = None
+    if next(model.parameters()).is_cuda:
+        torch.cuda.empty_cache()  # the old engine's cache is free memory for the new one's budget
+    budget = kv_token_budget(model, share=SLOT_MEMORY_SHARE)
+    slots = max(1, min(most_slots, budget // capacity if budget else most_slots))
+    if rows:
+        slots = math.ceil(rows / math.ceil(rows / slots))
+    if budget:
+        log.info("%d slots of %d positions (KV cache budget %s positions)", slots, capacity, f"{budget:,}")
+    engine = model._slot_engine = SlotEngine(model, slots=slots, capacity=capacity, stop_ids=stop_ids,
+                                             pad_id=tokenizer.pad_token_id, repetition_penalty=repetition_penalty)
+    return engine
+
+
 def slot_letters(model, tokenizer, prompts: list[list[int]], indices: list[int], caps: list[int], *, batch_size: int,
                  on_batch: BatchDone, desc: str, stop_ids: list[int] | None, repetition_penalty: float) -> None:
     """generate_all through the slot engine: as many slots as the KV budget holds at the longest prompt + cap."""
     stop_ids = list(stop_ids or [tokenizer.eos_token_id])
-    capacity = round_up(max(len(prompts[i]) + caps[i] for i in indices))
-    engine = getattr(model, "_slot_engine", None)  # one built for this model by an earlier call (another tag)
-    if engine is None or not engine.serves(capacity, stop_ids, tokenizer.pad_token_id, repetition_penalty):
-        model._slot_engine = engine = None
-        budget = kv_token_budget(model, share=SLOT_MEMORY_SHARE)
-        fit = max(1, min(batch_size, budget // capacity if budget else batch_size))
-        slots = math.ceil(len(indices) / math.ceil(len(indices) / fit))  # equal waves: no wave runs half empty
-        if budget:
-            log.info("%s: %d slots of %d positions (KV cache budget %s positions)", desc, slots, capacity, f"{budget:,}")
-        engine = model._slot_engine = SlotEngine(model, slots=slots, capacity=capacity, stop_ids=stop_ids,
-                                                 pad_id=tokenizer.pad_token_id, repetition_penalty=repetition_penalty)
+    engine = slot_engine(model, tokenizer, capacity=round_up(max(len(prompts[i]) + caps[i] for i in indices)),
+                         stop_ids=stop_ids, repetition_penalty=repetition_penalty, most_slots=batch_size, rows=len(indices))
     bar = tqdm(total=len(indices), desc=desc, unit="letter")
     tokens_done, started = 0, time.perf_counter()
     last = started

@@ -178,9 +178,8 @@ def load_weights_into(model, folder: str) -> bool:
                 plan.append((file, key, target))
     if any(p.data_ptr() not in covered for p in model.parameters()):
         return False
-    device = next(model.parameters()).device
-    for file in files:
-        with reading(str(file), "model weights"), safe_open(str(file), framework="pt", device=str(device)) as handle:
+    for file in files:  # read on the CPU (a view of the mapped file) and copied straight into the model's tensor
+        with reading(str(file), "model weights"), safe_open(str(file), framework="pt") as handle:
             for _, key, target in (entry for entry in plan if entry[0] == file):
                 target.copy_(handle.get_tensor(key))
     return True

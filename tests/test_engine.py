@@ -107,7 +107,7 @@ def test_the_batch_shrinks_when_nothing_waits_and_moved_rows_keep_their_letters(
                         pad_id=tokenizer.pad_token_id, sync_every=4)
     batches = []
     real = engine._run_steps
-    engine._run_steps = lambda holder, occupied, batch, limits: (batches.append(batch), real(holder, occupied, batch, limits))
+    engine._run_steps = lambda run, occupied: (batches.append(run.batch), real(run, occupied))
     got = {}
     engine.run(prompts, list(range(8)), limits, lambda rows, tokens: got.update(zip(rows, tokens)))
     # two long rows decode in a batch of two, the longest alone at the end
@@ -218,3 +218,45 @@ def test_the_test_stage_reuses_the_base_models_engine_for_the_merged_model(tiny_
     reused, tokens[:] = list(tokens), []
     run_test(TestConfig(run=str(run.root), max_new_tokens=8, kv_cache="preallocated", overwrite=True))  # fresh loads
     assert reused == tokens and len(tokens) == 2 and tokens[0] != tokens[1]
+
+
+def test_progress_hands_on_every_token_once_and_a_stop_ends_every_row(tiny, prompts):
+    model, tokenizer = tiny
+    limits = [12, 30, 7, 20]
+    finished, streamed = {}, {i: [] for i in range(4)}
+    engine = SlotEngine(model, slots=2, capacity=max(map(len, prompts)) + 30, stop_ids=[-1],
+                        pad_id=tokenizer.pad_token_id, sync_every=3)
+    engine.run(prompts[:4], [0, 1, 2, 3], limits, lambda rows, tokens: finished.update(zip(rows, tokens)),
+               on_progress=lambda rows, tokens: [streamed[r].extend(t) for r, t in zip(rows, tokens)])
+    assert streamed == finished and [len(finished[i]) for i in range(4)] == limits
+
+    syncs, finished = [0], {}
+
+    def stop_after_two_syncs() -> bool:
+        syncs[0] += 1
+        return syncs[0] > 2
+
+    engine.run(prompts, list(range(8)), [30] * 8, lambda rows, tokens: finished.update(zip(rows, tokens)),
+               should_stop=stop_after_two_syncs)
+    assert sorted(finished) == list(range(8))  # every row is answered, cut short
+    assert all(len(t) < 30 for t in finished.values()) and any(len(t) == 0 for t in finished.values())
+
+
+def test_the_service_writer_on_the_engine_writes_and_streams_the_staged_paths_letters(writer):
+    from coverlora.service import LetterWriter
+    from coverlora.service.batcher import BatchStreamer, RowStreamer
+
+    plain = LetterWriter(writer.model, writer.tokenizer, writer.format, "t", decoding={"repetition_penalty": 1.2})
+    engine = LetterWriter(writer.model, writer.tokenizer, writer.format, "t", decoding={"repetition_penalty": 1.2},
+                          engine=(2, 512))
+    rows = [{"job_title": "Nurse", "hiring_company": "Umbrella Health", "applicant_name": "Dana Kim"},
+            {"job_title": "Data Analyst", "hiring_company": "Acme Corp", "applicant_name": "Ana Silva"},
+            {"job_title": "Chef", "hiring_company": "Bistro", "applicant_name": "Li Wu"}]
+    prompts = [writer.format.prompt_ids(row) for row in rows]
+    expected = plain.generate(prompts, 24, max_seconds=60)
+    shown = [[], [], []]
+    streamer = BatchStreamer([RowStreamer(writer.tokenizer, set(writer.format.stop_ids), shown[k].append)
+                              for k in range(3)])
+    got = engine.generate(prompts, 24, max_seconds=60, streamer=streamer)
+    assert got == expected and writer.model._slot_engine.slots == 2  # three requests through two slots
+    assert ["".join(parts).strip() for parts in shown] == [text.strip() for text in expected[0]]

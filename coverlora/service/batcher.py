@@ -86,8 +86,13 @@ class BatchStreamer:
 
     def first(self, row: int, token: int) -> None:
         """A row's first token, known before the batch decodes together (staged.generate_staged)."""
+        self.put_row(row, [token])
+
+    def put_row(self, row: int, tokens: list[int]) -> None:
+        """Tokens of one row, several at a time (the slot engine hands them over at each sync)."""
         if self.rows[row] is not None:
-            self.rows[row].put(token)
+            for token in tokens:
+                self.rows[row].put(token)
 
     def put(self, value) -> None:
         if not self.prompt_seen:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -98,13 +99,15 @@ class LetterWriter:
     """One loaded model, its tokenizer and prompt format; generation runs in one worker thread."""
 
     def __init__(self, model, tokenizer, prompt_format, name: str, decoding: dict[str, Any] | None = None,
-                 fine_tuned: bool = False, grounded: dict[str, Any] | None = None):
+                 fine_tuned: bool = False, grounded: dict[str, Any] | None = None, engine: tuple[int, int] | None = None):
         self.model, self.tokenizer, self.format, self.name = model, tokenizer, prompt_format, name
         self.decoding = decoding or {}  # GenerationConfig options, as in the test stage
         self.grounded = grounded  # grounded_options(): best of the greedy letter and N samples; None = greedy
         self.fine_tuned = fine_tuned  # False: a base model never tuned for letters (labelled so in the API and UI)
         self.prefix = None  # the shared prompt prefix's KV cache (staged.PrefixCache), made at the first letter
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coverlora-generate")
+        # (slots, positions) of the slot engine for greedy letters: the test stage's engine (generation.slot_engine)
+        self.engine = engine if engine and not self.decoding.get("no_repeat_ngram_size") else None
         self.generate_calls = 0  # instrumentation: how many generate calls served how many letters
         self.letters = 0
         config = getattr(model, "config", None)
@@ -120,7 +123,14 @@ class LetterWriter:
         if tested is None:
             log.warning("%s is an untuned base model: its letters are a demo of the service, not of fine-tuning "
                         "(serve a trained run with --run runs/NAME)", name)
-        return cls(model, tokenizer, fmt, name, decoding, fine_tuned=tested is not None, grounded=grounded)
+        # On a GPU, greedy letters go through the test stage's slot engine (CUDA graphs, rows joining and leaving);
+        # on a CPU, staged prefills give the first token sooner (bench/results/serve_stream_*).
+        on_gpu = next(model.parameters()).is_cuda
+        if cfg.engine == "slots" and not on_gpu:
+            raise UserError("the slot engine needs a CUDA GPU", where="config key 'engine'", fix="use engine: auto or staged")
+        use = cfg.engine == "slots" or (cfg.engine == "auto" and on_gpu)
+        engine = (cfg.max_batch, cfg.max_prompt_tokens + cfg.max_new_tokens) if use else None
+        return cls(model, tokenizer, fmt, name, decoding, fine_tuned=tested is not None, grounded=grounded, engine=engine)
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, *, max_seconds: float,
                  stop: threading.Event | None = None, streamer=None) -> tuple[list[str], list[int]]:
@@ -129,6 +139,8 @@ class LetterWriter:
         (staged.py). `streamer`: a BatchStreamer (or any transformers streamer)."""
         from .staged import PrefixCache, generate_staged, shared_prefix
 
+        if self.engine is not None:
+            return self._generate_on_engine(prompts, max_new_tokens, max_seconds=max_seconds, stop=stop, streamer=streamer)
         if self.prefix is None:
             self.prefix = PrefixCache(self.model, shared_prefix(self.format.prompt_ids, list(INPUT_FIELDS)))
         self._count(prompts)
@@ -157,6 +169,27 @@ class LetterWriter:
             {"candidates": len(letters), "chosen": c.index, "flagged_claims": c.problems[0],
              "names_missing": c.problems[1], "placeholders": c.problems[2], "tied": c.tied}
             for letters, c in zip(candidates, choices)]
+
+    def _generate_on_engine(self, prompts: list[list[int]], max_new_tokens: int, *, max_seconds: float,
+                            stop: threading.Event | None, streamer) -> tuple[list[str], list[int]]:
+        """generate() through the slot engine: tokens reach the streamer at each sync; a stop or the time cap ends
+        every row where it is."""
+        from ..engine import round_up
+        from ..generation import letters_from, slot_engine
+
+        slots, positions = self.engine
+        engine = slot_engine(self.model, self.tokenizer, capacity=round_up(positions), stop_ids=self.format.stop_ids,
+                             repetition_penalty=self.decoding.get("repetition_penalty", 1.0), most_slots=slots)
+        self._count(prompts)
+        started, letters = time.monotonic(), {}
+        engine.run(prompts, list(range(len(prompts))), [max_new_tokens] * len(prompts),
+                   lambda rows, tokens: letters.update(zip(rows, tokens)),
+                   on_progress=(lambda rows, tokens: [streamer.put_row(r, t) for r, t in zip(rows, tokens)])
+                   if streamer is not None else None,
+                   should_stop=lambda: (stop is not None and stop.is_set()) or time.monotonic() - started >= max_seconds)
+        if streamer is not None:
+            streamer.end()
+        return letters_from(self.tokenizer, [letters[i] for i in range(len(prompts))], self.format.stop_ids)
 
     def _count(self, prompts: list[list[int]]) -> None:
         self.generate_calls += 1
