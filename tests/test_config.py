@@ -88,7 +88,7 @@ def test_help_lists_the_choices(capsys):
         parse_cli("test", ["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "--kv_cache {auto,static,preallocated,dynamic} [auto]" in out and "--split {test,validation} [test]" in out
+    assert "--kv_cache {auto,slots,static,preallocated,dynamic} [auto]" in out and "--split {test,validation} [test]" in out
     assert "--limit [0]" in out  # no choices for a free value
 
 
