@@ -163,7 +163,7 @@ def test_weights_copied_into_a_loaded_model_give_that_checkpoints_logits(tiny_mo
     LlamaForCausalLM(AutoConfig.from_pretrained(tiny_model_path)).save_pretrained(other)
     model = load_model(tiny_model_path, torch.float32).eval()
     tensors = [p.data_ptr() for p in model.parameters()]
-    ids = torch.tensor([[5, 17, 300, 42]])
+    ids = torch.tensor([[5, 17, 300, 42]], device=model.device)
     before = model(input_ids=ids).logits
     assert load_weights_into(model, str(other))
     expected = load_model(str(other), torch.float32).eval()(input_ids=ids).logits
