@@ -200,8 +200,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--processes", default="1", help="comma list of process counts for test.py")
     p.add_argument("--limit", type=int, default=0, help="test.py --limit (0 = every test row)")
     p.add_argument("--lengths-from", default=None,
-                   help="an eval.csv of a real run: also run each --kv-caches entry with every letter stopped at that "
-                        "run's length for its row (test.py --lengths_from), since random weights never stop")
+                   help="an eval.csv of a real run: also run kv_cache slots with every letter stopped at that run's "
+                        "length for its row (test.py --lengths_from), since random weights never stop")
     p.add_argument("--batch-size", type=int, default=0, help="test.py --batch_size (0 = auto)")
     p.add_argument("--profile-batch", type=int, default=0, help="time decode steps at this batch size (0 = skip)")
     p.add_argument("--profile-kv-caches", default="preallocated,dynamic,static",
@@ -231,7 +231,9 @@ def main() -> int:
         log(json.dumps(rows[-1]))
     for processes in [int(n) for n in args.processes.split(",")]:
         for kv_cache in filter(None, args.kv_caches.split(",")):
-            for lengths in ([None, str(Path(args.lengths_from).resolve())] if args.lengths_from else [None]):
+            # only the slot engine stops rows at given lengths (test.py refuses --lengths_from otherwise)
+            replay = args.lengths_from and kv_cache == "slots"
+            for lengths in ([None, str(Path(args.lengths_from).resolve())] if replay else [None]):
                 rows.append(run_test_stage(run, str(Path(args.data).resolve()), kv_cache, processes, args.max_new_tokens,
                                            args.limit, args.batch_size, args.attn, lengths))
                 log(json.dumps(rows[-1]))

@@ -72,6 +72,18 @@ def choosing(save, rows: list[dict], embeddings: bool):
     return on_batch
 
 
+def saver(partial: PartialResults, tag: str, rows: list[dict], prompts: list[list[int]]):
+    """An on_batch that appends `tag`'s finished letters (and any per-row extra fields) to the partial file."""
+
+    def save(batch: list[int], texts: list[str], counts: list[int], seconds: float,
+             extra: list[dict] | None = None) -> None:
+        partial.add({"model": tag, "row_id": rows[i]["row_id"], "output": text, "new_tokens": count,
+                     "prompt_tokens": len(prompts[i]), "seconds": round(seconds / len(batch), 3), **more}
+                    for i, text, count, more in zip(batch, texts, counts, extra or [{}] * len(batch)))
+
+    return save
+
+
 def resume_state(base: Path, fingerprint: dict, overwrite: bool, rank: int, world: int) -> tuple[dict, PartialResults]:
     """The letters earlier runs of this setup finished (all processes'), and this process's partial file."""
     if overwrite and distributed.is_main():
@@ -138,7 +150,8 @@ def replayed_lengths(path: str, tag: str, frame: pd.DataFrame) -> dict[int, int]
     for position, row_id in enumerate(frame["row_id"].astype(str)):
         count = counts.get(row_id)
         if count is None or not float(count).is_integer() or count < 1:
-            raise UserError(f"row_id {row_id}: field {column} is {'missing' if count is None else count!r}", where=path,
+            found = "missing" if count is None else repr(count)
+            raise UserError(f"row_id {row_id}: field {column} is {found}", where=path,
                             fix="use an eval.csv of the same test data, with positive token counts")
         limits[position] = int(count)
     return limits
@@ -205,7 +218,8 @@ def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
     dtype = resolve_dtype(cfg.precision)
     decoding = {"repetition_penalty": cfg.repetition_penalty, "no_repeat_ngram_size": cfg.no_repeat_ngram_size}
     # How, not what (the same greedy letters up to kernel rounding): not fingerprinted.
-    kv_cache = cfg.kv_cache if cfg.kv_cache != "auto" else "slots"
+    # CPU: slots measured 4% slower than preallocated when every row runs to the cap (bench/README.md)
+    kv_cache = cfg.kv_cache if cfg.kv_cache != "auto" else ("slots" if has_cuda() or cfg.lengths_from else "preallocated")
     limits = {tag: replayed_lengths(cfg.lengths_from, tag, frame) for tag in cfg.model_tags} if cfg.lengths_from else {}
     fingerprint = fingerprint_of(cfg, run, frame, dtype, decoding)
     base = run.layout.eval_partial
@@ -233,12 +247,7 @@ def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
         fmt = run.prompt_format(tokenizer)
         prompts = [fmt.prompt_ids(row) for row in rows]
 
-        def save(batch: list[int], texts: list[str], counts: list[int], seconds: float, tag: str = tag,
-                 extra: list[dict] | None = None) -> None:
-            partial.add({"model": tag, "row_id": rows[i]["row_id"], "output": text, "new_tokens": count,
-                         "prompt_tokens": len(prompts[i]), "seconds": round(seconds / len(batch), 3), **more}
-                        for i, text, count, more in zip(batch, texts, counts, extra or [{}] * len(batch)))
-
+        save = saver(partial, tag, rows, prompts)
         desc = f"{tag} letters" + (f" [process {rank}/{world}]" if world > 1 else "")
         if vllm is not None:
             vllm_letters(vllm, tag, todo, prompts, save, _auto_batch_size(cfg), desc)
