@@ -302,7 +302,12 @@ def slot_letters(model, tokenizer, prompts: list[list[int]], indices: list[int],
         bar.update(len(rows))
         bar.set_postfix_str(f"{tokens_done / (now - started):,.0f} tok/s, {len(engine.graphs)} graphs")
 
-    engine.run(prompts, indices, caps, finished)
+    try:
+        engine.run(prompts, indices, caps, finished)
+    except torch.cuda.OutOfMemoryError:
+        raise UserError(f"out of GPU memory in the slot engine ({engine.slots} slots of {engine.capacity} positions)",
+                        where="test stage", fix="lower --batch_size (the most slots), or use --kv_cache static; "
+                        "finished letters are kept and the next run resumes") from None
     bar.close()
     log.info("%s: %s", desc, engine.stats.line())
 

@@ -180,6 +180,14 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def resolved_kv_cache(cfg: TestConfig) -> str:
+    """kv_cache 'auto': the slot engine on a GPU (and wherever lengths are replayed, which only it can do); on a CPU
+    the preallocated cache, which measured 4% faster there when every letter runs to the cap (bench/results/)."""
+    if cfg.kv_cache != "auto":
+        return cfg.kv_cache
+    return "slots" if has_cuda() or cfg.lengths_from else "preallocated"
+
+
 def reuse_generator(run: TrainedRun, tag: str, previous) -> tuple | None:
     """`previous` (the last tag's model) with `tag`'s weights copied in, when they are a full checkpoint of the same
     architecture: the slot engine built on it, CUDA graphs included, then serves both models. None otherwise."""
@@ -217,9 +225,7 @@ def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
     run, frame, source = _open_run(cfg)
     dtype = resolve_dtype(cfg.precision)
     decoding = {"repetition_penalty": cfg.repetition_penalty, "no_repeat_ngram_size": cfg.no_repeat_ngram_size}
-    # How, not what (the same greedy letters up to kernel rounding): not fingerprinted.
-    # CPU: slots measured 4% slower than preallocated when every row runs to the cap (bench/README.md)
-    kv_cache = cfg.kv_cache if cfg.kv_cache != "auto" else ("slots" if has_cuda() or cfg.lengths_from else "preallocated")
+    kv_cache = resolved_kv_cache(cfg)  # how, not what (the same greedy letters up to kernel rounding): not fingerprinted
     limits = {tag: replayed_lengths(cfg.lengths_from, tag, frame) for tag in cfg.model_tags} if cfg.lengths_from else {}
     fingerprint = fingerprint_of(cfg, run, frame, dtype, decoding)
     base = run.layout.eval_partial
@@ -240,9 +246,7 @@ def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
             if reused is None:
                 model = None
                 free_memory()  # the last model leaves before the next one loads
-                model, tokenizer = load_generator(run, tag, dtype, cfg.attn_implementation)
-            else:
-                model, tokenizer = reused
+            model, tokenizer = reused or load_generator(run, tag, dtype, cfg.attn_implementation)
             model.eval()
         fmt = run.prompt_format(tokenizer)
         prompts = [fmt.prompt_ids(row) for row in rows]
