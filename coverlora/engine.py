@@ -30,6 +30,11 @@ BUCKET = 128  # positions: attention reads the longest live row's length rounded
 Finished = Callable[[list[int], list[list[int]]], None]
 
 
+class UnsupportedModel(Exception):
+    """The engine cannot drive this model (its attention keeps its own cache, or wants more of the cache API);
+    raised at the first prefill, before any letter is handed back, so the caller can decode another way."""
+
+
 def round_up(n: int, to: int = BUCKET) -> int:
     return -(-n // to) * to
 
@@ -220,13 +225,17 @@ class SlotEngine:
         causal = torch.ones(width, width, dtype=torch.bool, device=self.device).tril()
         # pad queries see themselves only: a row of nothing but masked keys would give NaN
         attend = (causal & mask[:, None, :]) | torch.eye(width, dtype=torch.bool, device=self.device)
-        self.cache.rows = rows
+        self.cache.rows, self.cache.updates = rows, 0
         try:
             with prefill_attention(self.device):
                 logits = self.model(input_ids=ids, attention_mask=attend[:, None], position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
                                     past_key_values=self.cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        except (AttributeError, TypeError) as exc:  # the model asked the cache for what SlotCache does not have
+            raise UnsupportedModel(f"{type(self.model).__name__}: {exc}") from exc
         finally:
             self.cache.rows = None
+        if self.cache.updates < self.layers:  # attention that keeps its own cache would decode garbage, not fail
+            raise UnsupportedModel(f"{type(self.model).__name__}'s attention does not write through the cache API")
         lengths = mask.sum(-1)
         self.pos[rows], self.offset[rows] = width, width - lengths
         self.count[rows] = 0
@@ -291,15 +300,9 @@ class SlotEngine:
         self._prefill_groups(free, admitted, run.prompts, run.limits)
         for slot, i in zip(free, admitted):
             run.holder[slot], run.shown[slot] = i, 0
-        self._check_cache_use()
         self._hand_back(run)  # the first tokens, and rows they ended (this syncs, so the time below is real)
         self.stats.prefill_s += time.perf_counter() - started
         self.stats.prefill_tokens += sum(len(run.prompts[i]) for i in admitted)
-
-    def _check_cache_use(self) -> None:
-        """A model whose attention skips the cache API would decode garbage rather than fail: refuse it."""
-        if self.cache.updates < self.layers:
-            raise NotImplementedError(f"{type(self.model).__name__}'s attention does not write through the cache API")
 
     def _run_steps(self, run: "_Run", occupied: list[int]) -> None:
         """Up to `sync_every` decode steps, no more than the longest-to-go row can still need."""

@@ -23,7 +23,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 from . import distributed
 from .config import TestConfig
 from .data import clean_letter
-from .engine import SlotEngine, round_up
+from .engine import SlotEngine, UnsupportedModel, round_up
 from .errors import UserError
 from .models import load_adapter, load_model, load_tokenizer
 from .resources import attention_shape
@@ -219,8 +219,12 @@ def generate_all(model, tokenizer, prompts: list[list[int]], indices: list[int],
     caps = [min(max_new_tokens, (limits or {}).get(i, max_new_tokens)) for i in range(len(prompts))]
     if kv_cache == "slots":
         if decode is None and not decoding.get("no_repeat_ngram_size"):
-            return slot_letters(model, tokenizer, prompts, indices, caps, batch_size=batch_size, on_batch=on_batch,
-                                desc=desc, stop_ids=stop_ids, repetition_penalty=decoding.get("repetition_penalty", 1.0))
+            try:
+                return slot_letters(model, tokenizer, prompts, indices, caps, batch_size=batch_size, on_batch=on_batch,
+                                    desc=desc, stop_ids=stop_ids, repetition_penalty=decoding.get("repetition_penalty", 1.0))
+            except UnsupportedModel as exc:
+                model._slot_engine = None
+                log.warning("the slot engine cannot drive this model (%s): decoding with generate instead", exc)
         kv_cache = "static" if next(model.parameters()).is_cuda else "preallocated"
     if limits:
         raise ValueError("per-row limits need kv_cache 'slots' and greedy decoding")

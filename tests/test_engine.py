@@ -134,12 +134,22 @@ def test_batch_buckets_are_all_slots_multiples_of_the_step_then_powers_of_two():
     assert batch_buckets(1) == [1]
 
 
-def test_a_model_that_bypasses_the_cache_is_refused(tiny, prompts):
+def test_a_model_that_bypasses_the_cache_is_refused_and_generate_takes_over(tiny, prompts, monkeypatch, caplog):
+    import coverlora.generation as generation
+    from coverlora.engine import SlotCache, UnsupportedModel
+
     model, tokenizer = tiny
+    monkeypatch.setattr(SlotCache, "update", lambda self, k, v, layer_idx, *a, **kw: (k, v))  # attention's own cache
     engine = SlotEngine(model, slots=2, capacity=64, stop_ids=[-1], pad_id=tokenizer.pad_token_id)
-    engine.cache.update = lambda k, v, layer_idx, *a, **kw: (k, v)  # as if attention kept its own cache
-    with pytest.raises(NotImplementedError, match="cache"):
+    with pytest.raises(UnsupportedModel, match="cache"):
         engine.run(prompts[:1], [0], [4], lambda rows, tokens: None)
+
+    got = {}
+    with caplog.at_level("WARNING", logger="coverlora"):
+        generation.generate_all(model, tokenizer, prompts, [0, 1, 2], max_new_tokens=6, batch_size=2, desc="t",
+                                on_batch=lambda batch, texts, counts, s: got.update(zip(batch, texts)), kv_cache="slots")
+    assert "cannot drive this model" in caplog.text
+    assert [got[i] for i in range(3)] == generate_batch(model, tokenizer, prompts[:3], 6, kv_cache="dynamic")[0]
 
 
 @pytest.mark.gpu
