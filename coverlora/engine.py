@@ -5,7 +5,7 @@ into free slots (left-padded in groups of similar length); then every decode ste
 token, writes its keys and values in place at the slot's position, and attends over the first L positions only,
 where L is the longest live row rounded up to a multiple of 128 (so the static cache's empty tail is never read).
 A row leaves its slot as soon as it emits a stop token or reaches its limit, and a waiting prompt takes the
-slot; once nothing waits, the live rows move to the front and the batch shrinks (to a power of two).
+slot; once nothing waits, the live rows move to the front and the batch shrinks (batch_buckets).
 
 On a GPU each (batch, L) decode step is captured once into a CUDA graph and replayed: no torch.compile, so a
 new model or run costs a few eager steps instead of a compile. The graph does everything on the device: the
@@ -31,8 +31,9 @@ Finished = Callable[[list[int], list[list[int]]], None]
 
 
 class UnsupportedModel(Exception):
-    """The engine cannot drive this model (its attention keeps its own cache, or wants more of the cache API);
-    raised at the first prefill, before any letter is handed back, so the caller can decode another way."""
+    """The engine cannot drive this model (its attention keeps its own cache, or wants more of the cache API).
+    Every prefill checks, so it is raised at the first, before any letter is handed back: the caller can decode
+    another way."""
 
 
 def round_up(n: int, to: int = BUCKET) -> int:
