@@ -202,14 +202,15 @@ class SlotEngine:
     def _capture(self, batch: int, length: int) -> torch.cuda.CUDAGraph:
         """A CUDA graph of one decode step. The warm-up step it needs first runs for real, so the small state is
         put back after it; its cache and output writes are the ones the replay will make again."""
-        state = [t.clone() for t in (self.token, self.pos, self.count, self.live)]
+        small = (self.token, self.pos, self.count, self.live)
+        saved = [t.clone() for t in small]
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             self._decode(batch, length)
         torch.cuda.current_stream().wait_stream(stream)
-        for tensor, saved in zip((self.token, self.pos, self.count, self.live), state):
-            tensor.copy_(saved)
+        for tensor, before in zip(small, saved):
+            tensor.copy_(before)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.pool):
             self._decode(batch, length)

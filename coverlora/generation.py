@@ -208,17 +208,13 @@ def generate_all(model, tokenizer, prompts: list[list[int]], indices: list[int],
     tokens below max_new_tokens (benchmarks replaying a real run's lengths).
 
     kv_cache 'slots' is the slot engine (engine.py: continuous batching) for greedy letters; sampled candidates
-    (`decode`) and no_repeat_ngram_size go through HF generate with the static cache instead. The other caches
-    generate in length-sorted batches of at most `batch_size` rows whose KV cache fits the GPU's free memory;
-    on CUDA OOM anyway, the batch is halved and retried.
-
-    With the static (compiled) cache every batch gets the same shape, so the graph compiles once: equal batch
-    sizes, the last one filled up with repeats of its last prompt, whose letters are dropped. `decode` is
-    generate_batch unless given (generate_candidates for grounded decoding: a list of letters per row).
+    (`decode`), no_repeat_ngram_size and a model the engine cannot drive go through HF generate with the static
+    cache on a GPU (preallocated elsewhere) instead: batched_letters. `decode` is generate_batch unless given
+    (generate_candidates for grounded decoding: a list of letters per row).
     """
-    caps = [min(max_new_tokens, (limits or {}).get(i, max_new_tokens)) for i in range(len(prompts))]
     if kv_cache == "slots":
         if decode is None and not decoding.get("no_repeat_ngram_size"):
+            caps = [min(max_new_tokens, (limits or {}).get(i, max_new_tokens)) for i in range(len(prompts))]
             try:
                 return slot_letters(model, tokenizer, prompts, indices, caps, batch_size=batch_size, on_batch=on_batch,
                                     desc=desc, stop_ids=stop_ids, repetition_penalty=decoding.get("repetition_penalty", 1.0))
@@ -228,6 +224,20 @@ def generate_all(model, tokenizer, prompts: list[list[int]], indices: list[int],
         kv_cache = "static" if next(model.parameters()).is_cuda else "preallocated"
     if limits:
         raise ValueError("per-row limits need kv_cache 'slots' and greedy decoding")
+    batched_letters(model, tokenizer, prompts, indices, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                    on_batch=on_batch, desc=desc, stop_ids=stop_ids, kv_cache=kv_cache, decode=decode or generate_batch,
+                    **decoding)
+
+
+def batched_letters(model, tokenizer, prompts: list[list[int]], indices: list[int], *, max_new_tokens: int,
+                    batch_size: int, on_batch: BatchDone, desc: str, stop_ids: list[int] | None, kv_cache: str,
+                    decode: Callable, **decoding) -> None:
+    """generate_all through `decode`, in length-sorted batches of at most `batch_size` rows whose KV cache fits the
+    GPU's free memory; on CUDA OOM anyway, the batch is halved and retried.
+
+    With the static (compiled) cache every batch gets the same shape, so the graph compiles once: equal batch
+    sizes, the last one filled up with repeats of its last prompt, whose letters are dropped.
+    """
     budget = kv_token_budget(model)
     uniform = kv_cache == "static"
     pending = length_sorted_batches([len(prompts[i]) for i in indices], batch_size, max_new_tokens=max_new_tokens,
@@ -245,8 +255,8 @@ def generate_all(model, tokenizer, prompts: list[list[int]], indices: list[int],
         rows += rows[-1:] * (shape - len(rows))
         t0 = time.perf_counter()
         try:
-            texts, counts = (decode or generate_batch)(model, tokenizer, rows, max_new_tokens, stop_ids=stop_ids,
-                                                       kv_cache=kv_cache, **decoding)
+            texts, counts = decode(model, tokenizer, rows, max_new_tokens, stop_ids=stop_ids, kv_cache=kv_cache,
+                                   **decoding)
         except torch.cuda.OutOfMemoryError:
             if len(batch) == 1:
                 raise UserError("out of GPU memory on a single prompt", where="test stage",
@@ -270,6 +280,7 @@ def slot_engine(model, tokenizer, *, capacity: int, stop_ids: list[int], repetit
     """The model's slot engine: the one an earlier call built (kept on the model, since its CUDA graphs are bound
     to the model's tensors) when it can serve, else a new one in its place with at most `most_slots` slots, as many
     as the KV budget holds, spread evenly over `rows` prompts (equal waves: none runs half empty)."""
+    capacity = round_up(capacity)  # the engine's own rounding: the KV budget is shared out in what it allocates
     engine = getattr(model, "_slot_engine", None)
     if engine is not None and engine.serves(capacity, stop_ids, tokenizer.pad_token_id, repetition_penalty):
         return engine
@@ -291,7 +302,7 @@ def slot_letters(model, tokenizer, prompts: list[list[int]], indices: list[int],
                  on_batch: BatchDone, desc: str, stop_ids: list[int] | None, repetition_penalty: float) -> None:
     """generate_all through the slot engine: as many slots as the KV budget holds at the longest prompt + cap."""
     stop_ids = list(stop_ids or [tokenizer.eos_token_id])
-    engine = slot_engine(model, tokenizer, capacity=round_up(max(len(prompts[i]) + caps[i] for i in indices)),
+    engine = slot_engine(model, tokenizer, capacity=max(len(prompts[i]) + caps[i] for i in indices),
                          stop_ids=stop_ids, repetition_penalty=repetition_penalty, most_slots=batch_size, rows=len(indices))
     bar = tqdm(total=len(indices), desc=desc, unit="letter")
     tokens_done, started = 0, time.perf_counter()

@@ -167,20 +167,20 @@ def load_weights_into(model, folder: str) -> bool:
     if {k: v for k, v in theirs.items() if k not in PROVENANCE_KEYS} != {k: v for k, v in ours.items() if k not in PROVENANCE_KEYS}:
         return False
     targets = model.state_dict()
-    covered, plan = set(), []
+    plan: dict[Path, list[tuple[str, torch.Tensor]]] = {}  # every tensor is checked before any is copied
     for file in files:
         with reading(str(file), "model weights"), safe_open(str(file), framework="pt") as handle:
             for key in handle.keys():
                 target = targets.get(key)
                 if target is None or list(handle.get_slice(key).get_shape()) != list(target.shape):
                     return False
-                covered.add(target.data_ptr())
-                plan.append((file, key, target))
+                plan.setdefault(file, []).append((key, target))
+    covered = {target.data_ptr() for entries in plan.values() for _, target in entries}
     if any(p.data_ptr() not in covered for p in model.parameters()):
         return False
-    for file in files:  # read on the CPU (a view of the mapped file) and copied straight into the model's tensor
+    for file, entries in plan.items():  # read on the CPU (a view of the mapped file), copied into the model's tensor
         with reading(str(file), "model weights"), safe_open(str(file), framework="pt") as handle:
-            for _, key, target in (entry for entry in plan if entry[0] == file):
+            for key, target in entries:
                 target.copy_(handle.get_tensor(key))
     return True
 

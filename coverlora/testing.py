@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from .config import TestConfig
 from .data import frame_hash
+from .errors import UserError
 from .fields import FIELDS
 from .generation import VllmLetters, generate_all, generate_candidates, generator_source, load_generator
 from .models import has_cuda, load_tokenizer, load_weights_into, prefetch, resolve_dtype
@@ -137,8 +138,6 @@ def vllm_letters(vllm: VllmLetters, tag: str, todo: list[int], prompts: list[lis
 
 def replayed_lengths(path: str, tag: str, frame: pd.DataFrame) -> dict[int, int]:
     """lengths_from: each row's new-token count in an earlier eval.csv, by position in `frame` (matched on row_id)."""
-    from .errors import UserError
-
     column = f"{tag}_new_tokens"
     try:
         table = pd.read_csv(path, usecols=["row_id", column])

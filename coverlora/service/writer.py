@@ -174,11 +174,10 @@ class LetterWriter:
                             stop: threading.Event | None, streamer) -> tuple[list[str], list[int]]:
         """generate() through the slot engine: tokens reach the streamer at each sync; a stop or the time cap ends
         every row where it is."""
-        from ..engine import round_up
         from ..generation import letters_from, slot_engine
 
         slots, positions = self.engine
-        engine = slot_engine(self.model, self.tokenizer, capacity=round_up(positions), stop_ids=self.format.stop_ids,
+        engine = slot_engine(self.model, self.tokenizer, capacity=positions, stop_ids=self.format.stop_ids,
                              repetition_penalty=self.decoding.get("repetition_penalty", 1.0), most_slots=slots)
         self._count(prompts)
         started, letters = time.monotonic(), {}
