@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .fields import TARGET_FIELD
-from .filters import input_text
-from .leakage import swap_entities
-from .prompts import JOB_LINES, RESUME_LINES
-from .text import as_text
+from coverlora.fields import TARGET_FIELD
+from coverlora.filters import input_text
+from coverlora.leakage import swap_entities
+from coverlora.prompts import JOB_LINES, RESUME_LINES
+from coverlora.text import as_text
 
 BASELINES = ("copy_input", "template", "retrieval")
 TEMPLATE = (

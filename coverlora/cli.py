@@ -7,8 +7,8 @@ import os
 import sys
 from typing import Callable, Sequence
 
-from .options import parse_cli
-from .errors import UserError
+from coverlora.options import parse_cli
+from coverlora.errors import UserError
 
 RESUME_HINTS = {
     "train": "rerun the same command with --resume to continue from the last checkpoint",

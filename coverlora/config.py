@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 
-from .errors import ConfigError
+from coverlora.errors import ConfigError
 
 # Choice fields are Literal types: --help and the README reference list the choices, check_choices enforces them.
 Precision = Literal["auto", "bf16", "fp16", "fp32"]

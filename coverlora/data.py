@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import UserError
-from .fields import COLUMNS, FIELDS, REQUIRED_FIELDS
-from .hub import looks_local, require_hub
-from .prompts import JOB_SECTION, LETTER_SECTION, RESUME_SECTION
-from .text import clean_text
+from coverlora.errors import UserError
+from coverlora.fields import COLUMNS, FIELDS, REQUIRED_FIELDS
+from coverlora.hub import looks_local, require_hub
+from coverlora.prompts import JOB_SECTION, LETTER_SECTION, RESUME_SECTION
+from coverlora.text import clean_text
 
 # A cover letter is a few thousand characters; a cell far beyond that is a broken export, not data.
 MAX_FIELD_CHARS = 20_000
@@ -202,7 +202,7 @@ def check_no_overlap(train: pd.DataFrame, test: pd.DataFrame, train_where: str) 
 
 def write_split(frame: pd.DataFrame, path: Path) -> None:
     """Write rows back in the dataset's own CSV layout (original column names), atomically."""
-    from .runio import atomic_path
+    from coverlora.runio import atomic_path
 
     out = frame[[f for f in FIELDS if f in frame.columns]].rename(columns={v: k for k, v in COLUMNS.items()})
     with atomic_path(path) as tmp:

@@ -16,7 +16,7 @@ from typing import Iterable, Sequence, TypeVar
 
 import torch
 
-from .errors import UserError
+from coverlora.errors import UserError
 
 log = logging.getLogger("coverlora")
 T = TypeVar("T")

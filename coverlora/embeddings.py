@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from .text import as_text
+from coverlora.text import as_text
 
 
 def minilm_path() -> Path:

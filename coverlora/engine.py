@@ -23,7 +23,7 @@ from typing import Callable
 
 import torch
 
-from .resources import attention_shape
+from coverlora.resources import attention_shape
 
 log = logging.getLogger("coverlora")
 BUCKET = 128  # positions: attention reads the longest live row's length rounded up to this
@@ -218,7 +218,7 @@ class SlotEngine:
 
     def _prefill(self, slots: list[int], prompts: list[list[int]], limits: list[int]) -> None:
         """Prompts into `slots` (left-padded to the longest), and each one's first token."""
-        from .generation import left_pad
+        from coverlora.generation import left_pad
 
         ids, mask = left_pad(prompts, self.pad_id)
         ids, mask = ids.to(self.device), mask.to(self.device).bool()

@@ -14,11 +14,11 @@ from typing import Sequence
 
 import pandas as pd
 
-from .fields import COLUMNS, INPUT_FIELDS, TARGET_FIELD
-from .prompts import prompt_labels
-from .scoring.grounding import company_named, find_placeholders, title_named
-from .scoring.sentences import CLOSING_PHRASES
-from .text import as_text, canonical
+from coverlora.fields import COLUMNS, INPUT_FIELDS, TARGET_FIELD
+from coverlora.prompts import prompt_labels
+from coverlora.scoring.grounding import company_named, find_placeholders, title_named
+from coverlora.scoring.sentences import CLOSING_PHRASES
+from coverlora.text import as_text, canonical
 
 RULES = (
     "shared_letter",
@@ -210,7 +210,7 @@ def input_text(row) -> str:
 
 def input_letter_similarity(frame: pd.DataFrame, batch_size: int = 64, device: str = "cpu") -> list[float]:
     """MiniLM cosine between each row's letter and its concatenated input fields (``input_text``), in row order."""
-    from .embeddings import embed
+    from coverlora.embeddings import embed
 
     if len(frame) == 0:
         return []
@@ -222,7 +222,7 @@ def input_letter_similarity(frame: pd.DataFrame, batch_size: int = 64, device: s
 
 def unbacked_claims(frame: pd.DataFrame) -> list[bool]:
     """Per row: does its letter claim something its resume does not back (the claim checker, MiniLM included)?"""
-    from .scoring.claims import check_letters, letter_flagged
+    from coverlora.scoring.claims import check_letters, letter_flagged
 
     rows = frame.to_dict("records")
     return [letter_flagged(v) for v in check_letters(column(frame, TARGET_FIELD), rows)]

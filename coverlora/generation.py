@@ -20,14 +20,14 @@ import torch
 from tqdm.auto import tqdm
 from transformers.cache_utils import Cache, DynamicLayer
 
-from . import distributed
-from .config import TestConfig
-from .data import clean_letter
-from .engine import SlotEngine, UnsupportedModel, round_up
-from .errors import UserError
-from .models import load_adapter, load_model, load_tokenizer
-from .resources import attention_shape
-from .runs import TrainedRun
+from coverlora import distributed
+from coverlora.config import TestConfig
+from coverlora.data import clean_letter
+from coverlora.engine import SlotEngine, UnsupportedModel, round_up
+from coverlora.errors import UserError
+from coverlora.models import load_adapter, load_model, load_tokenizer
+from coverlora.resources import attention_shape
+from coverlora.runs import TrainedRun
 
 log = logging.getLogger("coverlora")
 # Recent transformers 5.x renamed generate()'s `past_key_values` to `cache`; the old name works until 6.0 (our

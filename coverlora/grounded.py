@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .scoring.claims import check_letters
-from .scoring.grounding import check_letter
-from .scoring.rouge import scorer
+from coverlora.scoring.claims import check_letters
+from coverlora.scoring.grounding import check_letter
+from coverlora.scoring.rouge import scorer
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .errors import UserError
+from coverlora.errors import UserError
 
 PROBE_SECONDS = 3.0
 LOCAL_SUFFIXES = (".csv", ".json", ".jsonl", ".yaml", ".yml", ".safetensors", ".bin", ".gguf", ".txt")

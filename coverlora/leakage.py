@@ -12,9 +12,9 @@ import re
 
 import pandas as pd
 
-from .fields import INPUT_FIELDS, TARGET_FIELD
-from .filters import canonical_column
-from .text import as_text
+from coverlora.fields import INPUT_FIELDS, TARGET_FIELD
+from coverlora.filters import canonical_column
+from coverlora.text import as_text
 
 # ROUGE-L F1 between name-masked letters at or above which two letters are one template. On the 292 test rows that
 # do not leak exactly, the nearest training letter scores: < 0.6: 147 rows, 0.6-0.7: 14, 0.7-0.8: 7, 0.8-0.9: 10,
@@ -73,7 +73,7 @@ def nearest_train_letters(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFra
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.metrics.pairwise import linear_kernel
 
-    from .scoring.rouge import scorer
+    from coverlora.scoring.rouge import scorer
 
     train_masked = [masked_letter(row) for row in train.to_dict("records")]
     test_masked = [masked_letter(row) for row in test.to_dict("records")]

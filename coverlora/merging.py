@@ -8,12 +8,12 @@ import time
 
 import torch
 
-from .config import MergeConfig
-from .errors import UserError
-from .model_card import write_model_card
-from .models import load_adapter, load_model, load_tokenizer, resolve_dtype
-from .runio import replace_dir_atomic, run_lock, write_manifest
-from .runs import TrainedRun
+from coverlora.config import MergeConfig
+from coverlora.errors import UserError
+from coverlora.model_card import write_model_card
+from coverlora.models import load_adapter, load_model, load_tokenizer, resolve_dtype
+from coverlora.runio import replace_dir_atomic, run_lock, write_manifest
+from coverlora.runs import TrainedRun
 
 log = logging.getLogger("coverlora")
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from .hub import looks_local
-from .models import EMBEDDED
-from .runio import RunLayout, read_json, read_stage_config, write_text_atomic
+from coverlora.hub import looks_local
+from coverlora.models import EMBEDDED
+from coverlora.runio import RunLayout, read_json, read_stage_config, write_text_atomic
 
 log = logging.getLogger("coverlora")
 EMBEDDED_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the embedded GGUF was converted from

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from .distributed import cuda_device_index, fsdp_enabled
-from .errors import ConfigError, UserError, reading
-from .hub import looks_local, require_hub
+from coverlora.distributed import cuda_device_index, fsdp_enabled
+from coverlora.errors import ConfigError, UserError, reading
+from coverlora.hub import looks_local, require_hub
 
 log = logging.getLogger("coverlora")
 EMBEDDED = "embedded"

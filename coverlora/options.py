@@ -16,8 +16,8 @@ from typing import Any, Literal, Sequence, TypeVar
 
 import yaml
 
-from .config import STAGE_CONFIGS, STAGES, choices
-from .errors import ConfigError
+from coverlora.config import STAGE_CONFIGS, STAGES, choices
+from coverlora.errors import ConfigError
 
 C = TypeVar("C")
 

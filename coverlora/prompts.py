@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from .errors import ConfigError
-from .fields import PROMPT_LABELS
+from coverlora.errors import ConfigError
+from coverlora.fields import PROMPT_LABELS
 
 INSTRUCTION = (
     "Write a cover letter for the job below, from the applicant's point of view. "
@@ -36,7 +36,7 @@ def _section(title: str, lines: tuple[tuple[str, str], ...], row: Mapping[str, s
 def total_experience_line(row: Mapping[str, str]) -> str:
     """The resume's total years, summed as the grounding check sums them. A small model copies numbers far
     better than it adds them: without this line SmolLM2 wrote "over 8 years" for 3 + 4 (7.3% of letters)."""
-    from .scoring.grounding import resume_years
+    from coverlora.scoring.grounding import resume_years
 
     years = resume_years(row)
     if years is None:

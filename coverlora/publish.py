@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .errors import UserError
-from .model_card import refresh_cards
-from .runio import RunLayout
+from coverlora.errors import UserError
+from coverlora.model_card import refresh_cards
+from coverlora.runio import RunLayout
 
 log = logging.getLogger("coverlora")
 # Never uploaded: the run's lock file and any staging leftovers.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
+from coverlora.errors import UserError
 
 log = logging.getLogger("coverlora")
 GIB = 2**30

@@ -16,8 +16,8 @@ from typing import Any, Iterator
 
 import yaml
 
-from .options import to_yaml_section
-from .errors import UserError
+from coverlora.options import to_yaml_section
+from coverlora.errors import UserError
 
 # Library versions recorded with every stage's outputs.
 TRACKED_PACKAGES = (

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data as data_mod
-from .config import TrainConfig
-from .options import build_config
-from .errors import UserError
-from .models import resolve_model
-from .prompts import PromptFormat
-from .runio import RunLayout, read_stage_config
+from coverlora import data as data_mod
+from coverlora.config import TrainConfig
+from coverlora.options import build_config
+from coverlora.errors import UserError
+from coverlora.models import resolve_model
+from coverlora.prompts import PromptFormat
+from coverlora.runio import RunLayout, read_stage_config
 
 
 @dataclass

@@ -19,15 +19,15 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import distributed
-from .config import TestConfig
-from .data import frame_hash
-from .errors import UserError
-from .fields import FIELDS
-from .generation import VllmLetters, generate_all, generate_candidates, generator_source, load_generator
-from .models import has_cuda, load_tokenizer, load_weights_into, prefetch, resolve_dtype
-from .runio import RunLayout, atomic_path, file_sha256, run_lock, write_manifest
-from .runs import TrainedRun
+from coverlora import distributed
+from coverlora.config import TestConfig
+from coverlora.data import frame_hash
+from coverlora.errors import UserError
+from coverlora.fields import FIELDS
+from coverlora.generation import VllmLetters, generate_all, generate_candidates, generator_source, load_generator
+from coverlora.models import has_cuda, load_tokenizer, load_weights_into, prefetch, resolve_dtype
+from coverlora.runio import RunLayout, atomic_path, file_sha256, run_lock, write_manifest
+from coverlora.runs import TrainedRun
 
 log = logging.getLogger("coverlora")
 
@@ -62,7 +62,7 @@ def candidates_of(cfg: TestConfig):
 
 def choosing(save, rows: list[dict], embeddings: bool):
     """An on_batch that keeps, per row, the candidate grounded.choose picks, and records all of them."""
-    from .grounded import keep_chosen
+    from coverlora.grounded import keep_chosen
 
     def on_batch(batch: list[int], candidates: list[list[str]], counts: list[list[int]], seconds: float) -> None:
         kept, kept_counts, choices = keep_chosen(candidates, counts, [rows[i] for i in batch], embeddings=embeddings)

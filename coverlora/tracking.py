@@ -9,8 +9,8 @@ import logging
 import os
 from pathlib import Path
 
-from .errors import UserError
-from .runio import RunLayout, atomic_path
+from coverlora.errors import UserError
+from coverlora.runio import RunLayout, atomic_path
 
 log = logging.getLogger("coverlora")
 # report_to → (the package it needs, how to get it)

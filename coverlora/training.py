@@ -14,16 +14,16 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from . import data as data_mod
-from . import distributed
-from .config import TrainConfig
-from .errors import UserError
-from .models import has_cuda, load_model, load_tokenizer, lora_target_check, resolve_dtype, resolve_model
-from .prompts import PromptFormat, check_special_tokens
-from .resources import check_fits
-from .runio import RunLayout, check_writable, read_stage_config, replace_dir_atomic, run_lock, write_manifest
-from .model_card import write_model_card
-from .tracking import check_report_to, plot_loss, tracker_environment
+from coverlora import data as data_mod
+from coverlora import distributed
+from coverlora.config import TrainConfig
+from coverlora.errors import UserError
+from coverlora.models import has_cuda, load_model, load_tokenizer, lora_target_check, resolve_dtype, resolve_model
+from coverlora.prompts import PromptFormat, check_special_tokens
+from coverlora.resources import check_fits
+from coverlora.runio import RunLayout, check_writable, read_stage_config, replace_dir_atomic, run_lock, write_manifest
+from coverlora.model_card import write_model_card
+from coverlora.tracking import check_report_to, plot_loss, tracker_environment
 
 log = logging.getLogger("coverlora")
 

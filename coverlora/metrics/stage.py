@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import data as data_mod
-from ..config import MetricsConfig
-from ..errors import UserError
-from ..leakage import seen_in_training
-from ..model_card import refresh_cards
-from ..runio import RunLayout, atomic_path, file_sha256, read_json, run_lock, write_manifest
-from ..runs import TrainedRun
-from ..scoring import BertScoreModel, default_model, roberta_large
-from .report import plot_summary, write_report
-from .tables import eval_columns_present, letters_by_row, score_letters, subsets_for, summarize, systems_in
+from coverlora import data as data_mod
+from coverlora.config import MetricsConfig
+from coverlora.errors import UserError
+from coverlora.leakage import seen_in_training
+from coverlora.model_card import refresh_cards
+from coverlora.runio import RunLayout, atomic_path, file_sha256, read_json, run_lock, write_manifest
+from coverlora.runs import TrainedRun
+from coverlora.scoring import BertScoreModel, default_model, roberta_large
+from coverlora.metrics.report import plot_summary, write_report
+from coverlora.metrics.tables import eval_columns_present, letters_by_row, score_letters, subsets_for, summarize, systems_in
 
 log = logging.getLogger("coverlora")
 

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pandas as pd
 
-from ..baselines import baseline_letters
-from ..fields import INPUT_FIELDS
-from ..scoring import (BertScoreModel, bert_score, bootstrap_diff_ci, check_letter, describe, distinct_n,
+from coverlora.baselines import baseline_letters
+from coverlora.fields import INPUT_FIELDS
+from coverlora.scoring import (BertScoreModel, bert_score, bootstrap_diff_ci, check_letter, describe, distinct_n,
                        repetition_ratio, rouge_l, self_bleu, seq_rep_n)
-from ..scoring.claims import BORROWED, NOT_A_CLAIM, SUPPORTED, UNSUPPORTED, check_letters
-from ..scoring.claims import describe as describe_claim
+from coverlora.scoring.claims import BORROWED, NOT_A_CLAIM, SUPPORTED, UNSUPPORTED, check_letters
+from coverlora.scoring.claims import describe as describe_claim
 
 GENERATED = ("base", "finetuned")
 # The references score themselves only on metrics that don't compare with a reference.

@@ -21,8 +21,8 @@ rebinding), can require a bearer token, and caps body size, field lengths, promp
   security.py  body limit, origin and host guards, CORS, bearer token
 """
 
-from ..config import EXTENSION_ID, ServeConfig
-from .app import EXTENSION_DIR, create_app, serve
-from .writer import LetterWriter
+from coverlora.config import EXTENSION_ID, ServeConfig
+from coverlora.service.app import EXTENSION_DIR, create_app, serve
+from coverlora.service.writer import LetterWriter
 
 __all__ = ["EXTENSION_DIR", "EXTENSION_ID", "LetterWriter", "ServeConfig", "create_app", "serve"]

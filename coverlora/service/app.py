@@ -15,14 +15,14 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from ..config import ServeConfig
-from ..errors import UserError
-from . import security
-from .batcher import Batcher
-from .letters import PromptTooLong, answer, prepare
-from .schemas import Error, Health, LetterResponse, request_model
-from .streaming import STREAM_RESPONSE, letter_stream
-from .writer import LetterWriter
+from coverlora.config import ServeConfig
+from coverlora.errors import UserError
+from coverlora.service import security
+from coverlora.service.batcher import Batcher
+from coverlora.service.letters import PromptTooLong, answer, prepare
+from coverlora.service.schemas import Error, Health, LetterResponse, request_model
+from coverlora.service.streaming import STREAM_RESPONSE, letter_stream
+from coverlora.service.writer import LetterWriter
 
 log = logging.getLogger("coverlora")
 

@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .writer import LetterWriter
+from coverlora.service.writer import LetterWriter
 
 log = logging.getLogger("coverlora")
 # A stream's listener hears ("queued", place), ("start", batch size) and ("token", text), in the event loop.

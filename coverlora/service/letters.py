@@ -6,10 +6,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..config import ServeConfig
-from ..fields import REQUEST_KEYS
-from .batcher import Generated
-from .writer import LetterWriter
+from coverlora.config import ServeConfig
+from coverlora.fields import REQUEST_KEYS
+from coverlora.service.batcher import Generated
+from coverlora.service.writer import LetterWriter
 
 
 def body_to_row(body: Mapping[str, Any]) -> dict[str, str]:
@@ -74,7 +74,7 @@ def prepare(writer: LetterWriter, cfg: ServeConfig, body: Mapping[str, Any]) -> 
 def grounding_report(letter: str, row: Mapping[str, str], new_tokens: int, max_new_tokens: int,
                      timed_out: bool) -> tuple[list[dict[str, str]], dict[str, Any]]:
     """scoring.grounding.check_letter's findings as readable warnings, plus the raw checks."""
-    from ..scoring.grounding import check_letter
+    from coverlora.scoring.grounding import check_letter
 
     check = check_letter(letter, row)
     warnings = []
@@ -115,7 +115,7 @@ def grounding_report(letter: str, row: Mapping[str, str], new_tokens: int, max_n
 def claim_report(letter: str, row: Mapping[str, str]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """Each sentence with its claim label and evidence (lexical evidence: as accurate as MiniLM on the held-out
     labels, and fast enough for a request), and one warning per kind of flagged claim."""
-    from ..scoring.claims import BORROWED, UNSUPPORTED, check_claims, describe
+    from coverlora.scoring.claims import BORROWED, UNSUPPORTED, check_claims, describe
 
     verdicts = check_claims(letter, row, embeddings=False)
     claims = [{"sentence": v.text, "label": v.label, "evidence": describe(v)} for v in verdicts]

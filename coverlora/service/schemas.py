@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
 from pydantic_core import PydanticCustomError
 
-from ..config import ServeConfig
+from coverlora.config import ServeConfig
 
 
 def _json_integer(value: Any) -> Any:

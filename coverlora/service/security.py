@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from ..config import ServeConfig, origin_regex
+from coverlora.config import ServeConfig, origin_regex
 
 
 class BodyLimit:

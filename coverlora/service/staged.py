@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 from transformers import DynamicCache, GenerationConfig
 
-from ..generation import left_pad, letters_from, preallocated_cache
+from coverlora.generation import left_pad, letters_from, preallocated_cache
 
 FirstToken = Callable[[int, int], None]  # (row, token id), called as soon as a row's first token is known
 

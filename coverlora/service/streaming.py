@@ -17,10 +17,10 @@ from typing import Any, AsyncIterator
 
 from fastapi.responses import StreamingResponse
 
-from ..config import ServeConfig
-from .batcher import Batcher
-from .letters import Prepared, answer
-from .writer import LetterWriter
+from coverlora.config import ServeConfig
+from coverlora.service.batcher import Batcher
+from coverlora.service.letters import Prepared, answer
+from coverlora.service.writer import LetterWriter
 
 log = logging.getLogger("coverlora")
 EVENTS = ["queued", "start", "token", "done", "error"]

@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..config import ServeConfig
-from ..errors import UserError
-from ..fields import INPUT_FIELDS
+from coverlora.config import ServeConfig
+from coverlora.errors import UserError
+from coverlora.fields import INPUT_FIELDS
 
 log = logging.getLogger("coverlora")
 
@@ -45,11 +45,11 @@ UNTUNED_GUARD = {"repetition_penalty": 1.1, "no_repeat_ngram_size": 4}
 
 def _load(cfg: ServeConfig) -> tuple[Any, Any, Any, str, dict[str, Any]]:
     """(model, tokenizer, prompt format, display name, the run's test stage config; None for an untuned model)."""
-    from ..generation import load_generator
-    from ..models import load_model, load_tokenizer, resolve_dtype, resolve_model
-    from ..prompts import PromptFormat
-    from ..runio import read_stage_config
-    from ..runs import TrainedRun
+    from coverlora.generation import load_generator
+    from coverlora.models import load_model, load_tokenizer, resolve_dtype, resolve_model
+    from coverlora.prompts import PromptFormat
+    from coverlora.runio import read_stage_config
+    from coverlora.runs import TrainedRun
 
     dtype = resolve_dtype(cfg.precision)
     if not cfg.run:
@@ -84,7 +84,7 @@ def decoding_options(cfg: ServeConfig, tested: dict[str, Any] | None) -> dict[st
 def grounded_options(cfg: ServeConfig, tested: dict[str, Any] | None) -> dict[str, Any] | None:
     """Grounded decoding's settings ({samples, temperature, seed}), or None for greedy letters: this config's,
     else the run's test stage's (`tested`), else the test stage's defaults."""
-    from ..config import GROUNDED_DEFAULTS
+    from coverlora.config import GROUNDED_DEFAULTS
 
     tested = tested or {}
     method = cfg.decoding if cfg.decoding != "auto" else tested.get("decoding", "greedy")
@@ -137,7 +137,7 @@ class LetterWriter:
         """Blocking: call it in `self.executor`. Greedy letters, as in the test stage; each prompt is prefilled on
         its own and its first token goes to `streamer.first` at once, then one decode loop serves every row
         (staged.py). `streamer`: a BatchStreamer (or any transformers streamer)."""
-        from .staged import PrefixCache, generate_staged, shared_prefix
+        from coverlora.service.staged import PrefixCache, generate_staged, shared_prefix
 
         if self.engine is not None:
             return self._generate_on_engine(prompts, max_new_tokens, max_seconds=max_seconds, stop=stop, streamer=streamer)
@@ -155,8 +155,8 @@ class LetterWriter:
         """Blocking, as generate. Grounded decoding (self.grounded): every prompt's greedy letter and samples in one
         batch, then grounded.choose by each prompt's row; returns the letters, their new-token counts and how
         each was chosen. Nothing streams: the letter is known only once every candidate is written."""
-        from ..generation import generate_candidates
-        from ..grounded import keep_chosen
+        from coverlora.generation import generate_candidates
+        from coverlora.grounded import keep_chosen
 
         self._count(prompts)
         candidates, counts = generate_candidates(  # self.grounded holds generate_candidates' samples, temperature, seed
@@ -174,7 +174,7 @@ class LetterWriter:
                             stop: threading.Event | None, streamer) -> tuple[list[str], list[int]]:
         """generate() through the slot engine: tokens reach the streamer at each sync; a stop or the time cap ends
         every row where it is."""
-        from ..generation import letters_from, slot_engine
+        from coverlora.generation import letters_from, slot_engine
 
         slots, positions = self.engine
         engine = slot_engine(self.model, self.tokenizer, capacity=positions, stop_ids=self.format.stop_ids,
