@@ -12,7 +12,7 @@ Next: python test.py --run <run>
 
 from coverlora.cli import run_stage
 from coverlora.config import MergeConfig
-from coverlora.merging import merge
+from coverlora.merge.stage import merge
 
 
 def main(cfg: MergeConfig) -> None:

@@ -15,7 +15,7 @@ Next: python metrics.py --run <run>
 from coverlora.cli import run_stage
 from coverlora.config import TestConfig
 from coverlora.distributed import is_main
-from coverlora.testing import run_test
+from coverlora.generate.stage import run_test
 
 
 def main(cfg: TestConfig) -> None:

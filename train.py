@@ -18,7 +18,7 @@ Next: python merge.py --run <output_dir>
 from coverlora.cli import run_stage
 from coverlora.config import TrainConfig
 from coverlora.distributed import is_main
-from coverlora.training import train
+from coverlora.train.stage import train
 
 
 def main(cfg: TrainConfig) -> None:

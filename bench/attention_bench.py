@@ -1,6 +1,6 @@
 """Decode attention alone: one query per row over a slot cache whose rows are filled to different lengths.
 
-The slot engine's decode step (coverlora/engine.py) spends most of its time here. Each kernel reads the keys
+The slot engine's decode step (coverlora/generate/engine.py) spends most of its time here. Each kernel reads the keys
 and values of `batch` rows; the rows' filled lengths are spread over the last `spread` positions of `length`,
 as in a wave of length-sorted prompts. Reported: ms per layer, and the bytes a kernel must read (the filled
 positions only) over its time, as TB/s.

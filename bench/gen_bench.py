@@ -39,8 +39,19 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import (SHAPES, build_checkpoint, cuda, device_slug, kernel_ms, log, ms_by_category,  # noqa: E402
-                          profiler_activities, release_gpu, run_meta, sync)
+from bench.common import (  # noqa: E402
+    SHAPES,
+    build_checkpoint,
+    cuda,
+    device_slug,
+    kernel_ms,
+    log,
+    ms_by_category,
+    profiler_activities,
+    release_gpu,
+    run_meta,
+    sync,
+)
 from bench.report import gen_markdown  # noqa: E402
 
 
@@ -50,7 +61,7 @@ def make_run(ckpt: Path, data: str, run: Path) -> None:
 
     from coverlora.config import TrainConfig
     from coverlora.models import load_model
-    from coverlora.runio import RunLayout, write_manifest
+    from coverlora.runs.layout import RunLayout, write_manifest
 
     layout = RunLayout(run)
     if (layout.adapter / "adapter_config.json").is_file():
@@ -67,7 +78,7 @@ def make_run(ckpt: Path, data: str, run: Path) -> None:
 
 def test_prompts(run: Path, data: str) -> list[list[int]]:
     from coverlora.models import load_tokenizer
-    from coverlora.runs import TrainedRun
+    from coverlora.runs.trained import TrainedRun
 
     trained = TrainedRun.open(str(run))
     frame, _ = trained.test_frame(data)
@@ -144,7 +155,7 @@ def profile_decode(ckpt: Path, prompts: list[list[int]], batch: int, steps: int,
     device ms per decode step by kernel (a profile of prefill + `steps` steps minus one of the prefill alone)."""
     from torch.profiler import profile
 
-    from coverlora.generation import generate_batch
+    from coverlora.generate.batched import generate_batch
     from coverlora.models import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(str(ckpt))

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.serve_load import JOBS  # noqa: E402
 from coverlora.config import ServeConfig  # noqa: E402
-from coverlora.scoring.grounding import check_letter  # noqa: E402
 from coverlora.scoring.repetition import repetition_ratio, seq_rep_n  # noqa: E402
+from coverlora.scoring.rules import check_rules  # noqa: E402
 from coverlora.service.letters import body_to_row  # noqa: E402
 from coverlora.service.writer import LetterWriter  # noqa: E402
 
@@ -40,7 +40,7 @@ def measure(writer: LetterWriter, name: str, penalty: float, ngram: int, max_new
     inputs = rows()
     started = time.perf_counter()
     texts, counts = writer.generate([writer.format.prompt_ids(row) for row in inputs], max_new, max_seconds=3600)
-    checks = [check_letter(text, row) for text, row in zip(texts, inputs)]
+    checks = [check_rules(text, row) for text, row in zip(texts, inputs)]
     return {"setting": name, "repetition_penalty": penalty, "no_repeat_ngram_size": ngram,
             "repetition": round(statistics.mean(map(repetition_ratio, texts)), 3),
             "seq_rep_4": round(statistics.mean(seq_rep_n(text, 4) for text in texts), 3),

@@ -7,7 +7,7 @@ both recipes see the real length distribution and the same rows.
 
   reference   the seed recipe, as the seed project's anchor_bench.py ran it: HF Trainer, batch 1 x grad-accum 4,
               fp16, paged_adamw_32bit, gradient checkpointing, 4-bit NF4 (double quant), LoRA r=8 on q_proj,v_proj.
-  coverlora   coverlora.training.build_trainer (TRL SFTTrainer on our tokenized rows) with a TrainConfig per
+  coverlora   coverlora.train.stage.build_trainer (TRL SFTTrainer on our tokenized rows) with a TrainConfig per
               variant: packing (TRL BFD, padding-free position_ids), token-budget micro-batches, fused AdamW,
               Liger kernels, SDPA or flex attention.
 
@@ -85,11 +85,11 @@ DEFAULT_CONFIGS = ["reference", "qlora_pack4k", "t4_yaml", "qlora_pack8k_flex_li
 
 
 def load_rows(train_csv: str, tokenizer_path: str, vocab: int):
-    """The train split (minus coverlora's validation share) tokenized exactly as coverlora.training does."""
+    """The train split (minus coverlora's validation share) tokenized exactly as coverlora.train.stage does."""
     from coverlora import data as data_mod
     from coverlora.models import load_tokenizer
     from coverlora.prompts import PromptFormat
-    from coverlora.training import tokenize_rows
+    from coverlora.train.stage import tokenize_rows
 
     frame = data_mod.load_split(train_csv, "train")
     frame["cover_letter"] = frame["cover_letter"].map(data_mod.clean_letter)
@@ -189,9 +189,9 @@ def coverlora_config(name: str, args, ckpt: Path, max_steps: int):
 
 
 def load_prepared(cfg):
-    """The model as coverlora.training.train() loads and prepares it."""
+    """The model as coverlora.train.stage.train() loads and prepares it."""
     from coverlora.models import load_model, resolve_dtype
-    from coverlora.training import prepare_model
+    from coverlora.train.stage import prepare_model
 
     dtype = resolve_dtype(cfg.precision)
     quantize = cfg.quantization == "nf4" or (cfg.quantization == "auto" and cuda())
@@ -212,8 +212,8 @@ def settings(cfg, trainer) -> dict:
 def run_coverlora(name, args, ckpt: Path, dataset, tokenizer, warmup: int, steps: int, profile_path) -> dict:
     from transformers.trainer_utils import SaveStrategy
 
-    from coverlora.runio import RunLayout
-    from coverlora.training import build_trainer
+    from coverlora.runs.layout import RunLayout
+    from coverlora.train.stage import build_trainer
 
     profile_steps = args.profile_steps if name in args.profile else 0
     cfg = coverlora_config(name, args, ckpt, warmup + steps + profile_steps)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
-from coverlora.options import parse_cli
 from coverlora.errors import UserError
+from coverlora.options import parse_cli
 
 RESUME_HINTS = {
     "train": "rerun the same command with --resume to continue from the last checkpoint",

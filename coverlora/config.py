@@ -17,7 +17,6 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-
 from coverlora.errors import ConfigError
 
 # Choice fields are Literal types: --help and the README reference list the choices, check_choices enforces them.
@@ -168,13 +167,13 @@ class TestConfig:
     repetition_penalty: float = opt(1.0, "Greedy decoding's penalty on tokens already generated (1.0 = none).")
     no_repeat_ngram_size: int = opt(0, "Forbid repeating any n-gram of this size (0 = off); stops small models' loops.")
     batch_size: int = opt(0, "Most prompts decoded at once (the slot engine's slots, or a generate call's batch); 0 = auto (8 on CPU, 512 on GPU). On a GPU never more than free memory holds the KV cache of; batches are length-sorted.")
-    kv_cache: Literal["auto", "slots", "static", "preallocated", "dynamic"] = opt("auto", "'auto' = slots on a GPU, preallocated on CPU. 'slots': the slot engine (coverlora/engine.py): continuous batching (finished rows leave, waiting ones join), attention over the filled length only, and on a GPU each step replays a CUDA graph (no compile); grounded decoding's samples and no_repeat_ngram_size fall back to static on a GPU, preallocated elsewhere. 'static': transformers' StaticCache with compiled decode steps. 'preallocated': new tokens written in place, eager. 'dynamic': transformers' default, which copies the cache at every step. bench/README.md compares them.")
+    kv_cache: Literal["auto", "slots", "static", "preallocated", "dynamic"] = opt("auto", "'auto' = slots on a GPU, preallocated on CPU. 'slots': the slot engine (coverlora/generate/engine.py): continuous batching (finished rows leave, waiting ones join), attention over the filled length only, and on a GPU each step replays a CUDA graph (no compile); grounded decoding's samples and no_repeat_ngram_size fall back to static on a GPU, preallocated elsewhere. 'static': transformers' StaticCache with compiled decode steps. 'preallocated': new tokens written in place, eager. 'dynamic': transformers' default, which copies the cache at every step. bench/README.md compares them.")
     attn_implementation: str = opt("sdpa", "Attention kernel for generation (backend hf): sdpa, or flex_attention, which skips the static cache's empty blocks but compiles longer (bench/README.md compares them).")
     backend: Literal["hf", "vllm"] = opt("hf", "'hf' (transformers generate), or 'vllm' (optional, needs `pip install vllm` and a GPU: one engine, paged attention, the fine-tuned model as a LoRA adapter; one process).")
     limit: int = opt(0, "Generate for the first N test rows only (0 = all).")
     precision: Precision = opt("auto", "Generation dtype: 'auto' = bf16 where supported, fp16 on older GPUs, fp32 on CPU.")
     overwrite: bool = opt(False, "Discard finished rows of an earlier run instead of resuming them.")
-    decoding: Literal["greedy", "grounded"] = opt("greedy", "'greedy', or 'grounded': the greedy letter and `candidates` sampled ones per row, keeping the one with the fewest claims the resume does not back, then names missing, then placeholders; ties go to the candidates' consensus (coverlora/grounded.py).")
+    decoding: Literal["greedy", "grounded"] = opt("greedy", "'greedy', or 'grounded': the greedy letter and `candidates` sampled ones per row, keeping the one with the fewest claims the resume does not back, then names missing, then placeholders; ties go to the candidates' consensus (coverlora/generate/candidates.py).")
     candidates: int = opt(GROUNDED_DEFAULTS["candidates"], "Sampled letters per row for grounded decoding (besides the greedy one).")
     temperature: float = opt(GROUNDED_DEFAULTS["temperature"], "Sampling temperature for grounded decoding's candidates.")
     sample_seed: int = opt(0, "Seed for grounded decoding's samples.")

@@ -202,7 +202,7 @@ def check_no_overlap(train: pd.DataFrame, test: pd.DataFrame, train_where: str) 
 
 def write_split(frame: pd.DataFrame, path: Path) -> None:
     """Write rows back in the dataset's own CSV layout (original column names), atomically."""
-    from coverlora.runio import atomic_path
+    from coverlora.runs.layout import atomic_path
 
     out = frame[[f for f in FIELDS if f in frame.columns]].rename(columns={v: k for k, v in COLUMNS.items()})
     with atomic_path(path) as tmp:

@@ -8,8 +8,8 @@ converts the embedded GGUF with EOS = `<|im_start|>`, the token that *opens* a t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from coverlora.errors import ConfigError
 from coverlora.fields import PROMPT_LABELS
@@ -36,7 +36,7 @@ def _section(title: str, lines: tuple[tuple[str, str], ...], row: Mapping[str, s
 def total_experience_line(row: Mapping[str, str]) -> str:
     """The resume's total years, summed as the grounding check sums them. A small model copies numbers far
     better than it adds them: without this line SmolLM2 wrote "over 8 years" for 3 + 4 (7.3% of letters)."""
-    from coverlora.scoring.grounding import resume_years
+    from coverlora.scoring.rules import resume_years
 
     years = resume_years(row)
     if years is None:
@@ -100,7 +100,7 @@ class PromptFormat:
     end_id: int | None = None  # the letter's last token: the template's end of turn, else EOS
 
     @classmethod
-    def for_tokenizer(cls, tokenizer, chat_template: str = "auto", system_prompt: str | None = None) -> "PromptFormat":
+    def for_tokenizer(cls, tokenizer, chat_template: str = "auto", system_prompt: str | None = None) -> PromptFormat:
         has_template = bool(getattr(tokenizer, "chat_template", None))
         if chat_template == "on" and not has_template:
             raise ConfigError("the tokenizer has no chat template", where="config key 'chat_template'",

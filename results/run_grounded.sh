@@ -6,7 +6,7 @@
 #   - writes the claim-filtered model's greedy test letters.
 # Usage: bash results/run_grounded.sh DATA_DIR CLAIMS_DATA_DIR OUT_DIR
 #   CLAIMS_DATA_DIR: python scripts/filter.py DATA_DIR CLAIMS_DATA_DIR --claims (run where MiniLM is installed).
-# Then choose N and the temperature on validation and score test: python scripts/grounded.py --help
+# Then choose N and the temperature on validation and score test: python scripts/tune_candidates.py --help
 set -euo pipefail
 DATA=$1; CLAIMS_DATA=$2; OUT_DIR=$3
 PY=${PY:-python3}

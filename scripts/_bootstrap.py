@@ -1,8 +1,8 @@
 """Shared start-up for the helper scripts: import the package from the repo root, one-line errors."""
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from coverlora.scoring import claims  # noqa: E402
-from coverlora.scoring.claim_labels import (  # noqa: E402
+from coverlora.scoring.claims import verdicts as claims  # noqa: E402
+from coverlora.scoring.claims.labels import (  # noqa: E402
     GENERATED,
     HANDMADE,
     load_labelled,
@@ -102,10 +102,10 @@ def _report(name: str, scores: dict) -> None:
 def _calibrate(args) -> None:
     letters = load_labelled(LABELS_DIR, args.data)
     started = time.perf_counter()
-    verdicts = claims.check_letters([l.letter for l in letters], [l.row for l in letters],
+    verdicts = claims.check_letters([x.letter for x in letters], [x.row for x in letters],
                                     embeddings=not args.lexical)
     print(f"checked {len(letters)} letters in {time.perf_counter() - started:.1f} s")
-    parts = {part: [i for i, l in enumerate(letters) if l.part == part] for part in ("tune", "heldout")}
+    parts = {part: [i for i, x in enumerate(letters) if x.part == part] for part in ("tune", "heldout")}
     tune_letters = [letters[i] for i in parts["tune"]]
     thresholds, tuned = _tune(tune_letters, [verdicts[i] for i in parts["tune"]])
     print(f"chosen on the tuning half: {thresholds}")
@@ -122,7 +122,7 @@ def _calibrate(args) -> None:
                 predicted = claims.relabel(verdicts[i][index], thresholds)
                 if (gold in claims.FLAGGED_LABELS) != predicted.flagged:
                     print(f"  {letters[i].key} #{index} gold {gold} predicted {predicted.label}: "
-                          f"{predicted.text}\n      {claims.describe(predicted)}")
+                          f"{predicted.text}\n      {claims.explain(predicted)}")
 
 
 def _measure(args) -> None:

@@ -12,13 +12,13 @@ from pathlib import Path
 import _bootstrap
 
 from coverlora.data import load_split
-from coverlora.leakage import find_leakage
-from coverlora.scoring import describe, distinct_n, grounding_rates, check_letter, repetition_ratio, self_bleu
+from coverlora.metrics.leakage import find_leakage
+from coverlora.scoring import check_rules, describe, distinct_n, grounding_rates, repetition_ratio, self_bleu
 
 
 def letter_stats(frame) -> dict:
     letters = frame["cover_letter"].tolist()
-    rates = grounding_rates([check_letter(letter, row) for letter, row in zip(letters, frame.to_dict("records"))])
+    rates = grounding_rates([check_rules(letter, row) for letter, row in zip(letters, frame.to_dict("records"))])
     return {
         "rows": len(frame),
         "letter_chars": describe([len(t) for t in letters]),

@@ -1,4 +1,4 @@
-"""Filter training data: length limits and the quality rules (see coverlora/filters.py).
+"""Filter training data: length limits and the quality rules (see coverlora/train/filters.py).
 
 Usage:
     # a filtered copy of a dataset folder: train.csv filtered, test.csv copied unchanged, dropped.csv beside them
@@ -22,9 +22,15 @@ import _bootstrap
 
 from coverlora.data import load_split, write_split
 from coverlora.errors import UserError
-from coverlora.filters import (MIN_SIMILARITY, RULES, flag_counts, input_letter_similarity, quality_flags,
-                               unbacked_claims)
-from coverlora.runio import atomic_path
+from coverlora.runs.layout import atomic_path
+from coverlora.train.filters import (
+    MIN_SIMILARITY,
+    RULES,
+    flag_counts,
+    input_letter_similarity,
+    quality_flags,
+    unbacked_claims,
+)
 
 
 def flags_for(frame, args):

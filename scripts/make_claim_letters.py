@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from coverlora.data import load_split  # noqa: E402
-from coverlora.generation import generate_batch  # noqa: E402
+from coverlora.generate.batched import generate_batch  # noqa: E402
 from coverlora.models import embedded_model_path, load_model, load_tokenizer  # noqa: E402
 from coverlora.prompts import PromptFormat  # noqa: E402
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from coverlora.errors import UserError
 from coverlora.metrics import HEADLINE, plot_summary, read_eval_csv
-from coverlora.runio import RunLayout, atomic_path
+from coverlora.runs.layout import RunLayout, atomic_path
 
 
 def read_summary(layout: RunLayout) -> pd.DataFrame:

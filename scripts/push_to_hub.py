@@ -14,9 +14,9 @@ from pathlib import Path
 import _bootstrap
 
 from coverlora.errors import UserError
-from coverlora.model_card import refresh_cards
-from coverlora.publish import push_run
-from coverlora.runio import RunLayout
+from coverlora.runs.card import refresh_cards
+from coverlora.runs.layout import RunLayout
+from coverlora.runs.publish import push_run
 
 
 def main() -> None:

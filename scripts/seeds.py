@@ -18,7 +18,7 @@ import pandas as pd
 
 from coverlora.errors import UserError
 from coverlora.metrics.tables import LEAK_FREE, NOVEL
-from coverlora.runio import RunLayout, write_text_atomic
+from coverlora.runs.layout import RunLayout, write_text_atomic
 
 COLUMNS = (("all", "rouge_l", "ROUGE-L"), (LEAK_FREE, "rouge_l", "ROUGE-L leak-free"), (NOVEL, "rouge_l", "ROUGE-L novel"),
            ("all", "bertscore_f1", "BERTScore F1"), ("all", "company_named", "company named"),

@@ -6,10 +6,10 @@ import pytest
 
 from coverlora.config import MergeConfig, TrainConfig
 from coverlora.errors import UserError
-from coverlora.merging import merge
+from coverlora.merge.stage import merge
 from coverlora.metrics import read_eval_csv
-from coverlora.runio import RunLayout, file_sha256
-from coverlora.training import train
+from coverlora.runs.layout import RunLayout, file_sha256
+from coverlora.train.stage import train
 
 
 def test_merge_refuses_an_adapter_trained_on_another_base(tiny_model_path, data_dir, tmp_path, tokenizer):
@@ -69,7 +69,7 @@ def test_the_merge_check_fails_on_non_finite_logits(diff):
     """NaN compares as 'not above' any limit: without its own check a diverged adapter would merge with exit 0."""
     import torch
 
-    from coverlora.merging import check_merge
+    from coverlora.merge.stage import check_merge
 
     for dtype in (torch.float32, torch.bfloat16):
         with pytest.raises(UserError, match="not finite"):

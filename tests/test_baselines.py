@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from conftest import make_row
-from coverlora.baselines import Retrieval, baseline_letters, template_letter
+
 from coverlora.fields import COLUMNS
-from coverlora.leakage import seen_in_training, swap_entities
-from coverlora.scoring.grounding import check_letter
+from coverlora.metrics.baselines import Retrieval, baseline_letters, template_letter
+from coverlora.metrics.leakage import seen_in_training, swap_entities
 from coverlora.scoring.rouge import rouge_l
+from coverlora.scoring.rules import check_rules
 
 
 def frame_of(rows: list[dict]) -> pd.DataFrame:
@@ -21,7 +21,7 @@ def frame_of(rows: list[dict]) -> pd.DataFrame:
 
 def test_template_letter_names_company_title_and_applicant():
     row = frame_of([make_row(3)]).to_dict("records")[0]
-    checks = check_letter(template_letter(row), row)
+    checks = check_rules(template_letter(row), row)
     assert checks["company_named"] and checks["title_named"] and checks["name_named"]
     assert not checks["has_placeholder"]
 

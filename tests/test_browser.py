@@ -28,9 +28,9 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwr
 pytest.importorskip("uvicorn")
 
 expect = sync_api.expect
-from coverlora.service import EXTENSION_DIR, EXTENSION_ID, LetterWriter, ServeConfig  # noqa: E402
-
 from conftest import start_service  # noqa: E402
+
+from coverlora.service import EXTENSION_DIR, EXTENSION_ID, LetterWriter, ServeConfig  # noqa: E402
 
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",

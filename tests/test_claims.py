@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from coverlora.scoring.claim_labels import load_labelled, precision_recall
-from coverlora.scoring.claims import (
+from coverlora.scoring.claims.labels import load_labelled, precision_recall
+from coverlora.scoring.claims.verdicts import (
     BORROWED,
     NOT_A_CLAIM,
     SUPPORTED,

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from coverlora.config import STAGE_CONFIGS, TrainConfig
-from coverlora.options import markdown_reference, parse_cli
 from coverlora.errors import ConfigError
+from coverlora.options import markdown_reference, parse_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(ROOT.joinpath("configs").glob("*.yaml"))
@@ -92,9 +92,8 @@ def test_help_lists_the_choices(capsys):
     assert "--limit [0]" in out  # no choices for a free value
 
 
-def test_readme_config_reference_is_the_generated_one():
-    """README's reference is `python -m coverlora.options`'s output: regenerate it when a config changes."""
-    readme = ROOT.joinpath("README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Configuration reference\n", 1)[1].split("\n## ", 1)[0]
-    tables = section[section.index("\n**") + 1:]  # after the section's opening paragraph
+def test_docs_config_reference_is_the_generated_one():
+    """docs/configuration.md is `python -m coverlora.options`'s output: regenerate it when a config changes."""
+    page = ROOT.joinpath("docs", "configuration.md").read_text(encoding="utf-8")
+    tables = page[page.index("\n**") + 1:]  # after the page's opening paragraph
     assert tables.strip() == markdown_reference().strip()

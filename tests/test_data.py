@@ -1,13 +1,12 @@
 """Data loading: every malformed input is one line naming the file, row and column; nothing else happens."""
 
 import pytest
+from conftest import make_row, write_csv
 
 from coverlora.data import clean_letter, load_split, read_csv, train_val_split
-from coverlora.text import clean_text
 from coverlora.errors import UserError
 from coverlora.fields import COLUMNS
-
-from conftest import make_row, write_csv
+from coverlora.text import clean_text
 
 
 def rows(n=3):

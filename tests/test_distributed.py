@@ -8,14 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import free_port
 
-import coverlora.generation as generation
-import coverlora.testing as testing
+import coverlora.generate.batched as generation
+import coverlora.generate.stage as testing
 from coverlora import distributed
 from coverlora.config import TestConfig
 from coverlora.errors import UserError
-
-from conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FINGERPRINT = {"data": "abc", "models": ["base", "finetuned"]}
@@ -194,7 +193,7 @@ def test_plain_python_with_several_gpus_trains_on_one(tmp_path, monkeypatch, cap
     """Trainer would wrap the model in nn.DataParallel over every visible GPU, which SFTTrainer refuses."""
     from trl import SFTConfig
 
-    from coverlora import training
+    from coverlora.train import stage as training
 
     args = SFTConfig(output_dir=str(tmp_path), report_to="none", bf16=False)
     args._n_gpu = 2  # what TrainingArguments finds on a 2-GPU machine when no launcher started the process

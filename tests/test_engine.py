@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from coverlora.engine import SlotEngine, batch_buckets, round_up
-from coverlora.generation import generate_all, generate_batch
+from coverlora.generate.batched import generate_batch
+from coverlora.generate.engine import SlotEngine, batch_buckets, round_up
+from coverlora.generate.letters import generate_all
 from coverlora.models import load_model, load_tokenizer
 
 
@@ -59,7 +60,7 @@ def test_letters_equal_hf_generate_with_waiting_rows_and_early_stops(tiny, promp
     assert len({count for _, (count,) in expected}) > 1  # the rows really end at different lengths
     tokens, engine = engine_tokens(model, tokenizer, prompts, [20] * len(prompts), stop_ids, slots=slots,
                                    sync_every=sync_every)
-    from coverlora.generation import letters_from
+    from coverlora.generate.batched import letters_from
 
     assert [([text], [count]) for text, count in zip(*letters_from(tokenizer, tokens, stop_ids))] == expected
     assert not engine.live.any()
@@ -93,7 +94,7 @@ def test_repetition_penalty_matches_hf_on_unpadded_rows(tiny, prompts):
     assert expected != plain  # the penalty changes these letters, so the comparison below can fail
     tokens, _ = engine_tokens(model, tokenizer, prompts[:3], [16] * 3, [tokenizer.eos_token_id], slots=2,
                               repetition_penalty=1.3)
-    from coverlora.generation import letters_from
+    from coverlora.generate.batched import letters_from
 
     texts, counts = letters_from(tokenizer, tokens, [tokenizer.eos_token_id])
     assert [([t], [c]) for t, c in zip(texts, counts)] == expected
@@ -135,8 +136,8 @@ def test_batch_buckets_are_all_slots_multiples_of_the_step_then_powers_of_two():
 
 
 def test_a_model_that_bypasses_the_cache_is_refused_and_generate_takes_over(tiny, prompts, monkeypatch, caplog):
-    import coverlora.generation as generation
-    from coverlora.engine import SlotCache, UnsupportedModel
+    import coverlora.generate.batched as generation
+    from coverlora.generate.engine import SlotCache, UnsupportedModel
 
     model, tokenizer = tiny
     monkeypatch.setattr(SlotCache, "update", lambda self, k, v, layer_idx, *a, **kw: (k, v))  # attention's own cache
@@ -199,10 +200,10 @@ def test_a_checkpoint_of_another_shape_is_refused_and_nothing_copied(tiny_model_
 
 def test_the_test_stage_reuses_the_base_models_engine_for_the_merged_model(tiny_model_path, data_dir, tmp_path, caplog,
                                                                          monkeypatch):
-    import coverlora.generation as generation
+    import coverlora.generate.batched as generation
     from coverlora.config import TestConfig, TrainConfig
-    from coverlora.testing import run_test
-    from coverlora.training import train
+    from coverlora.generate.stage import run_test
+    from coverlora.train.stage import train
 
     run = train(TrainConfig(model=tiny_model_path, data=str(data_dir), output_dir=str(tmp_path / "run"), max_steps=1,
                             eval_strategy="no", batch_size=4))
@@ -279,8 +280,8 @@ def test_lengths_from_replays_an_earlier_runs_letter_lengths(tiny_model_path, da
 
     from coverlora.config import TestConfig, TrainConfig
     from coverlora.errors import UserError
-    from coverlora.testing import run_test
-    from coverlora.training import train
+    from coverlora.generate.stage import run_test
+    from coverlora.train.stage import train
 
     run = train(TrainConfig(model=tiny_model_path, data=str(data_dir), output_dir=str(tmp_path / "run"), max_steps=1,
                             eval_strategy="no", batch_size=4))

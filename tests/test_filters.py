@@ -1,12 +1,12 @@
-"""Tests for coverlora.filters and coverlora.leakage on small hand-built DataFrames."""
+"""Tests for coverlora.train.filters and coverlora.metrics.leakage on small hand-built DataFrames."""
 
 import pandas as pd
 import pytest
 
-from coverlora import filters as q
-from coverlora.leakage import find_leakage
-from coverlora.text import canonical
 from coverlora.fields import FIELDS
+from coverlora.metrics.leakage import find_leakage
+from coverlora.text import canonical
+from coverlora.train import filters as q
 
 BODY = (
     "I am writing to express my interest in the {title} position at {company}. "
@@ -243,7 +243,7 @@ def test_input_letter_similarity_related_beats_unrelated():
 
 # ---------------------------------------------------------------- one rule for the filter and the metrics
 
-from coverlora.scoring.grounding import check_letter  # noqa: E402
+from coverlora.scoring.rules import check_rules  # noqa: E402
 
 RULE_CASES = [
     # (field, value, letter text, named?)  — the cases where the two old copies of each rule disagreed, and more
@@ -276,11 +276,11 @@ def test_filter_and_metrics_share_the_company_and_title_rule(field, value, text,
     flags = flags_of(r)
     rule = {"hiring_company": ("company_missing", "company_named"), "job_title": ("title_missing", "title_named")}[field]
     assert flags[rule[0]].item() is (not named)
-    assert check_letter(letter, r)[rule[1]] is named
+    assert check_rules(letter, r)[rule[1]] is named
 
 
 @pytest.mark.parametrize("text, hit", PLACEHOLDER_CASES)
 def test_filter_and_metrics_share_the_placeholder_rule(text, hit):
     letter = BODY.format(title="Data Engineer", company="Acme Corp") + " " + text
     assert flags_of(row(letter=letter))["placeholder"].item() is hit
-    assert check_letter(letter, row(letter=letter))["has_placeholder"] is hit
+    assert check_rules(letter, row(letter=letter))["has_placeholder"] is hit

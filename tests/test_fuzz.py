@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import make_row, write_csv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import make_row, write_csv
 from coverlora.cli import run_stage
 from coverlora.config import TrainConfig
 from coverlora.fields import COLUMNS, REQUIRED_FIELDS
-from coverlora.training import train
+from coverlora.train.stage import train
 
 HEADERS = list(COLUMNS)
 REQUIRED_HEADERS = [h for h, f in COLUMNS.items() if f in REQUIRED_FIELDS]

@@ -6,8 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from coverlora.generation import (PreallocatedLayer, generate_batch, kv_bytes_per_token, length_sorted_batches,
-                                  preallocated_cache)
+from coverlora.generate.batched import (
+    PreallocatedLayer,
+    generate_batch,
+    kv_bytes_per_token,
+    length_sorted_batches,
+    preallocated_cache,
+)
 from coverlora.models import load_model, load_tokenizer
 
 
@@ -79,7 +84,7 @@ def test_uniform_batches_share_one_shape_for_a_compiled_graph():
 
 
 def test_static_cache_batches_are_padded_to_one_shape_and_the_padding_dropped(tiny, monkeypatch):
-    import coverlora.generation as generation
+    import coverlora.generate.batched as generation
 
     model, tokenizer = tiny
     prompts = prompts_of(tokenizer)
@@ -98,7 +103,7 @@ def test_static_cache_batches_are_padded_to_one_shape_and_the_padding_dropped(ti
 @pytest.fixture()
 def trained_run(tiny_model_path, data_dir, tmp_path):
     from coverlora.config import TrainConfig
-    from coverlora.training import train
+    from coverlora.train.stage import train
 
     return train(TrainConfig(model=tiny_model_path, data=str(data_dir), output_dir=str(tmp_path / "run"), max_steps=1,
                              eval_strategy="no", batch_size=4))
@@ -134,7 +139,7 @@ def fake_vllm(monkeypatch):
 
 def test_vllm_backend_serves_both_models_from_one_engine_in_row_order(trained_run, fake_vllm):
     from coverlora.config import TestConfig
-    from coverlora.testing import run_test
+    from coverlora.generate.stage import run_test
 
     run, table = run_test(TestConfig(run=str(trained_run.root), backend="vllm", batch_size=3, max_new_tokens=9,
                                      repetition_penalty=1.1))
@@ -169,7 +174,7 @@ def test_vllm_backend_without_vllm_is_a_one_line_error(trained_run, monkeypatch)
 
     from coverlora.config import TestConfig
     from coverlora.errors import ConfigError, UserError
-    from coverlora.testing import run_test
+    from coverlora.generate.stage import run_test
 
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm raises ImportError
     with pytest.raises(UserError, match="needs the vllm package"):
@@ -179,7 +184,7 @@ def test_vllm_backend_without_vllm_is_a_one_line_error(trained_run, monkeypatch)
 
 
 def test_grounded_choice_prefers_fewer_problems_and_breaks_ties_by_consensus():
-    from coverlora.grounded import choose
+    from coverlora.generate.candidates import choose
 
     row = {"job_title": "Data Analyst", "hiring_company": "Acme Corp", "applicant_name": "Ana Silva",
            "preferred_qualifications": "5+ years of Tableau", "current_experience": "Data Analyst at Foo Ltd for 2 years",
@@ -200,7 +205,7 @@ def test_grounded_test_stage_keeps_every_candidate_and_the_chosen_one(trained_ru
     import json
 
     from coverlora.config import TestConfig
-    from coverlora.testing import run_test
+    from coverlora.generate.stage import run_test
 
     _, table = run_test(TestConfig(run=str(trained_run.root), models="finetuned", decoding="grounded", candidates=3,
                                    temperature=1.0, max_new_tokens=6, batch_size=2))

@@ -2,8 +2,8 @@
 
 import pytest
 
-from coverlora.scoring import YearsClaim, check_letter, grounding_rates
-from coverlora.scoring.grounding import (
+from coverlora.scoring import YearsClaim, check_rules, grounding_rates
+from coverlora.scoring.rules import (
     company_named,
     find_placeholders,
     mentioned_entities,
@@ -150,7 +150,7 @@ def test_resume_years_is_unknown_without_amounts_or_with_open_ended_roles():
     ],
 )
 def test_years_claims_are_checked_against_resume_total(letter, n_unsupported):
-    check = check_letter(letter, ROW)  # resume: 3 + 4 = 7 years
+    check = check_rules(letter, ROW)  # resume: 3 + 4 = 7 years
     assert check["years_checkable"] is True and check["resume_years"] == 7
     assert check["n_unsupported_years"] == n_unsupported
     assert check["unsupported_years"] is (n_unsupported > 0)
@@ -158,12 +158,12 @@ def test_years_claims_are_checked_against_resume_total(letter, n_unsupported):
 
 def test_preferred_qualifications_do_not_support_a_claim():
     # ROW's job asks for "10+ years"; the resume only has 7.
-    assert check_letter("I bring 10+ years of experience.", ROW)["unsupported_years"] is True
+    assert check_rules("I bring 10+ years of experience.", ROW)["unsupported_years"] is True
 
 
 def test_claims_are_not_counted_when_resume_has_no_years():
     row = row_with(past_experience="Analyst at Beta", current_experience="Scientist at Gamma")
-    check = check_letter("I have twenty years of experience.", row)
+    check = check_rules("I have twenty years of experience.", row)
     assert check["years_claims"] == [YearsClaim(20, "exact")]
     assert check["years_checkable"] is False
     assert (check["unsupported_years"], check["n_unsupported_years"]) == (False, 0)
@@ -174,7 +174,7 @@ def test_claims_are_not_counted_when_resume_has_no_years():
 
 def test_hallucinated_skill_lowers_entity_precision_and_degree_synonym_is_supported():
     letter = "I hold a Bachelor's degree and use Python, TensorFlow and Kubernetes daily."
-    check = check_letter(letter, ROW)  # resume: BSc; Python, SQL, TensorFlow
+    check = check_rules(letter, ROW)  # resume: BSc; Python, SQL, TensorFlow
     assert check["entities_mentioned"] == ["Kubernetes", "Python", "TensorFlow", "bachelor's degree"]
     assert check["unsupported_entities"] == ["Kubernetes"]
     assert check["entity_precision"] == pytest.approx(3 / 4)
@@ -191,13 +191,13 @@ def test_hallucinated_skill_lowers_entity_precision_and_degree_synonym_is_suppor
     ],
 )
 def test_degree_synonyms_support_each_other(resume_degree, letter_degree):
-    check = check_letter(f"I hold {letter_degree}.", row_with(qualifications=resume_degree))
+    check = check_rules(f"I hold {letter_degree}.", row_with(qualifications=resume_degree))
     assert len(check["entities_mentioned"]) == 1
     assert check["unsupported_entities"] == []
 
 
 def test_a_masters_is_not_supported_by_a_bachelors():
-    check = check_letter("I hold a Master's degree.", ROW)
+    check = check_rules("I hold a Master's degree.", ROW)
     assert check["unsupported_entities"] == ["master's degree"]
     assert check["entity_precision"] == 0.0
 
@@ -212,8 +212,8 @@ def test_entities_match_whole_tokens_only():
 
 
 def test_entity_in_job_fields_counts_as_supported_and_no_mentions_gives_none():
-    assert check_letter("I know Spark well.", ROW)["unsupported_entities"] == []  # in the job ad
-    assert check_letter("I am a hard worker.", ROW)["entity_precision"] is None
+    assert check_rules("I know Spark well.", ROW)["unsupported_entities"] == []  # in the job ad
+    assert check_rules("I am a hard worker.", ROW)["entity_precision"] is None
 
 
 # ---------------------------------------------------------------------------- placeholders
@@ -233,7 +233,7 @@ def test_entity_in_job_fields_counts_as_supported_and_no_mentions_gives_none():
 )
 def test_placeholders_found(letter, placeholders):
     assert find_placeholders(letter) == placeholders
-    assert check_letter(letter, ROW)["has_placeholder"] is True
+    assert check_rules(letter, ROW)["has_placeholder"] is True
 
 
 @pytest.mark.parametrize(
@@ -247,7 +247,7 @@ def test_placeholders_found(letter, placeholders):
 )
 def test_no_placeholders(letter):
     assert find_placeholders(letter) == []
-    assert check_letter(letter, ROW)["has_placeholder"] is False
+    assert check_rules(letter, ROW)["has_placeholder"] is False
 
 
 # ---------------------------------------------------------------------------- whole letters and rates
@@ -263,7 +263,7 @@ Jane Doe"""
 
 
 def test_check_letter_on_a_well_grounded_letter():
-    check = check_letter(GOOD_LETTER, ROW)
+    check = check_rules(GOOD_LETTER, ROW)
     assert check["company_named"] and check["title_named"] and check["name_named"]
     assert check["years_claims"] == [YearsClaim(5, "at_least")]
     assert check["unsupported_years"] is False
@@ -274,10 +274,10 @@ def test_check_letter_on_a_well_grounded_letter():
 def test_grounding_rates_aggregate_by_hand():
     unparseable = row_with(past_experience="Analyst at Beta", current_experience="Lead at Gamma")
     checks = [
-        check_letter(GOOD_LETTER, ROW),  # 3 entities, all supported
-        check_letter("Dear [Hiring Manager], I know Kubernetes and 12 years of SQL.", ROW),
-        check_letter("Acme Analytics. 30 years of experience.", unparseable),  # years not checkable
-        check_letter("Hello.", row_with(hiring_company="")),  # company unknown: skipped
+        check_rules(GOOD_LETTER, ROW),  # 3 entities, all supported
+        check_rules("Dear [Hiring Manager], I know Kubernetes and 12 years of SQL.", ROW),
+        check_rules("Acme Analytics. 30 years of experience.", unparseable),  # years not checkable
+        check_rules("Hello.", row_with(hiring_company="")),  # company unknown: skipped
     ]
     rates = grounding_rates(checks)
     assert rates["n_letters"] == 4

@@ -21,8 +21,8 @@ def packed(tmp_path_factory):
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     from coverlora.config import TrainConfig
-    from coverlora.runio import RunLayout
-    from coverlora.training import build_trainer
+    from coverlora.runs.layout import RunLayout
+    from coverlora.train.stage import build_trainer
 
     word_level = Tokenizer(models.WordLevel({f"t{i}": i for i in range(VOCAB)}, unk_token=f"t{UNK}"))
     word_level.pre_tokenizer = pre_tokenizers.WhitespaceSplit()

@@ -10,12 +10,12 @@ import pytest
 import yaml
 
 from coverlora.config import TrainConfig
-from coverlora.options import parse_cli, to_yaml_section
 from coverlora.errors import ConfigError, UserError
-from coverlora.model_card import license_for, refresh_cards, write_model_card
-from coverlora.publish import push_run
-from coverlora.runio import RunLayout
-from coverlora.tracking import check_report_to, plot_loss, read_losses
+from coverlora.options import parse_cli, to_yaml_section
+from coverlora.runs.card import license_for, refresh_cards, write_model_card
+from coverlora.runs.layout import RunLayout
+from coverlora.runs.publish import push_run
+from coverlora.train.tracking import check_report_to, plot_loss, read_losses
 
 REPO = Path(__file__).resolve().parent.parent
 SUMMARY = """subset,system,metric,n,mean,std,median,diff_vs_base,ci_low,ci_high,note
@@ -134,7 +134,7 @@ def test_report_to_is_off_by_default_and_checked(monkeypatch):
 
 
 def test_report_to_reaches_trl(tmp_path):
-    from coverlora.training import sft_config
+    from coverlora.train.stage import sft_config
 
     layout = RunLayout(tmp_path / "run")
     args = sft_config(TrainConfig(report_to="none"), layout, __import__("torch").float32, has_val=False)

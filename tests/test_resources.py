@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from coverlora import resources
 from coverlora.errors import UserError
+from coverlora.train import memory as resources
 
 LLAMA2_7B = {"hidden_size": 4096, "num_hidden_layers": 32, "vocab_size": 32000, "intermediate_size": 11008,
              "num_attention_heads": 32, "num_key_value_heads": 32}
@@ -44,7 +44,7 @@ def test_gpu_oom_while_training_is_one_line_with_the_settings_to_change(tiny_mod
     from transformers import Trainer
 
     from coverlora.config import TrainConfig
-    from coverlora.training import train
+    from coverlora.train.stage import train
 
     def out_of_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

@@ -5,11 +5,11 @@ import json
 import pandas as pd
 import pytest
 
-import coverlora.generation as generation
-import coverlora.testing as testing
+import coverlora.generate.batched as generation
+import coverlora.generate.stage as testing
 from coverlora.config import TestConfig, TrainConfig
 from coverlora.errors import UserError
-from coverlora.training import train
+from coverlora.train.stage import train
 
 
 @pytest.fixture()

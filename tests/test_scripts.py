@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-
 from conftest import make_row, write_csv
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,20 +13,19 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
-
 from conftest import make_row, write_csv  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+from service_client import BASE_URL, FakeWriter, job_body  # noqa: E402
+
 from coverlora.config import ServeConfig  # noqa: E402
-from coverlora.options import parse_cli  # noqa: E402
 from coverlora.data import read_csv  # noqa: E402
 from coverlora.errors import ConfigError  # noqa: E402
 from coverlora.fields import INPUT_FIELDS, REQUEST_KEYS  # noqa: E402
+from coverlora.options import parse_cli  # noqa: E402
 from coverlora.service import LetterWriter, create_app  # noqa: E402
 from coverlora.service.letters import body_to_row  # noqa: E402
 from coverlora.service.schemas import request_model  # noqa: E402
-from coverlora.training import tokenize_rows  # noqa: E402
-from service_client import BASE_URL, FakeWriter, job_body  # noqa: E402
-
+from coverlora.train.stage import tokenize_rows  # noqa: E402
 
 # ---------------------------------------------------------------------------- happy path
 
@@ -297,8 +296,8 @@ def test_serves_a_run_with_its_prompt_settings(tmp_path, tiny_model_path, kind):
     from peft import LoraConfig, get_peft_model
 
     from coverlora.config import TrainConfig
-    from coverlora.options import to_yaml_section
     from coverlora.models import load_model, load_tokenizer
+    from coverlora.options import to_yaml_section
 
     run = tmp_path / "run"
     run.mkdir()

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from coverlora.config import ServeConfig  # noqa: E402
 from coverlora.errors import ConfigError  # noqa: E402
-from coverlora.generation import generate_candidates  # noqa: E402
-from coverlora.grounded import choose  # noqa: E402
+from coverlora.generate.batched import generate_candidates  # noqa: E402
+from coverlora.generate.candidates import choose  # noqa: E402
 from coverlora.service import LetterWriter, create_app  # noqa: E402
 from coverlora.service.letters import body_to_row  # noqa: E402
 from coverlora.service.writer import grounded_options  # noqa: E402

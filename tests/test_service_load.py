@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("uvicorn")
 
-from coverlora.service import LetterWriter, ServeConfig  # noqa: E402
-
 from conftest import start_service  # noqa: E402
+
+from coverlora.service import LetterWriter, ServeConfig  # noqa: E402
 
 GOOD = {"job": {"title": "Data Analyst", "company": "Acme Corp"}, "resume": {"name": "Ana Silva", "skills": "SQL"}}
 

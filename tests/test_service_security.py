@@ -9,10 +9,11 @@ import pytest
 
 pytest.importorskip("fastapi")
 
+from service_client import EXTENSION_ORIGIN, job_body  # noqa: E402
+
 from coverlora.config import EXTENSION_ID, origin_regex  # noqa: E402
 from coverlora.errors import ConfigError  # noqa: E402
 from coverlora.service import EXTENSION_DIR  # noqa: E402
-from service_client import EXTENSION_ORIGIN, job_body  # noqa: E402
 
 
 def test_bad_json_is_400_and_lone_surrogates_are_422_not_500(make_client):

@@ -6,7 +6,6 @@ used where timing matters.
 """
 
 import json
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -216,7 +215,7 @@ def test_a_request_that_leaves_the_line_is_not_generated(writer):
 def test_staged_decoding_writes_the_letters_generate_batch_writes(writer):
     """Prompts prefilled one by one from the shared prefix's cache, then decoded together: the same greedy letters
     as the test stage's batched generate, and each row's first token is known before the batch decodes."""
-    from coverlora.generation import generate_batch
+    from coverlora.generate.batched import generate_batch
     from coverlora.service.letters import body_to_row
 
     bodies = [{"job": {"title": t, "company": c}, "resume": {"name": n, "skills": k}}

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from coverlora.config import MergeConfig, MetricsConfig, TestConfig, TrainConfig
-from coverlora.testing import run_test
-from coverlora.merging import merge
+from coverlora.generate.stage import run_test
+from coverlora.merge.stage import merge
 from coverlora.metrics import run_metrics
-from coverlora.training import train
+from coverlora.train.stage import train
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 

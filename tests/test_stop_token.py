@@ -8,16 +8,15 @@ import copy
 
 import pytest
 import torch
+from conftest import make_row
 
 from coverlora.data import load_split
 from coverlora.errors import ConfigError
-from coverlora.generation import generate_batch
+from coverlora.generate.batched import generate_batch
 from coverlora.models import EMBEDDED_GGUF, gguf_special_tokens, load_model, load_tokenizer
 from coverlora.prompts import PromptFormat, check_special_tokens, template_end_of_turn
-from coverlora.runio import RunLayout
-from coverlora.training import build_trainer, tokenize_rows
-
-from conftest import make_row
+from coverlora.runs.layout import RunLayout
+from coverlora.train.stage import build_trainer, tokenize_rows
 
 
 def _gguf_path():

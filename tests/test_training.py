@@ -8,12 +8,12 @@ import torch
 
 from coverlora.config import MergeConfig, TrainConfig
 from coverlora.data import load_split
-from coverlora.generation import generate_batch
-from coverlora.merging import merge
+from coverlora.generate.batched import generate_batch
+from coverlora.merge.stage import merge
 from coverlora.models import load_model, load_tokenizer
 from coverlora.prompts import PromptFormat
-from coverlora.runio import RunLayout
-from coverlora.training import build_trainer, tokenize_rows, train
+from coverlora.runs.layout import RunLayout
+from coverlora.train.stage import build_trainer, tokenize_rows, train
 
 
 def tiny_cfg(model, data, out, **overrides) -> TrainConfig:
@@ -131,7 +131,7 @@ def test_a_nan_weight_decay_stops_training_in_one_line_and_keeps_no_adapter(tiny
 
 def test_a_second_stage_on_a_locked_run_folder_is_refused(tmp_path):
     from coverlora.errors import UserError
-    from coverlora.runio import run_lock
+    from coverlora.runs.layout import run_lock
 
     folder = tmp_path / "run"
     with run_lock(folder, "train"):
@@ -150,7 +150,7 @@ def test_a_second_stage_on_a_locked_run_folder_is_refused(tmp_path):
     ("all", "bf16", torch.float32), ("none", "bf16", torch.bfloat16), ("auto", "bf16", torch.bfloat16),
     ("auto", "fp16", torch.float32), ("none", "fp16", torch.float16)])
 def test_kbit_upcast_decides_the_frozen_norms_dtype(tiny_model_path, data_dir, tmp_path, upcast, precision, norm_dtype):
-    from coverlora.training import prepare_model
+    from coverlora.train.stage import prepare_model
 
     compute = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     model = load_model(tiny_model_path, compute)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from coverlora.runio import RunLayout, atomic_path, write_text_atomic
+from coverlora.runs.layout import RunLayout, atomic_path, write_text_atomic
 
 HEADLINE = ("rouge_l", "bertscore_f1", "repetition", "seq_rep_4", "distinct_2", "company_named", "title_named",
             "name_named", "unsupported_years", "entity_precision", "has_placeholder", "claim_support",

@@ -12,13 +12,20 @@ import pandas as pd
 from coverlora import data as data_mod
 from coverlora.config import MetricsConfig
 from coverlora.errors import UserError
-from coverlora.leakage import seen_in_training
-from coverlora.model_card import refresh_cards
-from coverlora.runio import RunLayout, atomic_path, file_sha256, read_json, run_lock, write_manifest
-from coverlora.runs import TrainedRun
-from coverlora.scoring import BertScoreModel, default_model, roberta_large
+from coverlora.metrics.leakage import seen_in_training
 from coverlora.metrics.report import plot_summary, write_report
-from coverlora.metrics.tables import eval_columns_present, letters_by_row, score_letters, subsets_for, summarize, systems_in
+from coverlora.metrics.tables import (
+    eval_columns_present,
+    letters_by_row,
+    score_letters,
+    subsets_for,
+    summarize,
+    systems_in,
+)
+from coverlora.runs.card import refresh_cards
+from coverlora.runs.layout import RunLayout, atomic_path, file_sha256, read_json, run_lock, write_manifest
+from coverlora.runs.trained import TrainedRun
+from coverlora.scoring import BertScoreModel, default_model, roberta_large
 
 log = logging.getLogger("coverlora")
 

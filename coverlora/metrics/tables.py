@@ -7,12 +7,22 @@ import json
 import numpy as np
 import pandas as pd
 
-from coverlora.baselines import baseline_letters
 from coverlora.fields import INPUT_FIELDS
-from coverlora.scoring import (BertScoreModel, bert_score, bootstrap_diff_ci, check_letter, describe, distinct_n,
-                       repetition_ratio, rouge_l, self_bleu, seq_rep_n)
-from coverlora.scoring.claims import BORROWED, NOT_A_CLAIM, SUPPORTED, UNSUPPORTED, check_letters
-from coverlora.scoring.claims import describe as describe_claim
+from coverlora.metrics.baselines import baseline_letters
+from coverlora.scoring import (
+    BertScoreModel,
+    bert_score,
+    bootstrap_diff_ci,
+    check_rules,
+    describe,
+    distinct_n,
+    repetition_ratio,
+    rouge_l,
+    self_bleu,
+    seq_rep_n,
+)
+from coverlora.scoring.claims.verdicts import BORROWED, NOT_A_CLAIM, SUPPORTED, UNSUPPORTED, check_letters
+from coverlora.scoring.claims.verdicts import explain as describe_claim
 
 GENERATED = ("base", "finetuned")
 # The references score themselves only on metrics that don't compare with a reference.
@@ -60,7 +70,7 @@ def score_letters(table: pd.DataFrame, systems: dict[str, list[str]], bertscore_
     references = table["reference"].tolist()
     frames, label = [], ""
     for system, letters in systems.items():
-        checks = [check_letter(letter, row) for letter, row in zip(letters, rows)]
+        checks = [check_rules(letter, row) for letter, row in zip(letters, rows)]
         frame = pd.DataFrame({
             "row_id": table["row_id"].values,
             "system": system,

@@ -1,9 +1,9 @@
 """Scores for generated cover letters: pure functions over texts and rows, no file access."""
 
 from coverlora.scoring.bertscore import BertScoreModel, bert_score, default_model, roberta_large
-from coverlora.scoring.grounding import YearsClaim, check_letter, grounding_rates
 from coverlora.scoring.repetition import distinct_n, repetition_ratio, self_bleu, seq_rep_n
 from coverlora.scoring.rouge import rouge_l
+from coverlora.scoring.rules import YearsClaim, check_rules, grounding_rates
 from coverlora.scoring.stats import bootstrap_diff_ci, describe
 
 __all__ = [
@@ -11,7 +11,7 @@ __all__ = [
     "YearsClaim",
     "bert_score",
     "bootstrap_diff_ci",
-    "check_letter",
+    "check_rules",
     "default_model",
     "describe",
     "distinct_n",

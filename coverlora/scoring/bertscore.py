@@ -39,7 +39,7 @@ def default_model() -> BertScoreModel:
 
     bert_score publishes no baseline for it, so its scores are raw (and compressed near the top).
     """
-    from coverlora.embeddings import minilm_path
+    from coverlora.scoring.embeddings import minilm_path
 
     model_dir = minilm_path()
     return BertScoreModel(

@@ -19,7 +19,7 @@ class UnicodeTokenizer:
 
         self.stemmer = porter.PorterStemmer()
 
-    @lru_cache(maxsize=100_000)
+    @lru_cache(maxsize=100_000)  # noqa: B019 (one scorer per process, kept for its life: nothing leaks)
     def _stem(self, token: str) -> str:
         # rouge_score stems tokens longer than 3 characters; other scripts have no Porter stemmer.
         return self.stemmer.stem(token) if len(token) > 3 and token.isascii() else token

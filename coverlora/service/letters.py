@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from coverlora.config import ServeConfig
 from coverlora.fields import REQUEST_KEYS
@@ -73,10 +74,10 @@ def prepare(writer: LetterWriter, cfg: ServeConfig, body: Mapping[str, Any]) -> 
 
 def grounding_report(letter: str, row: Mapping[str, str], new_tokens: int, max_new_tokens: int,
                      timed_out: bool) -> tuple[list[dict[str, str]], dict[str, Any]]:
-    """scoring.grounding.check_letter's findings as readable warnings, plus the raw checks."""
-    from coverlora.scoring.grounding import check_letter
+    """scoring.grounding.check_rules's findings as readable warnings, plus the raw checks."""
+    from coverlora.scoring.rules import check_rules
 
-    check = check_letter(letter, row)
+    check = check_rules(letter, row)
     warnings = []
 
     def warn(code: str, message: str) -> None:
@@ -115,10 +116,10 @@ def grounding_report(letter: str, row: Mapping[str, str], new_tokens: int, max_n
 def claim_report(letter: str, row: Mapping[str, str]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """Each sentence with its claim label and evidence (lexical evidence: as accurate as MiniLM on the held-out
     labels, and fast enough for a request), and one warning per kind of flagged claim."""
-    from coverlora.scoring.claims import BORROWED, UNSUPPORTED, check_claims, describe
+    from coverlora.scoring.claims.verdicts import BORROWED, UNSUPPORTED, check_claims, explain
 
     verdicts = check_claims(letter, row, embeddings=False)
-    claims = [{"sentence": v.text, "label": v.label, "evidence": describe(v)} for v in verdicts]
+    claims = [{"sentence": v.text, "label": v.label, "evidence": explain(v)} for v in verdicts]
     warnings = []
     for label, message in ((BORROWED, "states the job's requirements or company as the applicant's own"),
                            (UNSUPPORTED, "claims what neither the resume nor the job says")):

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from transformers import DynamicCache, GenerationConfig
 
-from coverlora.generation import left_pad, letters_from, preallocated_cache
+from coverlora.generate.batched import left_pad, letters_from, preallocated_cache
 
 FirstToken = Callable[[int, int], None]  # (row, token id), called as soon as a row's first token is known
 

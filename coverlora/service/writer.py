@@ -45,11 +45,11 @@ UNTUNED_GUARD = {"repetition_penalty": 1.1, "no_repeat_ngram_size": 4}
 
 def _load(cfg: ServeConfig) -> tuple[Any, Any, Any, str, dict[str, Any]]:
     """(model, tokenizer, prompt format, display name, the run's test stage config; None for an untuned model)."""
-    from coverlora.generation import load_generator
+    from coverlora.generate.loading import load_generator
     from coverlora.models import load_model, load_tokenizer, resolve_dtype, resolve_model
     from coverlora.prompts import PromptFormat
-    from coverlora.runio import read_stage_config
-    from coverlora.runs import TrainedRun
+    from coverlora.runs.layout import read_stage_config
+    from coverlora.runs.trained import TrainedRun
 
     dtype = resolve_dtype(cfg.precision)
     if not cfg.run:
@@ -114,7 +114,7 @@ class LetterWriter:
         self.context_length = int(getattr(config, "max_position_embeddings", 0) or 0)
 
     @classmethod
-    def from_config(cls, cfg: ServeConfig) -> "LetterWriter":
+    def from_config(cls, cfg: ServeConfig) -> LetterWriter:
         model, tokenizer, fmt, name, tested = _load(cfg)
         model.eval()
         decoding, grounded = decoding_options(cfg, tested), grounded_options(cfg, tested)
@@ -155,8 +155,8 @@ class LetterWriter:
         """Blocking, as generate. Grounded decoding (self.grounded): every prompt's greedy letter and samples in one
         batch, then grounded.choose by each prompt's row; returns the letters, their new-token counts and how
         each was chosen. Nothing streams: the letter is known only once every candidate is written."""
-        from coverlora.generation import generate_candidates
-        from coverlora.grounded import keep_chosen
+        from coverlora.generate.batched import generate_candidates
+        from coverlora.generate.candidates import keep_chosen
 
         self._count(prompts)
         candidates, counts = generate_candidates(  # self.grounded holds generate_candidates' samples, temperature, seed
@@ -174,7 +174,8 @@ class LetterWriter:
                             stop: threading.Event | None, streamer) -> tuple[list[str], list[int]]:
         """generate() through the slot engine: tokens reach the streamer at each sync; a stop or the time cap ends
         every row where it is."""
-        from coverlora.generation import letters_from, slot_engine
+        from coverlora.generate.batched import letters_from
+        from coverlora.generate.slots import slot_engine
 
         slots, positions = self.engine
         engine = slot_engine(self.model, self.tokenizer, capacity=positions, stop_ids=self.format.stop_ids,

@@ -13,8 +13,8 @@ import re
 import pandas as pd
 
 from coverlora.fields import INPUT_FIELDS, TARGET_FIELD
-from coverlora.filters import canonical_column
 from coverlora.text import as_text
+from coverlora.train.filters import canonical_column
 
 # ROUGE-L F1 between name-masked letters at or above which two letters are one template. On the 292 test rows that
 # do not leak exactly, the nearest training letter scores: < 0.6: 147 rows, 0.6-0.7: 14, 0.7-0.8: 7, 0.8-0.9: 10,
@@ -59,7 +59,7 @@ def swap_entities(letter: str, source: dict, target: dict) -> str:
             if field == "applicant_name" and len(old.split()) > 1:
                 replacements.append((old.split()[0], new.split()[0] if new else new))
     for old, new in sorted(replacements, key=lambda pair: -len(pair[0])):  # "John Smith" before "John"
-        letter = re.sub(rf"(?<!\w){re.escape(old)}(?!\w)", lambda _: new, letter, flags=re.IGNORECASE)
+        letter = re.sub(rf"(?<!\w){re.escape(old)}(?!\w)", lambda _, new=new: new, letter, flags=re.IGNORECASE)
     return letter
 
 

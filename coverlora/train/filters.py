@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
 from coverlora.fields import COLUMNS, INPUT_FIELDS, TARGET_FIELD
 from coverlora.prompts import prompt_labels
-from coverlora.scoring.grounding import company_named, find_placeholders, title_named
+from coverlora.scoring.rules import company_named, find_placeholders, title_named
 from coverlora.scoring.sentences import CLOSING_PHRASES
 from coverlora.text import as_text, canonical
 
@@ -210,7 +210,7 @@ def input_text(row) -> str:
 
 def input_letter_similarity(frame: pd.DataFrame, batch_size: int = 64, device: str = "cpu") -> list[float]:
     """MiniLM cosine between each row's letter and its concatenated input fields (``input_text``), in row order."""
-    from coverlora.embeddings import embed
+    from coverlora.scoring.embeddings import embed
 
     if len(frame) == 0:
         return []
@@ -222,7 +222,7 @@ def input_letter_similarity(frame: pd.DataFrame, batch_size: int = 64, device: s
 
 def unbacked_claims(frame: pd.DataFrame) -> list[bool]:
     """Per row: does its letter claim something its resume does not back (the claim checker, MiniLM included)?"""
-    from coverlora.scoring.claims import check_letters, letter_flagged
+    from coverlora.scoring.claims.verdicts import check_letters, letter_flagged
 
     rows = frame.to_dict("records")
     return [letter_flagged(v) for v in check_letters(column(frame, TARGET_FIELD), rows)]

@@ -11,10 +11,10 @@ from typing import NamedTuple
 
 from coverlora.fields import INPUT_FIELDS
 from coverlora.scoring.vocabulary import CASE_SENSITIVE_ALIASES, ENTITY_ALIASES
-from coverlora.scoring.years import YearsClaim, resume_years, years_claims
 from coverlora.text import as_text, fold, padded_words
+from coverlora.years import YearsClaim, resume_years, years_claims
 
-__all__ = ["LEGAL_SUFFIXES", "YearsClaim", "check_letter", "company_core", "company_named", "find_placeholders", "grounding_rates", "mentioned_entities",
+__all__ = ["LEGAL_SUFFIXES", "YearsClaim", "check_rules", "company_core", "company_named", "find_placeholders", "grounding_rates", "mentioned_entities",
            "name_named", "resume_years", "title_named", "years_claims"]
 
 
@@ -191,7 +191,7 @@ def find_placeholders(letter: str) -> list[str]:
 # ---------------------------------------------------------------------------- per letter and overall
 
 
-def check_letter(letter: str, row: Mapping[str, str]) -> dict:
+def check_rules(letter: str, row: Mapping[str, str]) -> dict:
     """All grounding checks of one letter against the row it was written from.
 
     Returns:
@@ -240,7 +240,7 @@ def _rate(flags: Iterable[bool | None]) -> float | None:
 
 
 def grounding_rates(checks: list[dict]) -> dict:
-    """Aggregate check_letter results over letters.
+    """Aggregate check_rules results over letters.
 
     Name/title/company rates skip letters whose row lacks the field; unsupported_years_rate
     is over letters whose resume states years (n_years_checkable of them); entity_precision is

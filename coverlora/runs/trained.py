@@ -13,7 +13,7 @@ from coverlora.options import build_config
 from coverlora.errors import UserError
 from coverlora.models import resolve_model
 from coverlora.prompts import PromptFormat
-from coverlora.runio import RunLayout, read_stage_config
+from coverlora.runs.layout import RunLayout, read_stage_config
 
 
 @dataclass

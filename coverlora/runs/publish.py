@@ -10,8 +10,8 @@ import logging
 from typing import Any
 
 from coverlora.errors import UserError
-from coverlora.model_card import refresh_cards
-from coverlora.runio import RunLayout
+from coverlora.runs.card import refresh_cards
+from coverlora.runs.layout import RunLayout
 
 log = logging.getLogger("coverlora")
 # Never uploaded: the run's lock file and any staging leftovers.

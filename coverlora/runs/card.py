@@ -16,7 +16,7 @@ import yaml
 
 from coverlora.hub import looks_local
 from coverlora.models import EMBEDDED
-from coverlora.runio import RunLayout, read_json, read_stage_config, write_text_atomic
+from coverlora.runs.layout import RunLayout, read_json, read_stage_config, write_text_atomic
 
 log = logging.getLogger("coverlora")
 EMBEDDED_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the embedded GGUF was converted from
@@ -44,7 +44,7 @@ def eval_rows(layout: RunLayout) -> list[dict[str, str]]:
         return [row for row in csv.DictReader(handle) if row.get("subset") == "all"]
 
 
-def eval_table(rows: list[dict[str, str]]) -> str:
+def results_table(rows: list[dict[str, str]]) -> str:
     """Markdown: one line per metric, one column per system (mean over the test rows)."""
     systems = [s for s in CARD_SYSTEMS if any(r["system"] == s for r in rows)]
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
@@ -86,7 +86,7 @@ def render(layout: RunLayout, folder_kind: str) -> str:
              f"- data hash (sha256 of the rows): `{versions.get('train', {}).get('data_hash', 'unknown')}`",
              f"- rows: {versions.get('train', {}).get('train_rows', '?')} train, "
              f"{versions.get('train', {}).get('val_rows', '?')} validation", "", "## Evaluation", ""]
-    parts.append(eval_table(rows) + "\n\nMeans over all test rows (eval_summary.csv, subset `all`)." if rows else
+    parts.append(results_table(rows) + "\n\nMeans over all test rows (eval_summary.csv, subset `all`)." if rows else
                  "Not evaluated yet: run test.py and metrics.py, then refresh this card "
                  "(python scripts/push_to_hub.py --run RUN --card-only).")
     parts += ["", "## Training config", "", "```yaml", yaml.safe_dump({"train": train}, sort_keys=False).strip(), "```", ""]

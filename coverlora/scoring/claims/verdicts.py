@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from coverlora.scoring import claim_detection as detection
-from coverlora.scoring.claim_evidence import (
+from coverlora.scoring.claims import detection
+from coverlora.scoring.claims.evidence import (
     BORROWED,
     JOB_FIELDS,
     RESUME_FIELDS,
@@ -34,9 +34,9 @@ from coverlora.scoring.claim_evidence import (
     hard_evidence,
     word_evidence,
 )
-from coverlora.scoring.claim_roles import role_evidence
-from coverlora.text import field_text, padded_words
+from coverlora.scoring.claims.roles import role_evidence
 from coverlora.scoring.sentences import BODY, split_sentences
+from coverlora.text import field_text, padded_words
 
 NOT_A_CLAIM = "not_a_claim"
 LABELS = (SUPPORTED, BORROWED, UNSUPPORTED, NOT_A_CLAIM)
@@ -120,7 +120,7 @@ def relabel(verdict: SentenceVerdict, thresholds: Thresholds) -> SentenceVerdict
                                          thresholds))
 
 
-def describe(verdict: SentenceVerdict) -> str:
+def explain(verdict: SentenceVerdict) -> str:
     """The evidence in one line, e.g. 'employer borrowed: Northwind Logistics (hiring_company); ...'."""
     parts = []
     for item in verdict.evidence:
@@ -147,7 +147,7 @@ def _lines(row: Mapping[str, str], names: Sequence[str]) -> list[str]:
 
 def _similarities(texts: list[str], rows: list[Mapping[str, str]]) -> list[tuple[float | None, float | None]]:
     """(best resume cosine, best job cosine) per sentence; texts[i] belongs to rows[i]. One MiniLM pass."""
-    from coverlora.embeddings import embed
+    from coverlora.scoring.embeddings import embed
 
     units = [(_lines(row, RESUME_FIELDS), _lines(row, JOB_FIELDS)) for row in rows]
     vocabulary = list(dict.fromkeys([*texts, *(u for pair in units for side in pair for u in side)]))

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coverlora.scoring.claims import FLAGGED_LABELS, LABELS, SentenceVerdict
+from coverlora.scoring.claims.verdicts import FLAGGED_LABELS, LABELS, SentenceVerdict
 from coverlora.scoring.sentences import split_sentences
 
 GENERATED = {"smollm2": "generated_smollm2.jsonl"}  # generated letters over dataset rows

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 
-from coverlora.scoring.claim_evidence import BORROWED, SUPPORTED, UNSUPPORTED, Evidence, RowSources
-from coverlora.scoring.claim_words import STOP_WORDS
-from coverlora.scoring.grounding import company_core, company_named
+from coverlora.scoring.claims.evidence import BORROWED, SUPPORTED, UNSUPPORTED, Evidence, RowSources
+from coverlora.scoring.claims.words import STOP_WORDS
+from coverlora.scoring.rules import company_core, company_named
 from coverlora.text import field_text, padded_words
 
 _EXPERIENCE_FIELDS = ("current_experience", "past_experience")

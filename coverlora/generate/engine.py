@@ -18,12 +18,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
-from coverlora.resources import attention_shape
+from coverlora.generate.batched import left_pad
+from coverlora.train.memory import attention_shape
 
 log = logging.getLogger("coverlora")
 BUCKET = 128  # positions: attention reads the longest live row's length rounded up to this
@@ -218,8 +219,6 @@ class SlotEngine:
 
     def _prefill(self, slots: list[int], prompts: list[list[int]], limits: list[int]) -> None:
         """Prompts into `slots` (left-padded to the longest), and each one's first token."""
-        from coverlora.generation import left_pad
-
         ids, mask = left_pad(prompts, self.pad_id)
         ids, mask = ids.to(self.device), mask.to(self.device).bool()
         width = ids.shape[1]
@@ -292,7 +291,7 @@ class SlotEngine:
             elif not run.queue:
                 return
 
-    def _admit(self, run: "_Run") -> None:
+    def _admit(self, run: _Run) -> None:
         """Prefill waiting prompts into the free slots, once enough are free to make a prefill worth it."""
         free = [s for s in range(run.batch) if run.holder[s] < 0]
         if len(free) < min(len(run.queue), max(1, self.slots // 8)):
@@ -306,7 +305,7 @@ class SlotEngine:
         self.stats.prefill_s += time.perf_counter() - started
         self.stats.prefill_tokens += sum(len(run.prompts[i]) for i in admitted)
 
-    def _run_steps(self, run: "_Run", occupied: list[int]) -> None:
+    def _run_steps(self, run: _Run, occupied: list[int]) -> None:
         """Up to `sync_every` decode steps, no more than the longest-to-go row can still need."""
         batch = run.batch
         count = self.count[:batch].tolist()
@@ -320,7 +319,7 @@ class SlotEngine:
             torch.cuda.synchronize(self.device)
         self.stats.add_steps(batch, steps, time.perf_counter() - started - (self.stats.capture_s - captured))
 
-    def _hand_back(self, run: "_Run") -> None:
+    def _hand_back(self, run: _Run) -> None:
         """New tokens to on_progress; finished rows to on_finished, freeing their slots."""
         live, count = self.live[:run.batch].tolist(), self.count[:run.batch].tolist()
         held = [s for s in range(run.batch) if run.holder[s] >= 0]
@@ -338,7 +337,7 @@ class SlotEngine:
             for s in done:
                 run.holder[s] = -1
 
-    def _compact(self, run: "_Run", buckets: list[int]) -> int:
+    def _compact(self, run: _Run, buckets: list[int]) -> int:
         """Nothing waits: move the live rows to the front slots and decode at the smallest batch that holds them."""
         batch, holder = run.batch, run.holder
         occupied = [s for s in range(batch) if holder[s] >= 0]

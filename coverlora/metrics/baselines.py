@@ -12,10 +12,10 @@ from __future__ import annotations
 import pandas as pd
 
 from coverlora.fields import TARGET_FIELD
-from coverlora.filters import input_text
-from coverlora.leakage import swap_entities
+from coverlora.metrics.leakage import swap_entities
 from coverlora.prompts import JOB_LINES, RESUME_LINES
 from coverlora.text import as_text
+from coverlora.train.filters import input_text
 
 BASELINES = ("copy_input", "template", "retrieval")
 TEMPLATE = (

@@ -10,10 +10,10 @@ import torch
 
 from coverlora.config import MergeConfig
 from coverlora.errors import UserError
-from coverlora.model_card import write_model_card
 from coverlora.models import load_adapter, load_model, load_tokenizer, resolve_dtype
-from coverlora.runio import replace_dir_atomic, run_lock, write_manifest
-from coverlora.runs import TrainedRun
+from coverlora.runs.card import write_model_card
+from coverlora.runs.layout import replace_dir_atomic, run_lock, write_manifest
+from coverlora.runs.trained import TrainedRun
 
 log = logging.getLogger("coverlora")
 

@@ -2,7 +2,7 @@
 
 Usage:
     # runs written by test.py --decoding grounded --split validation, one per temperature (results/run_grounded.sh)
-    python scripts/grounded.py runs/grounded-t0.7 runs/grounded-t1.0 --out results/smollm2/grounded_validation.md
+    python scripts/tune_candidates.py runs/grounded-t0.7 runs/grounded-t1.0 --out results/smollm2/grounded_validation.md
 
 Each run's eval_validation.csv holds every candidate (the greedy letter first, then the samples), so choosing
 with the first N samples is exactly what --candidates N would have chosen. For every temperature and N it reports,
@@ -19,10 +19,10 @@ import _bootstrap
 import pandas as pd
 
 from coverlora.errors import UserError
-from coverlora.grounded import choose
-from coverlora.runio import RunLayout, write_text_atomic
-from coverlora.scoring import check_letter, rouge_l
-from coverlora.scoring.claims import check_letters, letter_flagged
+from coverlora.generate.candidates import choose
+from coverlora.runs.layout import RunLayout, write_text_atomic
+from coverlora.scoring import check_rules, rouge_l
+from coverlora.scoring.claims.verdicts import check_letters, letter_flagged
 
 SAMPLES = (0, 1, 2, 4, 8)
 
@@ -49,7 +49,7 @@ def _temperature(layout: RunLayout) -> float:
 def score(table: pd.DataFrame, letters: list[str]) -> dict:
     rows = table.rename(columns={"reference": "cover_letter"}).to_dict("records")
     flagged = [letter_flagged(v) for v in check_letters(letters, rows, embeddings=False)]
-    checks = [check_letter(letter, row) for letter, row in zip(letters, rows)]
+    checks = [check_rules(letter, row) for letter, row in zip(letters, rows)]
     named = [all(c[k] is not False for k in ("company_named", "title_named", "name_named")) for c in checks]
     return {"flagged": sum(flagged) / len(letters), "rouge_l": sum(rouge_l(letters, table["reference"].tolist())) / len(letters),
             "all_named": sum(named) / len(letters)}

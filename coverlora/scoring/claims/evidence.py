@@ -14,11 +14,11 @@ from functools import lru_cache
 
 from nltk.stem.snowball import SnowballStemmer
 
-from coverlora.scoring.claim_words import ACRONYMS, COMPOUNDS, GENERIC_WORDS, STOP_WORDS
-from coverlora.scoring.grounding import find_placeholders, mentioned_entities, resume_years, years_claims
+from coverlora.scoring.claims.words import ACRONYMS, COMPOUNDS, GENERIC_WORDS, STOP_WORDS
+from coverlora.scoring.rules import find_placeholders, mentioned_entities, resume_years, years_claims
 from coverlora.scoring.vocabulary import ENTITY_ALIASES
-from coverlora.scoring.years import NUMBER_WORDS
 from coverlora.text import field_text, padded_words
+from coverlora.years import NUMBER_WORDS
 
 RESUME_FIELDS = ("current_experience", "past_experience", "skillsets", "qualifications")
 JOB_FIELDS = ("job_title", "hiring_company", "preferred_qualifications")
@@ -98,7 +98,7 @@ class RowSources:
     job_years: set[float] = field(default_factory=set)
 
     @classmethod
-    def of(cls, row: Mapping[str, str]) -> "RowSources":
+    def of(cls, row: Mapping[str, str]) -> RowSources:
         sources = cls(row)
         sources.resume_text = "\n".join(field_text(row, name) for name in RESUME_FIELDS)
         job_text = "\n".join(field_text(row, name) for name in JOB_FIELDS)

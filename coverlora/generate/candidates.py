@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from coverlora.scoring.claims import check_letters
-from coverlora.scoring.grounding import check_letter
+from coverlora.scoring.claims.verdicts import check_letters
 from coverlora.scoring.rouge import scorer
+from coverlora.scoring.rules import check_rules
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Choice:
 
 
 def problems(letter: str, row: Mapping[str, str], flagged_claims: int) -> tuple[int, int, int]:
-    checks = check_letter(letter, row)
+    checks = check_rules(letter, row)
     missing = sum(checks[key] is False for key in ("company_named", "title_named", "name_named"))
     return flagged_claims, missing, len(checks["placeholders"])
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from coverlora.errors import UserError
-from coverlora.runio import RunLayout, atomic_path
+from coverlora.runs.layout import RunLayout, atomic_path
 
 log = logging.getLogger("coverlora")
 # report_to → (the package it needs, how to get it)

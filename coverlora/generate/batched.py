@@ -1,4 +1,4 @@
-"""Batched greedy generation: the decoding engine under the test stage (testing.py) and the service.
+"""Batched greedy generation: the decoding engine under the test stage (generate/stage.py) and the service.
 
 Decoding a 7B model is bound by memory traffic: every step reads the weights and the whole batch's KV cache.
 So batches are as large as GPU memory allows (sized from the KV bytes per token), prompts are length-sorted to
@@ -14,29 +14,22 @@ import logging
 import math
 import time
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from tqdm.auto import tqdm
 from transformers.cache_utils import Cache, DynamicLayer
 
-from coverlora import distributed
-from coverlora.config import TestConfig
 from coverlora.data import clean_letter
-from coverlora.engine import SlotEngine, UnsupportedModel, round_up
 from coverlora.errors import UserError
-from coverlora.models import load_adapter, load_model, load_tokenizer
-from coverlora.resources import attention_shape
-from coverlora.runs import TrainedRun
+from coverlora.train.memory import attention_shape
 
 log = logging.getLogger("coverlora")
 # Recent transformers 5.x renamed generate()'s `past_key_values` to `cache`; the old name works until 6.0 (our
 # upper bound) and is the only one older 5.x releases take, so it stays, without the rename's warning.
 warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
 BatchDone = Callable[[list[int], list[str], list[int], float], None]
-# The slot engine's prefill is chunked (engine.SlotEngine.prefill_tokens), so it needs less headroom than
-# generate's batches, which prefill a whole batch at once (see kv_token_budget).
-SLOT_MEMORY_SHARE = 0.85
+
 
 
 def length_sorted_batches(lengths: list[int], batch_size: int, *, max_new_tokens: int = 0,
@@ -65,13 +58,11 @@ def length_sorted_batches(lengths: list[int], batch_size: int, *, max_new_tokens
         start += size
     return batches
 
-
 def kv_bytes_per_token(model) -> int:
     """Bytes one token's keys and values take over all layers, in the model's dtype."""
     cfg = model.config.get_text_config().to_dict()
     _, kv_heads, head_dim = attention_shape(cfg)
     return 2 * cfg["num_hidden_layers"] * kv_heads * head_dim * next(model.parameters()).element_size()
-
 
 def kv_token_budget(model, share: float = 0.75) -> int:
     """KV-cache positions that fit in `share` of the model's GPU's free memory (0 = no limit, on CPU). The rest
@@ -81,7 +72,6 @@ def kv_token_budget(model, share: float = 0.75) -> int:
         return 0
     free, _ = torch.cuda.mem_get_info(device)
     return int(free * share) // kv_bytes_per_token(model)
-
 
 class PreallocatedLayer(DynamicLayer):
     """A DynamicLayer whose keys and values are views into one buffer of `capacity` positions, allocated at the
@@ -129,12 +119,10 @@ class PreallocatedLayer(DynamicLayer):
             self._buffers = tuple(b[indices, ...] for b in self._buffers)
             self._view(self._filled)
 
-
 def preallocated_cache(model, capacity: int):
     """A transformers Cache of PreallocatedLayers, one per decoder layer, each holding `capacity` positions."""
     layers = model.config.get_text_config().num_hidden_layers
     return Cache(layers=[PreallocatedLayer(capacity) for _ in range(layers)])
-
 
 def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Left padding keeps every prompt's last token at the same position, where generation starts."""
@@ -145,7 +133,6 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch
         ids[row, width - len(prompt):] = torch.tensor(prompt)
         mask[row, width - len(prompt):] = 1
     return ids, mask
-
 
 @torch.no_grad()
 def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, *, stop_ids: list[int] | None = None,
@@ -176,7 +163,6 @@ def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
                          **(generate_kwargs or {}))
     return letters_from(tokenizer, out[:, ids.shape[1]:].cpu(), stop_ids)
 
-
 def letters_from(tokenizer, new: torch.Tensor | list[list[int]], stop_ids: list[int]) -> tuple[list[str], list[int]]:
     """Each row's new tokens up to its first stop id: the cleaned letters and their token counts."""
     texts, counts = [], []
@@ -188,7 +174,6 @@ def letters_from(tokenizer, new: torch.Tensor | list[list[int]], stop_ids: list[
         texts.append(clean_letter(tokenizer.decode(row[:length], skip_special_tokens=True)))
     return texts, counts
 
-
 def generate_candidates(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, *, samples: int,
                         temperature: float, seed: int = 0, **kwargs) -> tuple[list[list[str]], list[list[int]]]:
     """Per prompt, the greedy letter first and then `samples` sampled ones (grounded decoding picks among them)."""
@@ -198,36 +183,6 @@ def generate_candidates(model, tokenizer, prompts: list[list[int]], max_new_toke
                                      top_k=0, num_return_sequences=samples, **kwargs)
     return ([[letter, *sampled[i * samples:(i + 1) * samples]] for i, letter in enumerate(greedy)],
             [[count, *counts[i * samples:(i + 1) * samples]] for i, count in enumerate(greedy_counts)])
-
-
-def generate_all(model, tokenizer, prompts: list[list[int]], indices: list[int], *, max_new_tokens: int,
-                 batch_size: int, on_batch: BatchDone, desc: str, stop_ids: list[int] | None = None,
-                 kv_cache: str = "preallocated", decode: Callable | None = None, limits: dict[int, int] | None = None,
-                 **decoding) -> None:
-    """Letters for prompts[i], i in `indices`, through on_batch as they finish; `limits` caps some rows' new
-    tokens below max_new_tokens (benchmarks replaying a real run's lengths).
-
-    kv_cache 'slots' is the slot engine (engine.py: continuous batching) for greedy letters; sampled candidates
-    (`decode`), no_repeat_ngram_size and a model the engine cannot drive go through HF generate with the static
-    cache on a GPU (preallocated elsewhere) instead: batched_letters. `decode` is generate_batch unless given
-    (generate_candidates for grounded decoding: a list of letters per row).
-    """
-    if kv_cache == "slots":
-        if decode is None and not decoding.get("no_repeat_ngram_size"):
-            caps = [min(max_new_tokens, (limits or {}).get(i, max_new_tokens)) for i in range(len(prompts))]
-            try:
-                return slot_letters(model, tokenizer, prompts, indices, caps, batch_size=batch_size, on_batch=on_batch,
-                                    desc=desc, stop_ids=stop_ids, repetition_penalty=decoding.get("repetition_penalty", 1.0))
-            except UnsupportedModel as exc:
-                model._slot_engine = None
-                log.warning("the slot engine cannot drive this model (%s): decoding with generate instead", exc)
-        kv_cache = "static" if next(model.parameters()).is_cuda else "preallocated"
-    if limits:
-        raise ValueError("per-row limits need kv_cache 'slots' and greedy decoding")
-    batched_letters(model, tokenizer, prompts, indices, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                    on_batch=on_batch, desc=desc, stop_ids=stop_ids, kv_cache=kv_cache, decode=decode or generate_batch,
-                    **decoding)
-
 
 def batched_letters(model, tokenizer, prompts: list[list[int]], indices: list[int], *, max_new_tokens: int,
                     batch_size: int, on_batch: BatchDone, desc: str, stop_ids: list[int] | None, kv_cache: str,
@@ -273,102 +228,3 @@ def batched_letters(model, tokenizer, prompts: list[list[int]], indices: list[in
         bar.update(len(batch))
         bar.set_postfix_str(f"{tokens_done / (time.perf_counter() - started):,.0f} tok/s")
     bar.close()
-
-
-def slot_engine(model, tokenizer, *, capacity: int, stop_ids: list[int], repetition_penalty: float, most_slots: int,
-                rows: int = 0) -> SlotEngine:
-    """The model's slot engine: the one an earlier call built (kept on the model, since its CUDA graphs are bound
-    to the model's tensors) when it can serve, else a new one in its place with at most `most_slots` slots, as many
-    as the KV budget holds, spread evenly over `rows` prompts (equal waves: none runs half empty)."""
-    capacity = round_up(capacity)  # the engine's own rounding: the KV budget is shared out in what it allocates
-    engine = getattr(model, "_slot_engine", None)
-    if engine is not None and engine.serves(capacity, stop_ids, tokenizer.pad_token_id, repetition_penalty):
-        return engine
-    model._slot_engine = engine = None
-    if next(model.parameters()).is_cuda:
-        torch.cuda.empty_cache()  # the old engine's cache is free memory for the new one's budget
-    budget = kv_token_budget(model, share=SLOT_MEMORY_SHARE)
-    slots = max(1, min(most_slots, budget // capacity if budget else most_slots))
-    if rows:
-        slots = math.ceil(rows / math.ceil(rows / slots))
-    if budget:
-        log.info("%d slots of %d positions (KV cache budget %s positions)", slots, capacity, f"{budget:,}")
-    engine = model._slot_engine = SlotEngine(model, slots=slots, capacity=capacity, stop_ids=stop_ids,
-                                             pad_id=tokenizer.pad_token_id, repetition_penalty=repetition_penalty)
-    return engine
-
-
-def slot_letters(model, tokenizer, prompts: list[list[int]], indices: list[int], caps: list[int], *, batch_size: int,
-                 on_batch: BatchDone, desc: str, stop_ids: list[int] | None, repetition_penalty: float) -> None:
-    """generate_all through the slot engine: as many slots as the KV budget holds at the longest prompt + cap."""
-    stop_ids = list(stop_ids or [tokenizer.eos_token_id])
-    engine = slot_engine(model, tokenizer, capacity=max(len(prompts[i]) + caps[i] for i in indices),
-                         stop_ids=stop_ids, repetition_penalty=repetition_penalty, most_slots=batch_size, rows=len(indices))
-    bar = tqdm(total=len(indices), desc=desc, unit="letter")
-    tokens_done, started = 0, time.perf_counter()
-    last = started
-
-    def finished(rows: list[int], tokens: list[list[int]]) -> None:
-        nonlocal tokens_done, last
-        texts, counts = letters_from(tokenizer, tokens, stop_ids)
-        now = time.perf_counter()
-        on_batch(rows, texts, counts, now - last)  # the time since the last rows finished, shared by these
-        last, tokens_done = now, tokens_done + sum(counts)
-        bar.update(len(rows))
-        bar.set_postfix_str(f"{tokens_done / (now - started):,.0f} tok/s, {len(engine.graphs)} graphs")
-
-    try:
-        engine.run(prompts, indices, caps, finished)
-    except torch.cuda.OutOfMemoryError:
-        raise UserError(f"out of GPU memory in the slot engine ({engine.slots} slots of {engine.capacity} positions)",
-                        where="test stage", fix="lower --batch_size (the most slots), or use --kv_cache static; "
-                        "finished letters are kept and the next run resumes") from None
-    bar.close()
-    log.info("%s: %s", desc, engine.stats.line())
-
-
-class VllmLetters:
-    """backend: vllm. One vLLM engine (paged attention, continuous batching) serves both models: the base, and the
-    fine-tuned one as its LoRA adapter, so nothing loads twice and merged/ is not needed."""
-
-    def __init__(self, run: TrainedRun, cfg: TestConfig, dtype: torch.dtype, stop_ids: list[int]):
-        try:
-            from vllm import LLM, SamplingParams
-            from vllm.lora.request import LoRARequest
-        except ImportError:
-            raise UserError("backend 'vllm' needs the vllm package", where="config key 'backend'",
-                            fix="pip install vllm (CUDA machines), or use backend: hf") from None
-        if distributed.world_size() > 1:
-            raise UserError("backend 'vllm' runs in one process", where="config key 'backend'",
-                            fix="run python test.py without accelerate launch, or use backend: hf")
-        names = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}
-        self.llm = LLM(model=run.base_model_path(), dtype=names[dtype], enable_lora=True,
-                       max_lora_rank=run.train.lora_r, seed=0)
-        self.params = SamplingParams(temperature=0.0, max_tokens=cfg.max_new_tokens,
-                                     repetition_penalty=cfg.repetition_penalty, stop_token_ids=stop_ids)
-        self.adapter = LoRARequest("finetuned", 1, str(run.layout.adapter))
-
-    def __call__(self, tag: str, prompts: list[list[int]]) -> tuple[list[str], list[int]]:
-        outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], self.params, use_tqdm=False,
-                                    lora_request=self.adapter if tag == "finetuned" else None)
-        return [clean_letter(o.outputs[0].text) for o in outputs], [len(o.outputs[0].token_ids) for o in outputs]
-
-
-def generator_source(run: TrainedRun, tag: str) -> tuple[str, str | None]:
-    """Where `tag`'s letters come from: (model folder, adapter folder or None). 'base' is the base model;
-    'finetuned' is merged/, else the base model with adapter/."""
-    if tag == "base":
-        return run.base_model_path(), None
-    if (run.layout.merged / "config.json").is_file():
-        return str(run.layout.merged), None
-    return run.base_model_path(), str(run.require_adapter())
-
-
-def load_generator(run: TrainedRun, tag: str, dtype: torch.dtype, attn: str = "sdpa"):
-    """Model and tokenizer for `tag`'s letters (see generator_source)."""
-    path, adapter = generator_source(run, tag)
-    model = load_model(path, dtype, attn_implementation=attn)
-    if adapter is None:
-        return model, load_tokenizer(path)
-    log.info("no merged/ model: generating from base + adapter (slower; run merge.py first)")
-    return load_adapter(model, adapter, run.train.model), load_tokenizer(adapter)

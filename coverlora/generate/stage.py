@@ -1,7 +1,7 @@
 """The test stage: base and fine-tuned letters for every test (or validation) row into a resumable eval.csv.
 
 Letters go to eval.partial.jsonl as each batch finishes, so a killed run resumes where it stopped; eval.csv is
-written atomically once every row has both letters. Decoding itself is generation.py's.
+written atomically once every row has both letters. Decoding itself is generate/letters.py's.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import gc
 import json
 import logging
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 import torch
@@ -24,10 +24,13 @@ from coverlora.config import TestConfig
 from coverlora.data import frame_hash
 from coverlora.errors import UserError
 from coverlora.fields import FIELDS
-from coverlora.generation import VllmLetters, generate_all, generate_candidates, generator_source, load_generator
+from coverlora.generate.batched import generate_candidates
+from coverlora.generate.letters import generate_all
+from coverlora.generate.loading import generator_source, load_generator
+from coverlora.generate.vllm import VllmLetters
 from coverlora.models import has_cuda, load_tokenizer, load_weights_into, prefetch, resolve_dtype
-from coverlora.runio import RunLayout, atomic_path, file_sha256, run_lock, write_manifest
-from coverlora.runs import TrainedRun
+from coverlora.runs.layout import RunLayout, atomic_path, file_sha256, run_lock, write_manifest
+from coverlora.runs.trained import TrainedRun
 
 log = logging.getLogger("coverlora")
 
@@ -62,7 +65,7 @@ def candidates_of(cfg: TestConfig):
 
 def choosing(save, rows: list[dict], embeddings: bool):
     """An on_batch that keeps, per row, the candidate grounded.choose picks, and records all of them."""
-    from coverlora.grounded import keep_chosen
+    from coverlora.generate.candidates import keep_chosen
 
     def on_batch(batch: list[int], candidates: list[list[str]], counts: list[list[int]], seconds: float) -> None:
         kept, kept_counts, choices = keep_chosen(candidates, counts, [rows[i] for i in batch], embeddings=embeddings)
@@ -156,7 +159,7 @@ def replayed_lengths(path: str, tag: str, frame: pd.DataFrame) -> dict[int, int]
     return limits
 
 
-def eval_table(frame: pd.DataFrame, done: dict, cfg: TestConfig) -> pd.DataFrame:
+def letters_table(frame: pd.DataFrame, done: dict, cfg: TestConfig) -> pd.DataFrame:
     """eval.csv's rows: the inputs, the reference, and each model's letter with its token counts and time."""
     table = frame[["row_id", *[f for f in FIELDS if f != "cover_letter"]]].copy()
     table["reference"] = frame["cover_letter"].values
@@ -267,7 +270,7 @@ def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
 
     distributed.barrier()  # every process's letters are on disk
     done = distributed.merge_partials(distributed.partial_paths(base))
-    table = eval_table(frame, done, cfg)
+    table = letters_table(frame, done, cfg)
     distributed.barrier()  # every process has read the partial files before the main one removes them
     if distributed.is_main():
         write_eval(run, cfg, table, source, fingerprint, started, world)

@@ -20,10 +20,17 @@ from coverlora.config import TrainConfig
 from coverlora.errors import UserError
 from coverlora.models import has_cuda, load_model, load_tokenizer, lora_target_check, resolve_dtype, resolve_model
 from coverlora.prompts import PromptFormat, check_special_tokens
-from coverlora.resources import check_fits
-from coverlora.runio import RunLayout, check_writable, read_stage_config, replace_dir_atomic, run_lock, write_manifest
-from coverlora.model_card import write_model_card
-from coverlora.tracking import check_report_to, plot_loss, tracker_environment
+from coverlora.runs.card import write_model_card
+from coverlora.runs.layout import (
+    RunLayout,
+    check_writable,
+    read_stage_config,
+    replace_dir_atomic,
+    run_lock,
+    write_manifest,
+)
+from coverlora.train.memory import check_fits
+from coverlora.train.tracking import check_report_to, plot_loss, tracker_environment
 
 log = logging.getLogger("coverlora")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from coverlora.scoring.grounding import company_core
+from coverlora.scoring.rules import company_core
 from coverlora.text import field_text, padded_words
 
 _FIRST_PERSON = re.compile(r" (?:i|me|my|myself|mine) ")
