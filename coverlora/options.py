@@ -20,6 +20,34 @@ import yaml
 from coverlora.config import STAGE_CONFIGS, STAGES, choices
 from coverlora.errors import ConfigError
 
+
+class DuplicateKey(yaml.YAMLError):
+    """A mapping gives one key twice: PyYAML would keep the last one silently."""
+
+    def __init__(self, key: object, line: int):
+        super().__init__(f"line {line}: key '{key}' is given twice")
+        self.key, self.line = key, line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise DuplicateKey(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _UniqueKeyLoader.construct_mapping)
+
+
+def load_yaml(text: str):
+    """yaml.safe_load, except that a key given twice in one mapping raises DuplicateKey (every YAML the project
+    reads goes through here: presets, a run's stage configs)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
 C = TypeVar("C")
 
 
@@ -82,7 +110,10 @@ def _read_sections(path: Path) -> dict[str, dict]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not UTF-8 text (byte {exc.start})", where=str(path), fix="give a YAML preset") from None
     try:
-        loaded = yaml.safe_load(text) or {}
+        loaded = load_yaml(text) or {}
+    except DuplicateKey as exc:
+        raise ConfigError(f"{exc} (the last one would win silently)", where=str(path),
+                          fix=f"keep one '{exc.key}'") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""

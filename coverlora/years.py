@@ -1,5 +1,6 @@
 """Years of experience: the amounts a letter claims, and the total a resume supports."""
 
+import datetime
 import re
 from collections.abc import Mapping
 from typing import NamedTuple
@@ -124,7 +125,7 @@ _DATE_RANGE = re.compile(
 )
 
 
-def resume_years(row: Mapping[str, str]) -> float | None:
+def resume_years(row: Mapping[str, str], *, this_year: int | None = None) -> float | None:
     """The most years of experience the resume supports, or None if that is unknown.
 
     Amounts in the experience fields are per role, so they add up ("3 years" + "4 years" = 7;
@@ -147,9 +148,8 @@ def resume_years(row: Mapping[str, str]) -> float | None:
     role_years = [years for field in _EXPERIENCE_FIELDS for years in amounts(field)]
     for field in _EXPERIENCE_FIELDS:
         for match in _DATE_RANGE.finditer(as_text(row.get(field))):
-            if match["end"] is None:
-                return None
-            role_years.append(float(int(match["end"]) - int(match["start"])))
+            end = int(match["end"]) if match["end"] else (this_year or datetime.date.today().year)
+            role_years.append(float(max(0, end - int(match["start"]))))
     stated_years = [years for field in _STATEMENT_FIELDS for years in amounts(field)]
     if not role_years and not stated_years:
         return None

@@ -20,6 +20,7 @@ import pandas as pd
 
 from coverlora.errors import UserError
 from coverlora.generate.candidates import choose
+from coverlora.options import load_yaml
 from coverlora.runs.layout import RunLayout, write_text_atomic
 from coverlora.scoring import check_rules, rouge_l
 from coverlora.scoring.claims.verdicts import check_letters, letter_flagged
@@ -40,9 +41,8 @@ def validation_candidates(run: str) -> tuple[pd.DataFrame, list[list[str]], floa
 
 
 def _temperature(layout: RunLayout) -> float:
-    import yaml
 
-    config = yaml.safe_load(layout.stage_config("test_validation").read_text(encoding="utf-8"))
+    config = load_yaml(layout.stage_config("test_validation").read_text(encoding="utf-8"))
     return float(config["test"]["temperature"])
 
 

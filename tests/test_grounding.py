@@ -131,9 +131,8 @@ def test_resume_years_adds_roles_and_takes_stated_totals():
     assert resume_years(months) == 3.5  # a range counts at its upper bound
 
 
-def test_resume_years_is_unknown_without_amounts_or_with_open_ended_roles():
+def test_resume_years_is_unknown_without_amounts():
     assert resume_years(row_with(past_experience="Analyst at Beta", current_experience="Lead at Gamma")) is None
-    assert resume_years(row_with(current_experience="Lead at Gamma (2019-Present)")) is None
     # The job's requirement is not the applicant's experience.
     assert resume_years(row_with(past_experience="", current_experience="")) is None
 
@@ -294,3 +293,34 @@ def test_grounding_rates_aggregate_by_hand():
 def test_grounding_rates_of_nothing_are_none():
     rates = grounding_rates([])
     assert rates["company_named_rate"] is None and rates["entity_precision"] is None
+
+
+@pytest.mark.parametrize(("past", "current", "total"), [
+    ("Analyst at Beta (2019\u20132021)", "Lead at Gamma (2021\u2013present)", 2 + 5),  # the issue's resume
+    ("Analyst at Beta (2015-2018)", "Lead at Gamma (2018-2021)", 6),                      # closed ranges only
+    ("", "Lead at Gamma (2019-Present)", 7),
+    ("", "Lead at Gamma (2020 to current)", 6),
+    ("", "Lead at Gamma (2022 - now)", 4),
+    ("Analyst at Beta for 3 years", "Lead at Gamma (2024-today)", 3 + 2),
+    ("", "Lead at Gamma (2027-present)", 0),  # a start after this year counts nothing, not a negative
+])
+def test_open_ranges_count_up_to_this_year(past, current, total):
+    assert resume_years(row_with(past_experience=past, current_experience=current), this_year=2026) == total
+
+
+def test_open_ranges_default_to_todays_year():
+    import datetime
+
+    row = row_with(past_experience="", current_experience="Lead at Gamma (2019-present)")
+    assert resume_years(row) == datetime.date.today().year - 2019
+
+
+def test_a_claim_above_an_open_ranged_resume_is_no_longer_waved_through():
+    """Before: 2019–2021 + 2021–present made the total unknown, and '12 years' was labelled supported."""
+    from coverlora.scoring.claims.verdicts import BORROWED, UNSUPPORTED, check_claims
+
+    row = row_with(past_experience="Data Analyst at Beta (2019\u20132021)",
+                   current_experience="Data Scientist at Gamma (2021\u2013present)")
+    verdicts = check_claims("I have been with the company for 12 years.", row, embeddings=False)
+    assert [v.label for v in verdicts] in ([UNSUPPORTED], [BORROWED])
+    assert check_rules("I have 12 years of experience in data science.", row)["unsupported_years"]

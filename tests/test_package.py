@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "coverlora"
 # The stage packages: each serves one stage script (or serve.py). The flat modules beside them are the core.

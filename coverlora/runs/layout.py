@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from coverlora.options import to_yaml_section
+from coverlora.options import load_yaml, to_yaml_section
 from coverlora.errors import UserError
 
 # Library versions recorded with every stage's outputs.
@@ -158,8 +158,8 @@ def read_stage_config(layout: RunLayout, stage: str) -> dict:
             fix=f"run `python {stage}.py` first, or pass the run folder it wrote",
         )
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        loaded = load_yaml(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:  # DuplicateKey included: "line N: key 'x' is given twice"
         raise UserError(f"corrupted: not readable YAML ({str(exc).splitlines()[0]})", where=str(path),
                         fix=f"restore it, or re-run python {stage}.py into a new folder") from None
     section = loaded.get(stage, {}) if isinstance(loaded, dict) else None
@@ -218,6 +218,18 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _can_create_file(folder: Path) -> bool:
+    """Whether a file can be created in `folder`: os.access says yes to root on read-only and virtual file systems
+    (/proc), so try it."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".coverlora-write-check-", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(name)
+    return True
+
+
 def check_writable(folder: Path, need_bytes: int = 0) -> None:
     """Fail before the long work starts if outputs can't be written (permissions, full disk).
 
@@ -226,8 +238,8 @@ def check_writable(folder: Path, need_bytes: int = 0) -> None:
     existing = folder.resolve()
     while not existing.exists():
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write into {existing}", where=str(folder),
+    if not existing.is_dir() or not _can_create_file(existing):
+        raise UserError(f"cannot create or write files in {existing}", where=str(folder),
                         fix="choose another --output_dir or fix the folder's permissions")
     free = shutil.disk_usage(existing).free
     if free < need_bytes:

@@ -25,6 +25,18 @@ def hub_api() -> Any:
     return HfApi()
 
 
+def is_network_error(exc: BaseException) -> bool:
+    """Offline mode (HF_HUB_OFFLINE, itself a ConnectionError), no route, DNS or a timeout: the Hub client raises
+    OSError subclasses through requests and httpx.TransportError through httpx."""
+    if isinstance(exc, OSError):
+        return True
+    try:
+        import httpx
+    except ImportError:
+        return False
+    return isinstance(exc, httpx.TransportError)
+
+
 def push_run(layout: RunLayout, repo_id: str, *, merged: bool = False, private: bool = True, api: Any = None) -> str:
     """Refresh the cards, create `repo_id` if needed and upload adapter/ (or merged/); returns the commit's URL."""
     folder = layout.merged if merged else layout.adapter
@@ -35,9 +47,16 @@ def push_run(layout: RunLayout, repo_id: str, *, merged: bool = False, private: 
         raise UserError(f"repo_id must be 'user/name', got {repo_id!r}", where="--repo_id")
     refresh_cards(layout)
     api = api if api is not None else hub_api()
-    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    info = api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder), ignore_patterns=IGNORE,
-                             commit_message=f"coverlora: {layout.root.name} ({folder.name}/)")
+    try:
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        info = api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder), ignore_patterns=IGNORE,
+                                 commit_message=f"coverlora: {layout.root.name} ({folder.name}/)")
+    except Exception as exc:
+        if not is_network_error(exc):
+            raise
+        raise UserError(f"no network: the Hub cannot be reached ({type(exc).__name__})", where=f"push to {repo_id}",
+                        fix=f"the run is intact; push later from a machine online: python scripts/push_to_hub.py "
+                            f"--run {layout.root} --repo_id {repo_id}{' --merged' if merged else ''}") from None
     url = str(getattr(info, "commit_url", info))
     log.info("pushed %s to %s", folder, url)
     return url
