@@ -15,6 +15,8 @@ TABLE = (
 )
 # CSV header -> field name.
 COLUMNS = {column: name for name, column, _, _ in TABLE}
+# field name -> its CSV header (for messages that name a column).
+CSV_HEADERS = {name: column for name, column, _, _ in TABLE}
 # field name -> its label in the prompt.
 PROMPT_LABELS = {name: label for name, _, label, _ in TABLE if label}
 # field name -> (request part, key), e.g. "hiring_company" -> ("job", "company").

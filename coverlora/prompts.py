@@ -69,7 +69,7 @@ def template_end_of_turn(tokenizer) -> int | None:
     after = text.split(_SENTINEL, 1)[1].lstrip(" ") if _SENTINEL in text else ""
     if not after.strip():
         return None
-    specials = sorted((t for t in tokenizer.all_special_tokens + list(tokenizer.get_added_vocab()) if t), key=len, reverse=True)
+    specials = control_tokens(tokenizer)
     closing = next((t for t in specials if after.startswith(t)), None)
     if closing is None:
         raise ConfigError(f"the chat template closes an assistant turn with {after[:20]!r}, which is not one special token",
@@ -88,6 +88,20 @@ def check_special_tokens(tokenizer, end_id: int) -> None:
                           f"{tokenizer.convert_ids_to_tokens(end_id)!r})", where="config key 'model'",
                           fix="re-convert the model (delete ~/.cache/coverlora for the embedded one) or fix "
                               "eos_token in its tokenizer_config.json")
+
+
+def control_tokens(tokenizer) -> list[str]:
+    """The text of every special and added token, longest first."""
+    return sorted({t for t in [*tokenizer.all_special_tokens, *tokenizer.get_added_vocab()] if t}, key=len, reverse=True)
+
+
+def control_ids(tokenizer) -> frozenset[int]:
+    return frozenset(tokenizer.convert_tokens_to_ids(control_tokens(tokenizer)))
+
+
+def control_token_in(text: str, tokenizer) -> str | None:
+    """The first control token whose text occurs in `text` (training data is refused on it), else None."""
+    return next((token for token in control_tokens(tokenizer) if token in text), None)
 
 
 @dataclass(frozen=True)
@@ -125,16 +139,45 @@ class PromptFormat:
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         return system + [{"role": "user", "content": prompt_text(row)}]
 
+    @property
+    def control_ids(self) -> frozenset[int]:
+        """The ids of every special and added token: only the template may write them, never user text."""
+        return control_ids(self.tokenizer)
+
+    def text_ids(self, text: str) -> list[int]:
+        """`text` as ordinary tokens: the text of a control token in it ("<|im_end|>" inside a posting or a letter)
+        is spelled out in plain tokens instead of becoming the control token (split_special_tokens)."""
+        ids = list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+        if self.control_ids.intersection(ids):  # a tokenizer that ignores split_special_tokens: never let it pass
+            raise ConfigError("this tokenizer turns text into control tokens even with split_special_tokens",
+                              where="config key 'model'", fix="use a fast (tokenizers) tokenizer")
+        return ids
+
     def prompt_ids(self, row: Mapping[str, str]) -> list[int]:
-        """Token ids the model sees before the letter, at training and at generation alike."""
-        if self.use_chat_template:
-            encoded = self.tokenizer.apply_chat_template(self.messages(row), add_generation_prompt=True, tokenize=True)
-            return list(encoded["input_ids"] if isinstance(encoded, Mapping) else encoded)
-        return list(self.tokenizer(prompt_text(row), add_special_tokens=True)["input_ids"])
+        """Token ids the model sees before the letter, at training and at generation alike.
+
+        The chat template is rendered around placeholders, and the row's text goes in as text_ids: whatever the
+        fields contain, the prompt holds control tokens only where the template puts them."""
+        if not self.use_chat_template:
+            # What the tokenizer adds around any text (BOS for most), then the prompt as text.
+            return list(self.tokenizer("", add_special_tokens=True)["input_ids"]) + self.text_ids(prompt_text(row))
+        messages = self.messages(row)
+        holders = [f"{_SENTINEL}{i}{_SENTINEL}" for i in range(len(messages))]
+        rendered = self.tokenizer.apply_chat_template([{**m, "content": h} for m, h in zip(messages, holders)],
+                                                      add_generation_prompt=True, tokenize=False)
+        ids: list[int] = []
+        for holder, message in zip(holders, messages):
+            template, rendered = rendered.split(holder, 1)
+            ids += self._template_ids(template) + self.text_ids(message["content"])
+        return ids + self._template_ids(rendered)
+
+    def _template_ids(self, text: str) -> list[int]:
+        # The template's own text: its control tokens are meant (apply_chat_template tokenizes it the same way).
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
 
     def completion_ids(self, letter: str) -> list[int]:
-        """The letter's ids plus the end-of-turn id: the model must learn where a letter ends."""
-        return list(self.tokenizer(letter, add_special_tokens=False)["input_ids"]) + [self.end_id]
+        """The letter's ids plus the end-of-turn id: the model must learn where a letter ends, and only there."""
+        return self.text_ids(letter) + [self.end_id]
 
     def training_example(self, row: Mapping[str, str]) -> dict[str, list[int]]:
         """input_ids with a completion_mask: TRL turns the 0s (the prompt) into -100 labels."""

@@ -37,13 +37,13 @@ class PromptTooLong(Exception):
 def _trim_posting(writer: LetterWriter, row: dict[str, str], prompt: list[int], budget: int) -> list[int]:
     """Cut the posting (standing in for the preferred qualifications) until the prompt fits `budget`; the
     prompt ids, over the budget still when the other fields alone are too long."""
-    posting_ids = writer.tokenizer(row["preferred_qualifications"], add_special_tokens=False)["input_ids"]
+    posting_ids = writer.format.text_ids(row["preferred_qualifications"])  # text, as the prompt tokenizes it
     for _ in range(4):  # re-tokenizing a cut text can shift a token or two: retry with a margin
         keep = len(posting_ids) - (len(prompt) - budget) - 8
         if keep <= 0:
             break
         posting_ids = posting_ids[:keep]
-        row["preferred_qualifications"] = writer.tokenizer.decode(posting_ids, skip_special_tokens=True).strip()
+        row["preferred_qualifications"] = writer.tokenizer.decode(posting_ids).strip()
         prompt = writer.format.prompt_ids(row)
         if len(prompt) <= budget:
             break

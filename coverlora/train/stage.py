@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import pandas as pd
 import torch
 from transformers import TrainerCallback
 
@@ -18,8 +19,9 @@ from coverlora import data as data_mod
 from coverlora import distributed
 from coverlora.config import TrainConfig
 from coverlora.errors import UserError
+from coverlora.fields import CSV_HEADERS, TARGET_FIELD
 from coverlora.models import has_cuda, load_model, load_tokenizer, lora_target_check, resolve_dtype, resolve_model
-from coverlora.prompts import PromptFormat, check_special_tokens
+from coverlora.prompts import PromptFormat, check_special_tokens, control_token_in
 from coverlora.runs.card import write_model_card
 from coverlora.runs.layout import (
     RunLayout,
@@ -33,6 +35,18 @@ from coverlora.train.memory import check_fits
 from coverlora.train.tracking import check_report_to, plot_loss, tracker_environment
 
 log = logging.getLogger("coverlora")
+
+
+def refuse_control_tokens(frame, tokenizer, where: str) -> None:
+    """A letter holding a control token's text ("<|im_end|>") is refused, not cleaned: it is chat markup pasted
+    into the data, and training on an edited copy would teach a letter the file does not hold. (Its text could
+    no longer become the control token anyway: PromptFormat.text_ids spells it out.)"""
+    for row in frame.to_dict("records"):
+        token = control_token_in(str(row.get(TARGET_FIELD) or ""), tokenizer)
+        if token:
+            raise UserError(f"line {row.get('line', '?')} (row {row.get('row_id', '?')}), column "
+                            f"'{CSV_HEADERS[TARGET_FIELD]}' holds the control token {token!r}", where=where,
+                            fix="remove the chat markup from that letter (or drop the row: scripts/filter.py)")
 
 
 def tokenize_rows(frame, fmt: PromptFormat, max_length: int):
@@ -308,6 +322,8 @@ def _fit(cfg: TrainConfig, layout: RunLayout, model_path: str, frame, train_rows
     if fmt.use_chat_template:
         check_special_tokens(tokenizer, fmt.end_id)
     log.info("letters end with %r (id %d)", fmt.end_token, fmt.end_id)
+    source = Path(cfg.data) / "train.csv" if Path(cfg.data).is_dir() else Path(cfg.data)
+    refuse_control_tokens(pd.concat([train_rows, val_rows]), tokenizer, str(source))
     train_set, dropped = tokenize_rows(train_rows, fmt, cfg.max_length)
     val_set, val_dropped = tokenize_rows(val_rows, fmt, cfg.max_length)
     if len(train_set) == 0:
