@@ -11,6 +11,7 @@ import torch
 from conftest import free_port
 
 import coverlora.generate.batched as generation
+import coverlora.generate.letters as letters
 import coverlora.generate.stage as testing
 from coverlora import distributed
 from coverlora.config import TestConfig
@@ -168,7 +169,7 @@ def test_two_processes_train_and_test_like_one(tiny_model_path, data_dir, tmp_pa
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(generation, "generate_batch", killed_after_first_batch)
+    monkeypatch.setattr(letters, "generate_batch", killed_after_first_batch)  # what generate_all passes on
     with pytest.raises(KeyboardInterrupt):
         testing.run_test(TestConfig(**settings))
     base = run / "eval.partial.jsonl"

@@ -136,7 +136,7 @@ def test_batch_buckets_are_all_slots_multiples_of_the_step_then_powers_of_two():
 
 
 def test_a_model_that_bypasses_the_cache_is_refused_and_generate_takes_over(tiny, prompts, monkeypatch, caplog):
-    import coverlora.generate.batched as generation
+    import coverlora.generate.letters as generation
     from coverlora.generate.engine import SlotCache, UnsupportedModel
 
     model, tokenizer = tiny
@@ -201,6 +201,7 @@ def test_a_checkpoint_of_another_shape_is_refused_and_nothing_copied(tiny_model_
 def test_the_test_stage_reuses_the_base_models_engine_for_the_merged_model(tiny_model_path, data_dir, tmp_path, caplog,
                                                                          monkeypatch):
     import coverlora.generate.batched as generation
+    import coverlora.generate.slots as slots
     from coverlora.config import TestConfig, TrainConfig
     from coverlora.generate.stage import run_test
     from coverlora.train.stage import train
@@ -221,7 +222,8 @@ def test_the_test_stage_reuses_the_base_models_engine_for_the_merged_model(tiny_
         tokens.append(sorted(row[:next((k + 1 for k, t in enumerate(row) if t in stop_ids), len(row))] for row in rows))
         return real(tokenizer, new, stop_ids)
 
-    monkeypatch.setattr(generation, "letters_from", recording)
+    for module in (generation, slots):  # the slot engine's letters and generate's
+        monkeypatch.setattr(module, "letters_from", recording)
 
     with caplog.at_level("INFO", logger="coverlora"):
         # fp32 on any device: the comparison below is exact only where kernels agree to the last bit

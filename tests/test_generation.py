@@ -84,7 +84,7 @@ def test_uniform_batches_share_one_shape_for_a_compiled_graph():
 
 
 def test_static_cache_batches_are_padded_to_one_shape_and_the_padding_dropped(tiny, monkeypatch):
-    import coverlora.generate.batched as generation
+    import coverlora.generate.letters as generation  # generate_all and the generate_batch it passes on
 
     model, tokenizer = tiny
     prompts = prompts_of(tokenizer)

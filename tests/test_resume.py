@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 import coverlora.generate.batched as generation
+import coverlora.generate.slots as slots
 import coverlora.generate.stage as testing
 from coverlora.config import TestConfig, TrainConfig
 from coverlora.errors import UserError
@@ -30,7 +31,8 @@ def test_killed_test_stage_resumes_without_redoing_or_duplicating(trained_run, m
             raise KeyboardInterrupt  # what Ctrl-C (or a kill) does mid-run
         return real(tokenizer, new, stop_ids)
 
-    monkeypatch.setattr(generation, "letters_from", killed_after_first_batch)
+    for module in (generation, slots):  # batched decoding and the slot engine each turn tokens into letters
+        monkeypatch.setattr(module, "letters_from", killed_after_first_batch)
     with pytest.raises(KeyboardInterrupt):
         testing.run_test(cfg)
     partial = trained_run.eval_partial
@@ -40,7 +42,8 @@ def test_killed_test_stage_resumes_without_redoing_or_duplicating(trained_run, m
         handle.write('{"model": "base", "row_id": 3, "outp')  # a line cut short by the kill
 
     calls.clear()
-    monkeypatch.setattr(generation, "letters_from", lambda *a: (calls.append(len(a[1])), real(*a))[1])
+    for module in (generation, slots):
+        monkeypatch.setattr(module, "letters_from", lambda *a: (calls.append(len(a[1])), real(*a))[1])
     _, table = testing.run_test(cfg)
     assert sum(calls) == 4 * 2 - 2, "the two finished base letters are not generated again"
     assert table["row_id"].tolist() == [0, 1, 2, 3] and table["row_id"].is_unique

@@ -1,0 +1,137 @@
+"""The readings of data/claims/readings/: their size, the agreement of two independent readings, and the claim
+checker measured against them (the checker never saw them; nothing is tuned on them here).
+
+    .venv/bin/python scripts/readings.py --data ../shared/data/cover-letter-dataset            # agreement + checker
+    .venv/bin/python scripts/readings.py --data ../shared/data/cover-letter-dataset --lexical  # without MiniLM
+
+A reading file is one annotator's labels under data/claims/PROTOCOL.md: source, split, row, sentence, sha, label,
+severity. `second.csv` re-reads sentences of the batch files by another annotator: kappa is measured on those.
+MiniLM runs on the CPU: run it under the shared lock (flock /tmp/coverlora-heavy.lock ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from collections import Counter
+from pathlib import Path
+
+import _bootstrap  # noqa: F401  (the repository on sys.path, one-line errors)
+
+from coverlora.errors import UserError
+from coverlora.scoring.claims.labels import sentence_sha
+from coverlora.scoring.claims.verdicts import FLAGGED_LABELS, LABELS, check_letters
+from coverlora.scoring.sentences import split_sentences
+
+READINGS = Path(__file__).resolve().parents[1] / "data" / "claims" / "readings"
+SECOND = "second.csv"
+
+
+def read(path: Path) -> dict[tuple, dict]:
+    out = {}
+    with path.open(encoding="utf-8", newline="") as handle:
+        for line, record in enumerate(csv.DictReader(handle), start=2):
+            if record.get("label") not in LABELS:
+                raise UserError(f"line {line}: label {record.get('label')!r} is not one of {', '.join(LABELS)}",
+                                where=str(path))
+            out[record["source"], record["split"], int(record["row"]), int(record["sentence"])] = record
+    return out
+
+
+def kappa(pairs: list[tuple[str, str]]) -> float:
+    """Cohen's kappa of two readings of the same items."""
+    n = len(pairs)
+    observed = sum(a == b for a, b in pairs) / n
+    first, second = Counter(a for a, _ in pairs), Counter(b for _, b in pairs)
+    expected = sum(first[k] * second[k] for k in first) / n**2
+    return (observed - expected) / (1 - expected) if expected < 1 else 1.0
+
+
+def specific(record: dict) -> bool:
+    return record["label"] in FLAGGED_LABELS and record["severity"] == "specific"
+
+
+def agreement(first: dict, second: dict) -> None:
+    shared = sorted(set(first) & set(second))
+    if not shared:
+        print("no sentence read twice")
+        return
+    labels = [(first[k]["label"], second[k]["label"]) for k in shared]
+    flagged = [(first[k]["label"] in FLAGGED_LABELS, second[k]["label"] in FLAGGED_LABELS) for k in shared]
+    letters = sorted({k[:3] for k in shared})
+    letter_flags = [(any(specific(first[k]) for k in shared if k[:3] == key),
+                     any(specific(second[k]) for k in shared if k[:3] == key)) for key in letters]
+    print(f"read twice: {len(shared)} sentences of {len(letters)} letters")
+    print(f"  four labels: agreement {sum(a == b for a, b in labels) / len(labels):.3f}, kappa {kappa(labels):.3f}")
+    print(f"  flagged (borrowed or unsupported): agreement {sum(a == b for a, b in flagged) / len(flagged):.3f}, "
+          f"kappa {kappa(flagged):.3f}")
+    print(f"  letter has a specific unbacked claim: agreement "
+          f"{sum(a == b for a, b in letter_flags) / len(letter_flags):.3f}, kappa {kappa(letter_flags):.3f}")
+
+
+def checker_against(readings: dict, data: str, embeddings: bool) -> None:
+    from coverlora.data import load_split
+
+    frames = {}
+    letters, rows, keys = [], [], []
+    for source, split, row in sorted({k[:3] for k in readings}):
+        if source != "reference":
+            continue
+        frame = frames.setdefault(split, load_split(data, split))
+        letters.append(frame.iloc[row]["cover_letter"])
+        rows.append(frame.iloc[row].to_dict())
+        keys.append((source, split, row))
+    started = time.perf_counter()
+    verdicts = check_letters(letters, rows, embeddings=embeddings)
+    seconds = time.perf_counter() - started
+    tp = fp = fn = spec_tp = spec_fn = stale = 0
+    letter_pairs = []
+    for key, letter, letter_verdicts in zip(keys, letters, verdicts):
+        by_index = {s.index: s for s in split_sentences(letter)}
+        read_specific = checker_flag = False
+        for verdict in letter_verdicts:
+            record = readings.get((*key, verdict.index))
+            if record is None:
+                continue
+            if record["sha"] != sentence_sha(by_index[verdict.index].text):
+                stale += 1
+                continue
+            truth, said = record["label"] in FLAGGED_LABELS, verdict.label in FLAGGED_LABELS
+            tp, fp, fn = tp + (truth and said), fp + (said and not truth), fn + (truth and not said)
+            if specific(record):
+                spec_tp, spec_fn = spec_tp + said, spec_fn + (not said)
+                read_specific = True
+            checker_flag |= said
+        letter_pairs.append((read_specific, checker_flag))
+    name = "lexical checker + MiniLM" if embeddings else "lexical checker (no MiniLM)"
+    print(f"{name} against the readings ({len(keys)} reference letters, {seconds:.1f} s; {stale} stale shas):")
+    print(f"  flagged: precision {tp / max(1, tp + fp):.3f}, recall {tp / max(1, tp + fn):.3f} "
+          f"(tp {tp}, fp {fp}, fn {fn}); recall on the specific ones {spec_tp / max(1, spec_tp + spec_fn):.3f}")
+    agree = sum(a == b for a, b in letter_pairs) / max(1, len(letter_pairs))
+    print(f"  letters with a specific unbacked claim: reading {sum(a for a, _ in letter_pairs) / len(letter_pairs):.3f}, "
+          f"checker flags {sum(b for _, b in letter_pairs) / len(letter_pairs):.3f}; letter-level agreement {agree:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="the dataset folder (train.csv, test.csv)")
+    parser.add_argument("--lexical", action="store_true", help="the checker without MiniLM")
+    args = parser.parse_args()
+    files = sorted(p for p in READINGS.glob("*.csv") if p.name != SECOND)
+    if not files:
+        raise UserError("no reading files", where=str(READINGS))
+    first = {}
+    for path in files:
+        first |= read(path)
+    counts = Counter(r["label"] for r in first.values())
+    print(f"readings: {len(first)} sentences of {len({k[:3] for k in first})} letters in {len(files)} files: "
+          + ", ".join(f"{label} {counts[label]}" for label in LABELS)
+          + f"; specific {sum(specific(r) for r in first.values())}")
+    if (READINGS / SECOND).is_file():
+        agreement(first, read(READINGS / SECOND))
+    checker_against(first, args.data, embeddings=not args.lexical)
+
+
+if __name__ == "__main__":
+    _bootstrap.run(main)
