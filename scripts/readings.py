@@ -78,7 +78,9 @@ def checker_against(readings: dict, data: str, embeddings: bool) -> None:
     for source, split, row in sorted({k[:3] for k in readings}):
         if source != "reference":
             continue
-        frame = frames.setdefault(split, load_split(data, split))
+        if split not in frames:  # (setdefault would read the CSV for every sentence)
+            frames[split] = load_split(data, split)
+        frame = frames[split]
         letters.append(frame.iloc[row]["cover_letter"])
         rows.append(frame.iloc[row].to_dict())
         keys.append((source, split, row))

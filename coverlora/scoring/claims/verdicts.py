@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from coverlora.scoring.claims import detection
 from coverlora.scoring.claims.evidence import (
     BORROWED,
     JOB_FIELDS,
@@ -30,13 +29,12 @@ from coverlora.scoring.claims.evidence import (
     UNSUPPORTED,
     Evidence,
     RowSources,
-    content_stems,
     hard_evidence,
-    word_evidence,
 )
+from coverlora.scoring.claims.features import candidate_evidence
 from coverlora.scoring.claims.roles import role_evidence
 from coverlora.scoring.sentences import BODY, split_sentences
-from coverlora.text import field_text, padded_words
+from coverlora.text import field_text
 
 NOT_A_CLAIM = "not_a_claim"
 LABELS = (SUPPORTED, BORROWED, UNSUPPORTED, NOT_A_CLAIM)
@@ -72,20 +70,6 @@ class SentenceVerdict:
     @property
     def flagged(self) -> bool:
         return self.label in FLAGGED_LABELS
-
-
-def _candidate(text: str, sources: RowSources) -> tuple[Evidence, ...] | None:
-    """The evidence of a claim sentence, or None when it is not a claim: not in the first person, intent only,
-    or nothing checkable in it."""
-    normalized = padded_words(text)
-    if not detection.is_first_person(normalized) or detection.is_intent(normalized):
-        return None
-    hard = hard_evidence(text, sources) + role_evidence(text, sources)
-    frame = [phrase for item in hard if item.kind == "name" and item.source == SUPPORTED for phrase in item.items]
-    stems = content_stems(detection.mask_row_names(normalized, sources.row, frame))
-    if not stems and all(item.kind == "placeholder" for item in hard):
-        return None  # nothing but "[Skills]": a slot left empty, not a claim
-    return tuple(hard + word_evidence(stems, sources))
 
 
 def decide(evidence: Sequence[Evidence], resume_similarity: float | None, job_similarity: float | None = None,
@@ -166,16 +150,25 @@ def _similarities(texts: list[str], rows: list[Mapping[str, str]]) -> list[tuple
 
 
 def check_letters(letters: Sequence[str], rows: Sequence[Mapping[str, str]], *, embeddings: bool = True,
-                  thresholds: Thresholds = THRESHOLDS) -> list[list[SentenceVerdict]]:
-    """check_claims for many letters; letters[i] was written from rows[i]. With `embeddings`, all claim
-    sentences and row lines go through MiniLM in one batched pass; without, the check is lexical only."""
+                  thresholds: Thresholds = THRESHOLDS, method: str = "auto") -> list[list[SentenceVerdict]]:
+    """check_claims for many letters; letters[i] was written from rows[i].
+
+    `method`: 'verifier' (the learned verifier reads every body sentence against its row, the exact rules
+    overriding it: verifier.py), 'lexical' (the rules and content words, with MiniLM paraphrase evidence when
+    `embeddings`), or 'auto': the verifier when its weights are here and `embeddings` is on, else lexical."""
     if len(letters) != len(rows):
         raise ValueError(f"{len(letters)} letters for {len(rows)} rows")
+    if method not in ("auto", "verifier", "lexical"):
+        raise ValueError(f"method must be auto, verifier or lexical, got {method!r}")
+    from coverlora.scoring.claims import verifier
+
+    if method == "verifier" or (method == "auto" and embeddings and verifier.available()):
+        return _verify_letters(letters, rows)
     drafts, pending = [], []  # pending: (letter, draft position) of claims that want a similarity
     for i, (letter, row) in enumerate(zip(letters, rows)):
         sources, draft = RowSources.of(row), []
         for sentence in split_sentences(letter or ""):
-            candidate = _candidate(sentence.text, sources) if sentence.kind == BODY else None
+            candidate = candidate_evidence(sentence.text, sources) if sentence.kind == BODY else None
             draft.append((SentenceVerdict(sentence.index, sentence.text, sentence.start, sentence.end,
                                           NOT_A_CLAIM, candidate or ()), candidate))
             if candidate is not None:
@@ -187,6 +180,36 @@ def check_letters(letters: Sequence[str], rows: Sequence[Mapping[str, str]], *, 
         similarity = dict(zip(pending, scores))
     return [[_finish(verdict, candidate, similarity.get((i, j)), thresholds)
              for j, (verdict, candidate) in enumerate(draft)] for i, draft in enumerate(drafts)]
+
+
+def _verify_letters(letters: Sequence[str], rows: Sequence[Mapping[str, str]]) -> list[list[SentenceVerdict]]:
+    """The learned verifier's verdicts: every body sentence of every letter in one batched pass; an exact rule's
+    finding (years, a number, a degree, the hiring company as employer...) flags a sentence whatever the model says."""
+    from coverlora.scoring.claims import verifier
+
+    threshold = verifier.flag_threshold()
+    drafts, body = [], []
+    for i, (letter, row) in enumerate(zip(letters, rows)):
+        sources, draft = RowSources.of(row), []
+        for sentence in split_sentences(letter or ""):
+            exact = ()
+            if sentence.kind == BODY:
+                body.append((i, len(draft)))
+                exact = tuple(item for item in hard_evidence(sentence.text, sources) + role_evidence(sentence.text, sources)
+                              if item.source in (BORROWED, UNSUPPORTED) and item.kind != "placeholder")
+            draft.append((SentenceVerdict(sentence.index, sentence.text, sentence.start, sentence.end, NOT_A_CLAIM), exact))
+        drafts.append(draft)
+    probabilities = verifier.probabilities([drafts[i][j][0].text for i, j in body], [rows[i] for i, _ in body])
+    for (i, j), probs in zip(body, probabilities):
+        verdict, exact = drafts[i][j]
+        flagged = round(probs[verifier.CLASSES.index(BORROWED)] + probs[verifier.CLASSES.index(UNSUPPORTED)], 3)
+        said = Evidence("verifier", verifier.label_of(probs, threshold), score=flagged)
+        if exact:  # the rule is more precise than the model on these: it decides, and says so
+            label = BORROWED if any(item.source == BORROWED for item in exact) else UNSUPPORTED
+            drafts[i][j] = (replace(verdict, label=label, evidence=exact + (said,)), exact)
+        else:
+            drafts[i][j] = (replace(verdict, label=said.source, evidence=(said,)), exact)
+    return [[verdict for verdict, _ in draft] for draft in drafts]
 
 
 def _finish(verdict: SentenceVerdict, candidate: tuple[Evidence, ...] | None, scores: tuple | None,
@@ -204,9 +227,9 @@ def _finish(verdict: SentenceVerdict, candidate: tuple[Evidence, ...] | None, sc
 
 
 def check_claims(letter: str, row: Mapping[str, str], *, embeddings: bool = True,
-                 thresholds: Thresholds = THRESHOLDS) -> list[SentenceVerdict]:
+                 thresholds: Thresholds = THRESHOLDS, method: str = "auto") -> list[SentenceVerdict]:
     """Every sentence and frame line of `letter` with its label and evidence, judged against `row`."""
-    return check_letters([letter], [row], embeddings=embeddings, thresholds=thresholds)[0]
+    return check_letters([letter], [row], embeddings=embeddings, thresholds=thresholds, method=method)[0]
 
 
 def letter_flagged(verdicts: Sequence[SentenceVerdict]) -> bool:

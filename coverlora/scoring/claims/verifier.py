@@ -1,0 +1,77 @@
+"""The learned claim verifier: each sentence read against its row by a model trained on the readings.
+
+A multinomial logistic regression (scikit-learn, trained by `scripts/train_verifier.py` on data/claims/readings
+under data/claims/PROTOCOL.md) over sparse features of the sentence and its row (features.verifier_features):
+its words, the content words the resume lacks, and the exact rules' findings. It labels not_a_claim /
+supported / borrowed / unsupported. Its weights (weights/verifier.json, a few hundred kB) are committed, so a
+fresh clone needs neither the data nor the script; it needs no torch and costs milliseconds per letter.
+The exact rules stay where they are more precise: a years, number, degree or hiring-company-as-employer finding
+flags the sentence whatever the model says (verdicts._verify_letters), and the evidence says which decided.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from coverlora.scoring.claims.evidence import BORROWED, SUPPORTED, UNSUPPORTED, RowSources
+from coverlora.scoring.claims.features import verifier_features
+
+NOT_A_CLAIM = "not_a_claim"
+CLASSES = (NOT_A_CLAIM, SUPPORTED, BORROWED, UNSUPPORTED)  # the model's output order
+WEIGHTS = Path(__file__).resolve().parent / "weights"
+MODEL_FILE = WEIGHTS / "verifier.json"
+
+
+def available() -> bool:
+    """Whether the trained weights are here (scripts/train_verifier.py writes them)."""
+    return MODEL_FILE.is_file()
+
+
+@functools.lru_cache(maxsize=1)
+def _model() -> dict:
+    return json.loads(MODEL_FILE.read_text(encoding="utf-8"))
+
+
+def flag_threshold() -> float:
+    return float(_model()["flag_threshold"])
+
+
+def softmax_rows(scores: list[list[float]]) -> list[list[float]]:
+    out = []
+    for row in scores:
+        top = max(row)
+        exps = [math.exp(x - top) for x in row]
+        total = sum(exps)
+        out.append([e / total for e in exps])
+    return out
+
+
+def probabilities(sentences: Sequence[str], rows: Sequence[Mapping[str, str]]) -> list[list[float]]:
+    """One row of class probabilities (CLASSES order) per sentence; sentences[i] belongs to rows[i]."""
+    model = _model()
+    weights, bias = model["weights"], model["bias"]  # feature -> per-class weights; per-class bias
+    sources: dict[int, RowSources] = {}
+    scores = []
+    for sentence, row in zip(sentences, rows):
+        if id(row) not in sources:  # a letter's sentences share their row: read its fields once
+            sources[id(row)] = RowSources.of(row)
+        row_sources = sources[id(row)]
+        logits = list(bias)
+        for name, value in verifier_features(sentence, row_sources).items():
+            for k, w in enumerate(weights.get(name, ())):
+                logits[k] += w * value
+        scores.append(logits)
+    return softmax_rows(scores)
+
+
+def label_of(probs: Sequence[float], flag_threshold: float) -> str:
+    """Flagged (the likelier of borrowed and unsupported) when their summed probability reaches `flag_threshold`
+    (chosen on the validation part of the readings), else the likelier of supported and not a claim."""
+    p = dict(zip(CLASSES, probs))
+    if p[BORROWED] + p[UNSUPPORTED] >= flag_threshold:
+        return BORROWED if p[BORROWED] >= p[UNSUPPORTED] else UNSUPPORTED
+    return SUPPORTED if p[SUPPORTED] >= p[NOT_A_CLAIM] else NOT_A_CLAIM

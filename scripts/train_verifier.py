@@ -1,0 +1,169 @@
+"""Train the learned claim verifier (coverlora/scoring/claims/verifier.py) on the readings, and measure it.
+
+    .venv/bin/python scripts/train_verifier.py --data ../shared/data/cover-letter-dataset
+
+The readings (data/claims/readings/*.csv, one annotator per file, under data/claims/PROTOCOL.md) are split by
+letter: a fixed fifth of the letters is held out (never trained or tuned on, reported), a tenth is validation
+(the regularisation and the flag threshold are chosen there), the rest trains the logistic regression. The
+weights (weights/verifier.json) and report.json (split sizes, validation and held-out scores of the verifier and
+of the lexical checker) are written beside verifier.py and committed, so a fresh clone needs neither the data
+nor this script. second.csv (the second reading) is left out of training. Takes about a minute on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+
+import _bootstrap
+from readings import READINGS, SECOND, read, specific
+
+from coverlora.errors import UserError
+from coverlora.scoring.claims.features import verifier_features
+from coverlora.scoring.claims.labels import sentence_sha
+from coverlora.scoring.claims.verdicts import FLAGGED_LABELS
+from coverlora.scoring.claims.verifier import CLASSES, WEIGHTS, label_of
+from coverlora.scoring.sentences import split_sentences
+
+
+def part_of(split: str, row: int) -> str:
+    """heldout / validation / train, fixed per letter by a hash of its row (never by its labels)."""
+    bucket = int(hashlib.sha1(f"{split}:{row}".encode()).hexdigest(), 16) % 10
+    return "heldout" if bucket < 2 else "validation" if bucket == 2 else "train"
+
+
+def examples(data: str) -> list[dict]:
+    from coverlora.data import load_split
+
+    records = {}
+    for path in sorted(p for p in READINGS.glob("*.csv") if p.name != SECOND):
+        records |= read(path)
+    frames, out, stale = {}, [], 0
+    for (source, split, row, index), record in sorted(records.items()):
+        if source != "reference":
+            continue
+        if split not in frames:  # (setdefault would read the CSV for every sentence)
+            frames[split] = load_split(data, split)
+        frame = frames[split]
+        sentences = {s.index: s.text for s in split_sentences(frame.iloc[row]["cover_letter"])}
+        if index not in sentences or sentence_sha(sentences[index]) != record["sha"]:
+            stale += 1
+            continue
+        out.append({"key": (split, row), "index": index, "sentence": sentences[index], "row": frame.iloc[row].to_dict(),
+                    "label": record["label"], "specific": specific(record), "part": part_of(split, row)})
+    if stale:
+        raise UserError(f"{stale} labelled sentences no longer match the letters (sha)", where=str(READINGS),
+                        fix="re-label them: the splitter or the data changed")
+    return out
+
+
+def featurize(items: list[dict]) -> list[dict[str, float]]:
+    from coverlora.scoring.claims.evidence import RowSources
+
+    return [verifier_features(i["sentence"], RowSources.of(i["row"])) for i in items]
+
+
+def fit(items: list[dict], strength: float):
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vectorizer = DictVectorizer()
+    x = vectorizer.fit_transform(featurize(items))
+    model = LogisticRegression(C=strength, max_iter=3000)
+    model.fit(x, [CLASSES.index(i["label"]) for i in items])
+    return vectorizer, model
+
+
+def predict(vectorizer, model, items: list[dict]) -> list[list[float]]:
+    probs = model.predict_proba(vectorizer.transform(featurize(items)))
+    order = list(model.classes_)
+    return [[row[order.index(k)] if k in order else 0.0 for k in range(len(CLASSES))] for row in probs]
+
+
+def export(vectorizer, model, threshold: float) -> dict:
+    """The fitted model as plain JSON: feature -> one weight per class (CLASSES order), the biases, the threshold."""
+    order = list(model.classes_)
+    coef = model.coef_
+    weights = {}
+    for name, column in vectorizer.vocabulary_.items():
+        row = [round(float(coef[order.index(k), column]), 5) if k in order else 0.0 for k in range(len(CLASSES))]
+        if any(row):
+            weights[name] = row
+    bias = [round(float(model.intercept_[order.index(k)]), 5) if k in order else -30.0 for k in range(len(CLASSES))]
+    return {"flag_threshold": threshold, "classes": list(CLASSES), "bias": bias, "weights": weights}
+
+
+def scores(items: list[dict], labels: list[str]) -> dict:
+    truth = [i["label"] in FLAGGED_LABELS for i in items]
+    said = [label in FLAGGED_LABELS for label in labels]
+    tp = sum(t and s for t, s in zip(truth, said))
+    fp = sum(s and not t for t, s in zip(truth, said))
+    fn = sum(t and not s for t, s in zip(truth, said))
+    spec = [s for i, s in zip(items, said) if i["specific"]]
+    letters = {}
+    for item, flagged in zip(items, said):
+        read_flag, checker_flag = letters.get(item["key"], (False, False))
+        letters[item["key"]] = (read_flag or item["specific"], checker_flag or flagged)
+    return {"sentences": len(items), "letters": len(letters), "precision": round(tp / max(1, tp + fp), 3),
+            "recall": round(tp / max(1, tp + fn), 3), "recall_specific": round(sum(spec) / max(1, len(spec)), 3),
+            "letter_agreement": round(sum(a == b for a, b in letters.values()) / max(1, len(letters)), 3),
+            "letters_flagged_reading": round(sum(a for a, _ in letters.values()) / max(1, len(letters)), 3),
+            "letters_flagged_checker": round(sum(b for _, b in letters.values()) / max(1, len(letters)), 3)}
+
+
+def letter_labels(items: list[dict], method: str) -> list[str]:
+    """Each item's label when its whole letter is checked by `method` (check_letters)."""
+    from coverlora.scoring.claims.verdicts import check_letters
+
+    keys = sorted({i["key"] for i in items})
+    letters = {key: next(i["row"] for i in items if i["key"] == key) for key in keys}
+    verdicts = check_letters([letters[k]["cover_letter"] for k in keys], [letters[k] for k in keys], method=method)
+    by_key = {key: {v.index: v.label for v in vs} for key, vs in zip(keys, verdicts)}
+    return [by_key[i["key"]].get(i["index"], "not_a_claim") for i in items]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="the dataset folder (the readings' letters are its own)")
+    args = parser.parse_args()
+    from coverlora.runs.layout import write_text_atomic
+    from coverlora.scoring.claims import verifier
+
+    items = examples(args.data)
+    parts = {name: [i for i in items if i["part"] == name] for name in ("train", "validation", "heldout")}
+    print({name: len(v) for name, v in parts.items()}, flush=True)
+    started = time.perf_counter()
+    best = None  # (F1 on validation, C, threshold, model)
+    for strength in (0.1, 0.3, 1.0, 3.0, 10.0):
+        vectorizer, model = fit(parts["train"], strength)
+        val = predict(vectorizer, model, parts["validation"])
+        for threshold in (t / 100 for t in range(10, 91, 2)):
+            f1 = _f1(scores(parts["validation"], [label_of(p, threshold) for p in val]))
+            if best is None or f1 > best[0]:
+                best = (f1, strength, threshold, vectorizer, model)
+    _, strength, threshold, vectorizer, model = best
+    exported = export(vectorizer, model, threshold)
+    report = {"C": strength, "flag_threshold": threshold, "parts": {k: len(v) for k, v in parts.items()},
+              "features": len(exported["weights"]), "fit_seconds": round(time.perf_counter() - started, 1),
+              "validation": scores(parts["validation"], [label_of(p, threshold) for p in
+                                                         predict(vectorizer, model, parts["validation"])])}
+    WEIGHTS.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(verifier.MODEL_FILE, json.dumps(exported, separators=(",", ":")) + "\n")
+    verifier._model.cache_clear()
+    # Both checkers on the held-out letters, whole (the verifier with its exact rules, as every caller gets it).
+    for method in ("verifier", "lexical"):
+        started = time.perf_counter()
+        report[f"heldout_{method}"] = scores(parts["heldout"], letter_labels(parts["heldout"], method))
+        report[f"heldout_{method}"]["seconds"] = round(time.perf_counter() - started, 2)
+    write_text_atomic(WEIGHTS / "report.json", json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+def _f1(s: dict) -> float:
+    return 2 * s["precision"] * s["recall"] / max(1e-9, s["precision"] + s["recall"])
+
+
+if __name__ == "__main__":
+    _bootstrap.run(main)
