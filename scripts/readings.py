@@ -1,5 +1,6 @@
-"""The readings of data/claims/readings/: their size, the agreement of two independent readings, and the claim
-checker measured against them (the checker never saw them; nothing is tuned on them here).
+"""The readings of data/claims/readings/: their size, the agreement of two independent readings, and the lexical
+claim checker measured against all of them (it never saw them). The learned verifier is trained on part of them:
+its held-out scores come from scripts/train_verifier.py (coverlora/scoring/claims/weights/report.json).
 
     .venv/bin/python scripts/readings.py --data ../shared/data/cover-letter-dataset            # agreement + checker
     .venv/bin/python scripts/readings.py --data ../shared/data/cover-letter-dataset --lexical  # without MiniLM
@@ -85,7 +86,7 @@ def checker_against(readings: dict, data: str, embeddings: bool) -> None:
         rows.append(frame.iloc[row].to_dict())
         keys.append((source, split, row))
     started = time.perf_counter()
-    verdicts = check_letters(letters, rows, embeddings=embeddings)
+    verdicts = check_letters(letters, rows, embeddings=embeddings, method="lexical")  # the verifier learned from these
     seconds = time.perf_counter() - started
     tp = fp = fn = spec_tp = spec_fn = stale = 0
     letter_pairs = []
