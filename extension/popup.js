@@ -74,9 +74,17 @@ function summarizeResume() {
     : "(saved in this browser)";
 }
 
+// fn runs ms after the last call; .flush() runs a pending call now (before a letter is written, or the page goes).
 function debounce(fn, ms) {
   let timer = null;
-  return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
+  const run = (...args) => { clearTimeout(timer); timer = setTimeout(() => { timer = null; fn(...args); }, ms); };
+  run.flush = () => {
+    if (timer === null) return undefined;
+    clearTimeout(timer);
+    timer = null;
+    return fn();
+  };
+  return run;
 }
 
 // ---------------------------------------------------------------- messages
@@ -214,6 +222,7 @@ async function writeLetter(event) {
   const job = readPart("job", JOB_FIELDS);
   const resume = readPart("resume", RESUME_FIELDS);
   if (!checkRequired(job, resume)) return;
+  await saveDraft.flush(); // the resume typed just now is kept even if the letter comes back within the debounce
   const {serviceUrl, token} = await settings();
   const headers = {"Content-Type": "application/json", "Accept": "text/event-stream"};
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -336,6 +345,7 @@ async function start() {
     await checkService();
   });
   $("letter-form").addEventListener("submit", writeLetter);
+  window.addEventListener("pagehide", () => saveDraft.flush());
   $("cancel").addEventListener("click", () => running && running.abort());
   $("copy").addEventListener("click", async () => {
     try {

@@ -191,11 +191,10 @@ def test_extension_popup_reads_the_page_and_writes_a_letter(browser, service, jo
     expect(popup.locator("#service-status")).to_have_text(re.compile("^model:"))
     assert popup.evaluate("document.body.dataset.mode") == "popup"
     # Open the job posting as the active tab of the popup's window, as when a user clicks the toolbar icon.
-    popup.evaluate("""url => new Promise(resolve => chrome.tabs.create({url, active: true}, tab => {
-        chrome.tabs.onUpdated.addListener(function done(id, info) {
-            if (id === tab.id && info.status === 'complete') { chrome.tabs.onUpdated.removeListener(done); resolve(); }
-        });
-    }))""", job_site)
+    # (Playwright sees the new tab: waiting on it has a timeout, where a promise in evaluate() has none.)
+    with browser.expect_page() as opened:
+        popup.evaluate("url => chrome.tabs.create({url, active: true}).then(() => true)", job_site)
+    opened.value.wait_for_load_state("load")
     popup.click("#use-page")
     expect(popup.locator("#job-posting")).to_have_value(re.compile("sales data"))
     assert popup.input_value("#job-title") == "Data Analyst"
