@@ -178,7 +178,7 @@ class TestConfig:
     temperature: float = opt(GROUNDED_DEFAULTS["temperature"], "Sampling temperature for grounded decoding's candidates.")
     sample_seed: int = opt(0, "Seed for grounded decoding's samples.")
     lengths_from: str | None = opt(None, "Benchmarks only: an eval.csv whose <model>_new_tokens cap each row's letter (matched by row_id), so a random-weight model, which never stops, decodes a real run's lengths (bench/gen_bench.py --lengths-from). Needs kv_cache slots and greedy decoding.")
-    claim_similarity: bool = opt(False, "Grounded decoding's claim check also weighs MiniLM paraphrase evidence. Off by default: lexical evidence alone is as accurate on the held-out labels and far faster (README, Grounded letters).")
+    claim_similarity: bool = opt(False, "Only when the learned verifier's weights are missing (the lexical checker then chooses): also weigh MiniLM paraphrase evidence. The verifier, committed and the default, needs no MiniLM (coverlora/scoring/claims/verifier.py).")
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -211,7 +211,7 @@ class MetricsConfig:
     split: Split = opt("test", "Score eval.csv ('test'), or eval_validation.csv ('validation', outputs under <run>/validation/).")
     bertscore_model: str = opt("minilm", "'minilm' (offline, raw scores), 'roberta-large' (layer 17, rescaled; downloads), a local model folder, or 'off'.")
     bertscore_layers: int = opt(0, "Layer for a local bertscore_model folder (0 = its last layer).")
-    claims: Literal["lexical", "minilm", "off"] = opt("lexical", "The claim checker's evidence (scoring/claims.py): 'lexical' words, numbers and names; 'minilm' adds MiniLM paraphrase similarity (as accurate on the held-out labels, far slower on a CPU: README); 'off' skips it.")
+    claims: Literal["verifier", "lexical", "minilm", "off"] = opt("verifier", "The claim checker: 'verifier' the learned verifier with the exact rules (scoring/claims/verifier.py; docs/grounding.md); 'lexical' the older checker's words, numbers and names; 'minilm' the lexical checker plus MiniLM paraphrase similarity (slow on a CPU); 'off' skips it.")
     long_form_chars: int = opt(500, "References at least this long form the long-form subset.")
     bootstrap_resamples: int = opt(2000, "Resamples for the 95% confidence interval of base → fine-tuned differences.")
     train_data: str | None = opt(None, "Training data for the leakage check; null = the data used in training.")

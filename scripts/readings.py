@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,6 +28,32 @@ from coverlora.scoring.sentences import split_sentences
 
 READINGS = Path(__file__).resolve().parents[1] / "data" / "claims" / "readings"
 SECOND = "second.csv"
+# The model letters read (source greedy / grounded / sample / base): their text, since it is in no data file.
+MODEL_LETTERS = READINGS.parent / "model_letters.jsonl"
+
+
+class Letters:
+    """The letter a reading's (source, split, row) names, and its row: the dataset's own `cover_letter` for
+    source `reference`, else the model letter in model_letters.jsonl (its row fields still come from the data)."""
+
+    def __init__(self, data: str):
+        self.data, self.frames, self.generated = data, {}, {}
+        if MODEL_LETTERS.is_file():
+            for text in MODEL_LETTERS.read_text(encoding="utf-8").splitlines():
+                record = json.loads(text)
+                self.generated[record["source"], record["split"], int(record["row"])] = record["letter"]
+
+    def get(self, source: str, split: str, row: int) -> tuple[str, dict]:
+        from coverlora.data import load_split
+
+        if split not in self.frames:
+            self.frames[split] = load_split(self.data, split)
+        fields = self.frames[split].iloc[row].to_dict()
+        if source == "reference":
+            return fields["cover_letter"], fields
+        if (source, split, row) not in self.generated:
+            raise UserError(f"no {source} letter for {split} row {row}", where=str(MODEL_LETTERS))
+        return self.generated[source, split, row], fields
 
 
 def read(path: Path) -> dict[tuple, dict]:
@@ -72,18 +99,12 @@ def agreement(first: dict, second: dict) -> None:
 
 
 def checker_against(readings: dict, data: str, embeddings: bool) -> None:
-    from coverlora.data import load_split
-
-    frames = {}
+    source_of = Letters(data)
     letters, rows, keys = [], [], []
     for source, split, row in sorted({k[:3] for k in readings}):
-        if source != "reference":
-            continue
-        if split not in frames:  # (setdefault would read the CSV for every sentence)
-            frames[split] = load_split(data, split)
-        frame = frames[split]
-        letters.append(frame.iloc[row]["cover_letter"])
-        rows.append(frame.iloc[row].to_dict())
+        letter, fields = source_of.get(source, split, row)
+        letters.append(letter)
+        rows.append(fields)
         keys.append((source, split, row))
     started = time.perf_counter()
     verdicts = check_letters(letters, rows, embeddings=embeddings, method="lexical")  # the verifier learned from these
@@ -108,7 +129,7 @@ def checker_against(readings: dict, data: str, embeddings: bool) -> None:
             checker_flag |= said
         letter_pairs.append((read_specific, checker_flag))
     name = "lexical checker + MiniLM" if embeddings else "lexical checker (no MiniLM)"
-    print(f"{name} against the readings ({len(keys)} reference letters, {seconds:.1f} s; {stale} stale shas):")
+    print(f"{name} against the readings ({len(keys)} letters, {seconds:.1f} s; {stale} stale shas):")
     print(f"  flagged: precision {tp / max(1, tp + fp):.3f}, recall {tp / max(1, tp + fn):.3f} "
           f"(tp {tp}, fp {fp}, fn {fn}); recall on the specific ones {spec_tp / max(1, spec_tp + spec_fn):.3f}")
     agree = sum(a == b for a, b in letter_pairs) / max(1, len(letter_pairs))

@@ -18,7 +18,7 @@ import json
 import time
 
 import _bootstrap
-from readings import READINGS, SECOND, read, specific
+from readings import READINGS, SECOND, Letters, read, specific
 
 from coverlora.errors import UserError
 from coverlora.scoring.claims.features import verifier_features
@@ -29,30 +29,30 @@ from coverlora.scoring.sentences import split_sentences
 
 
 def part_of(split: str, row: int) -> str:
-    """heldout / validation / train, fixed per letter by a hash of its row (never by its labels)."""
+    """heldout / validation / train, fixed per row by a hash of it (never by its labels); every test row is
+    held out, so the model letters of test rows are only ever measured on."""
+    if split == "test":
+        return "heldout"
     bucket = int(hashlib.sha1(f"{split}:{row}".encode()).hexdigest(), 16) % 10
     return "heldout" if bucket < 2 else "validation" if bucket == 2 else "train"
 
 
 def examples(data: str) -> list[dict]:
-    from coverlora.data import load_split
-
     records = {}
     for path in sorted(p for p in READINGS.glob("*.csv") if p.name != SECOND):
         records |= read(path)
-    frames, out, stale = {}, [], 0
+    source_of, split_letters, out, stale = Letters(data), {}, [], 0
     for (source, split, row, index), record in sorted(records.items()):
-        if source != "reference":
-            continue
-        if split not in frames:  # (setdefault would read the CSV for every sentence)
-            frames[split] = load_split(data, split)
-        frame = frames[split]
-        sentences = {s.index: s.text for s in split_sentences(frame.iloc[row]["cover_letter"])}
+        if (source, split, row) not in split_letters:
+            letter, fields = source_of.get(source, split, row)
+            split_letters[source, split, row] = letter, fields, {s.index: s.text for s in split_sentences(letter)}
+        letter, fields, sentences = split_letters[source, split, row]
         if index not in sentences or sentence_sha(sentences[index]) != record["sha"]:
             stale += 1
             continue
-        out.append({"key": (split, row), "index": index, "sentence": sentences[index], "row": frame.iloc[row].to_dict(),
-                    "label": record["label"], "specific": specific(record), "part": part_of(split, row)})
+        out.append({"key": (source, split, row), "index": index, "sentence": sentences[index], "row": fields,
+                    "letter": letter, "label": record["label"], "specific": specific(record),
+                    "part": part_of(split, row)})
     if stale:
         raise UserError(f"{stale} labelled sentences no longer match the letters (sha)", where=str(READINGS),
                         fix="re-label them: the splitter or the data changed")
@@ -117,9 +117,11 @@ def letter_labels(items: list[dict], method: str) -> list[str]:
     """Each item's label when its whole letter is checked by `method` (check_letters)."""
     from coverlora.scoring.claims.verdicts import check_letters
 
-    keys = sorted({i["key"] for i in items})
-    letters = {key: next(i["row"] for i in items if i["key"] == key) for key in keys}
-    verdicts = check_letters([letters[k]["cover_letter"] for k in keys], [letters[k] for k in keys], method=method)
+    first = {}
+    for item in items:
+        first.setdefault(item["key"], item)
+    keys = sorted(first)
+    verdicts = check_letters([first[k]["letter"] for k in keys], [first[k]["row"] for k in keys], method=method)
     by_key = {key: {v.index: v.label for v in vs} for key, vs in zip(keys, verdicts)}
     return [by_key[i["key"]].get(i["index"], "not_a_claim") for i in items]
 

@@ -38,7 +38,7 @@ ROW = {
 
 
 def label(sentence: str, row=ROW) -> str:
-    verdicts = check_claims(sentence, row, embeddings=False)
+    verdicts = check_claims(sentence, row, embeddings=False, method="lexical")
     assert len(verdicts) == 1, [v.text for v in verdicts]
     return verdicts[0].label
 
@@ -92,7 +92,7 @@ def test_frame_lines_are_not_claims():
     letter = "Dear Hiring Manager,\n\nI am proficient in Python.\n\nSincerely,\nPriya Raman"
     kinds = [s.kind for s in split_sentences(letter)]
     assert kinds == [GREETING, BODY, SIGN_OFF, SIGN_OFF]
-    labels = [v.label for v in check_claims(letter, ROW, embeddings=False)]
+    labels = [v.label for v in check_claims(letter, ROW, embeddings=False, method="lexical")]
     assert labels == [NOT_A_CLAIM, SUPPORTED, NOT_A_CLAIM, NOT_A_CLAIM]
 
 
@@ -105,7 +105,8 @@ def test_splitter_keeps_abbreviations_and_offsets():
 
 
 def test_evidence_names_field_and_items():
-    verdict = check_claims("I have been routing our fleet of 40,000 parcels a day.", ROW, embeddings=False)[0]
+    verdict = check_claims("I have been routing our fleet of 40,000 parcels a day.", ROW, embeddings=False,
+                           method="lexical")[0]
     numbers = [e for e in verdict.evidence if e.kind == "number"]
     assert [(e.source, e.items, e.field) for e in numbers] == [(BORROWED, ("40000",), "preferred_qualifications")]
     words = {word for e in verdict.evidence if e.kind == "words" and e.source == BORROWED for word in e.items}

@@ -51,7 +51,8 @@ def claim_columns(letters: list[str], rows: list[dict], evidence: str) -> dict[s
     if evidence == "off":
         return {"claim_support": nothing, "has_flagged_claim": nothing, "has_borrowed_claim": nothing,
                 "has_unsupported_claim": nothing, "flagged_sentences": [""] * len(letters)}
-    verdicts = check_letters(letters, rows, embeddings=evidence == "minilm")
+    method = "verifier" if evidence == "verifier" else "lexical"
+    verdicts = check_letters(letters, rows, embeddings=evidence == "minilm", method=method)
     claims = [[v for v in letter if v.label != NOT_A_CLAIM] for letter in verdicts]
     return {
         "claim_support": [sum(v.label == SUPPORTED for v in c) / len(c) if c else None for c in claims],
@@ -64,7 +65,7 @@ def claim_columns(letters: list[str], rows: list[dict], evidence: str) -> dict[s
 
 
 def score_letters(table: pd.DataFrame, systems: dict[str, list[str]], bertscore_model: BertScoreModel | None,
-                  batch_size: int = 32, claims: str = "lexical") -> tuple[pd.DataFrame, str]:
+                  batch_size: int = 32, claims: str = "verifier") -> tuple[pd.DataFrame, str]:
     """One row per (test row, system) with every metric; returns it and the BERTScore label."""
     rows = table.rename(columns={"reference": "cover_letter"}).to_dict("records")
     references = table["reference"].tolist()

@@ -10,14 +10,15 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
-from coverlora.options import load_yaml, to_yaml_section
 from coverlora.errors import UserError
+from coverlora.options import load_yaml, to_yaml_section
 
 # Library versions recorded with every stage's outputs.
 TRACKED_PACKAGES = (

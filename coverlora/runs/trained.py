@@ -9,9 +9,9 @@ import pandas as pd
 
 from coverlora import data as data_mod
 from coverlora.config import TrainConfig
-from coverlora.options import build_config
 from coverlora.errors import UserError
 from coverlora.models import resolve_model
+from coverlora.options import build_config
 from coverlora.prompts import PromptFormat
 from coverlora.runs.layout import RunLayout, read_stage_config
 
@@ -22,7 +22,7 @@ class TrainedRun:
     train: TrainConfig
 
     @classmethod
-    def open(cls, folder: str) -> "TrainedRun":
+    def open(cls, folder: str) -> TrainedRun:
         layout = RunLayout(Path(folder))
         if not layout.root.is_dir():
             raise UserError("run folder not found", where=folder, fix="pass the output_dir that train.py wrote")

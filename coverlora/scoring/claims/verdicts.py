@@ -155,14 +155,15 @@ def check_letters(letters: Sequence[str], rows: Sequence[Mapping[str, str]], *, 
 
     `method`: 'verifier' (the learned verifier reads every body sentence against its row, the exact rules
     overriding it: verifier.py), 'lexical' (the rules and content words, with MiniLM paraphrase evidence when
-    `embeddings`), or 'auto': the verifier when its weights are here and `embeddings` is on, else lexical."""
+    `embeddings`), or 'auto': the verifier when its weights are here (a fresh clone has them), else lexical.
+    The verifier needs no MiniLM, so `embeddings` only matters to the lexical checker."""
     if len(letters) != len(rows):
         raise ValueError(f"{len(letters)} letters for {len(rows)} rows")
     if method not in ("auto", "verifier", "lexical"):
         raise ValueError(f"method must be auto, verifier or lexical, got {method!r}")
     from coverlora.scoring.claims import verifier
 
-    if method == "verifier" or (method == "auto" and embeddings and verifier.available()):
+    if method == "verifier" or (method == "auto" and verifier.available()):
         return _verify_letters(letters, rows)
     drafts, pending = [], []  # pending: (letter, draft position) of claims that want a similarity
     for i, (letter, row) in enumerate(zip(letters, rows)):
