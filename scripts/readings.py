@@ -36,10 +36,10 @@ class Letters:
     """The letter a reading's (source, split, row) names, and its row: the dataset's own `cover_letter` for
     source `reference`, else the model letter in model_letters.jsonl (its row fields still come from the data)."""
 
-    def __init__(self, data: str):
-        self.data, self.frames, self.generated = data, {}, {}
-        if MODEL_LETTERS.is_file():
-            for text in MODEL_LETTERS.read_text(encoding="utf-8").splitlines():
+    def __init__(self, data: str, model_letters: Path = MODEL_LETTERS):
+        self.data, self.frames, self.generated, self.where = data, {}, {}, model_letters
+        if model_letters.is_file():
+            for text in model_letters.read_text(encoding="utf-8").splitlines():
                 record = json.loads(text)
                 self.generated[record["source"], record["split"], int(record["row"])] = record["letter"]
 
@@ -52,7 +52,7 @@ class Letters:
         if source == "reference":
             return fields["cover_letter"], fields
         if (source, split, row) not in self.generated:
-            raise UserError(f"no {source} letter for {split} row {row}", where=str(MODEL_LETTERS))
+            raise UserError(f"no {source} letter for {split} row {row}", where=str(self.where))
         return self.generated[source, split, row], fields
 
 

@@ -76,6 +76,22 @@ def fit(items: list[dict], strength: float):
     return vectorizer, model
 
 
+def fit_severity(items: list[dict], vectorizer, strength: float):
+    """Specific vs generic, on the flagged sentences only (the readings give no severity to the others)."""
+    from sklearn.linear_model import LogisticRegression
+
+    flagged = [i for i in items if i["label"] in FLAGGED_LABELS]
+    model = LogisticRegression(C=strength, max_iter=3000)
+    model.fit(vectorizer.transform(featurize(flagged)), [i["specific"] for i in flagged])
+    return model
+
+
+def export_severity(vectorizer, model) -> dict:
+    names = {column: name for name, column in vectorizer.vocabulary_.items()}
+    weights = {names[c]: round(float(w), 5) for c, w in enumerate(model.coef_[0]) if round(float(w), 5)}
+    return {"bias": round(float(model.intercept_[0]), 5), "weights": weights}
+
+
 def predict(vectorizer, model, items: list[dict]) -> list[list[float]]:
     probs = model.predict_proba(vectorizer.transform(featurize(items)))
     order = list(model.classes_)
@@ -95,7 +111,9 @@ def export(vectorizer, model, threshold: float) -> dict:
     return {"flag_threshold": threshold, "classes": list(CLASSES), "bias": bias, "weights": weights}
 
 
-def scores(items: list[dict], labels: list[str]) -> dict:
+def scores(items: list[dict], labels: list[str], specific: list[bool] | None = None) -> dict:
+    """Sentence precision / recall of "flagged" against the readings; with `specific` (the checker's severity),
+    also the letters with a specific unbacked claim, by the reading and by the checker, and their agreement."""
     truth = [i["label"] in FLAGGED_LABELS for i in items]
     said = [label in FLAGGED_LABELS for label in labels]
     tp = sum(t and s for t, s in zip(truth, said))
@@ -106,15 +124,23 @@ def scores(items: list[dict], labels: list[str]) -> dict:
     for item, flagged in zip(items, said):
         read_flag, checker_flag = letters.get(item["key"], (False, False))
         letters[item["key"]] = (read_flag or item["specific"], checker_flag or flagged)
-    return {"sentences": len(items), "letters": len(letters), "precision": round(tp / max(1, tp + fp), 3),
-            "recall": round(tp / max(1, tp + fn), 3), "recall_specific": round(sum(spec) / max(1, len(spec)), 3),
-            "letter_agreement": round(sum(a == b for a, b in letters.values()) / max(1, len(letters)), 3),
-            "letters_flagged_reading": round(sum(a for a, _ in letters.values()) / max(1, len(letters)), 3),
-            "letters_flagged_checker": round(sum(b for _, b in letters.values()) / max(1, len(letters)), 3)}
+    out = {"sentences": len(items), "letters": len(letters), "precision": round(tp / max(1, tp + fp), 3),
+           "recall": round(tp / max(1, tp + fn), 3), "recall_specific": round(sum(spec) / max(1, len(spec)), 3),
+           "letter_agreement_any_flag": round(sum(a == b for a, b in letters.values()) / max(1, len(letters)), 3),
+           "letters_specific_reading": round(sum(a for a, _ in letters.values()) / max(1, len(letters)), 3),
+           "letters_flagged_checker": round(sum(b for _, b in letters.values()) / max(1, len(letters)), 3)}
+    if specific is not None:
+        spec_letters = {}
+        for item, flagged, is_specific in zip(items, said, specific):
+            spec_letters[item["key"]] = spec_letters.get(item["key"], False) or (flagged and is_specific)
+        out["letters_specific_checker"] = round(sum(spec_letters.values()) / max(1, len(letters)), 3)
+        out["letter_agreement"] = round(sum(letters[k][0] == spec_letters[k] for k in letters) / max(1, len(letters)), 3)
+    return out
 
 
-def letter_labels(items: list[dict], method: str) -> list[str]:
-    """Each item's label when its whole letter is checked by `method` (check_letters)."""
+def letter_labels(items: list[dict], method: str) -> tuple[list[str], list[bool]]:
+    """Each item's label, and whether it is called specific, when its whole letter is checked by `method`
+    (check_letters; the lexical checker gives no severity, so its flags all count as specific)."""
     from coverlora.scoring.claims.verdicts import check_letters
 
     first = {}
@@ -122,8 +148,10 @@ def letter_labels(items: list[dict], method: str) -> list[str]:
         first.setdefault(item["key"], item)
     keys = sorted(first)
     verdicts = check_letters([first[k]["letter"] for k in keys], [first[k]["row"] for k in keys], method=method)
-    by_key = {key: {v.index: v.label for v in vs} for key, vs in zip(keys, verdicts)}
-    return [by_key[i["key"]].get(i["index"], "not_a_claim") for i in items]
+    by_key = {key: {v.index: v for v in vs} for key, vs in zip(keys, verdicts)}
+    found = [by_key[i["key"]].get(i["index"]) for i in items]
+    return ([v.label if v else "not_a_claim" for v in found],
+            [bool(v) and v.flagged and v.severity != "generic" for v in found])
 
 
 def main() -> None:
@@ -146,8 +174,17 @@ def main() -> None:
             if best is None or f1 > best[0]:
                 best = (f1, strength, threshold, vectorizer, model)
     _, strength, threshold, vectorizer, model = best
-    exported = export(vectorizer, model, threshold)
-    report = {"C": strength, "flag_threshold": threshold, "parts": {k: len(v) for k, v in parts.items()},
+    severity_best = None  # (accuracy on the flagged validation sentences, model)
+    flagged_val = [i for i in parts["validation"] if i["label"] in FLAGGED_LABELS]
+    for severity_strength in (0.1, 0.3, 1.0, 3.0):
+        candidate = fit_severity(parts["train"], vectorizer, severity_strength)
+        said = candidate.predict(vectorizer.transform(featurize(flagged_val)))
+        accuracy = sum(bool(s) == i["specific"] for s, i in zip(said, flagged_val)) / max(1, len(flagged_val))
+        if severity_best is None or accuracy > severity_best[0]:
+            severity_best = (accuracy, severity_strength, candidate)
+    exported = export(vectorizer, model, threshold) | {"severity": export_severity(vectorizer, severity_best[2])}
+    report = {"C": strength, "flag_threshold": threshold, "severity_C": severity_best[1],
+              "severity_accuracy_validation": round(severity_best[0], 3), "parts": {k: len(v) for k, v in parts.items()},
               "features": len(exported["weights"]), "fit_seconds": round(time.perf_counter() - started, 1),
               "validation": scores(parts["validation"], [label_of(p, threshold) for p in
                                                          predict(vectorizer, model, parts["validation"])])}
@@ -155,10 +192,19 @@ def main() -> None:
     write_text_atomic(verifier.MODEL_FILE, json.dumps(exported, separators=(",", ":")) + "\n")
     verifier._model.cache_clear()
     # Both checkers on the held-out letters, whole (the verifier with its exact rules, as every caller gets it).
+    # Also by kind of letter: the dataset's own (reference) and the models' (greedy, grounded, sample, base).
+    kinds = {"all": parts["heldout"], "reference letters": [i for i in parts["heldout"] if i["key"][0] == "reference"],
+             "model letters": [i for i in parts["heldout"] if i["key"][0] != "reference"]}
     for method in ("verifier", "lexical"):
         started = time.perf_counter()
-        report[f"heldout_{method}"] = scores(parts["heldout"], letter_labels(parts["heldout"], method))
+        labels, specific_flags = letter_labels(parts["heldout"], method)
+        report[f"heldout_{method}"] = scores(parts["heldout"], labels, specific_flags)
         report[f"heldout_{method}"]["seconds"] = round(time.perf_counter() - started, 2)
+        said = {(i["key"], i["index"]): (label, flag) for i, label, flag in zip(parts["heldout"], labels, specific_flags)}
+        for kind, items in kinds.items():
+            if items and kind != "all":
+                report[f"heldout_{method}"][kind] = scores(
+                    items, [said[i["key"], i["index"]][0] for i in items], [said[i["key"], i["index"]][1] for i in items])
     write_text_atomic(WEIGHTS / "report.json", json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 

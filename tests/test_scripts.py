@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 from conftest import make_row, write_csv
 
+from coverlora.fields import COLUMNS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -74,3 +76,36 @@ def test_seeds_table_gives_mean_and_spread_with_the_best_validation_loss(tmp_pat
     assert lines["| fine-tuned, a (2 seeds)"].startswith("| fine-tuned, a (2 seeds) | 0.8500 ± 0.0707 | 0.410 ± 0.014 |")
     assert lines["| fine-tuned, b (2 seeds)"].startswith("| fine-tuned, b (2 seeds) | 0.7050 ± 0.0071 | 0.500 ± 0.000 |")
     assert lines["| reference letters"].startswith("| reference letters | – | – |")
+
+
+def test_a_blind_reading_task_round_trips_to_a_reading_file(tmp_path, data_dir, monkeypatch):
+    """reading_tasks.py: model letters keyed by their dataset row, a task that names no system, and the
+    reader's labels back into the readings' columns (a bad label is one line, exit 2)."""
+    rows = [make_row(i) for i in range(3)]
+    write_csv(data_dir / "train.csv", rows)
+    table = pd.DataFrame([{COLUMNS[c]: v for c, v in r.items() if COLUMNS[c] != "cover_letter"}
+                          | {"finetuned_output": f"I am writing. I use Python {i}."} for i, r in enumerate(rows)])
+    table.to_csv(tmp_path / "eval.csv", index=False)
+    letters = tmp_path / "model_letters.jsonl"
+    store = ("--model-letters", str(letters))
+    done = script("reading_tasks", "letters", str(tmp_path / "eval.csv"), "--data", str(data_dir),
+                  "--split", "train", "--column", "finetuned_output", "--source", "greedy", *store)
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(x)["row"] for x in letters.read_text().splitlines()] == [0, 1, 2]
+    done = script("reading_tasks", "task", "--data", str(data_dir), "--letters", "greedy:train:2,reference:train:0",
+                  "--out", str(tmp_path / "task.txt"), "--key", str(tmp_path / "key.json"), *store)
+    assert done.returncode == 0, done.stderr
+    task = (tmp_path / "task.txt").read_text()
+    assert "greedy" not in task and "reference" not in task and task.count("#### L") == 2
+    key = json.loads((tmp_path / "key.json").read_text())
+    greedy_id = next(k for k, v in key.items() if v == ["greedy", "train", 2])
+    sha = task.split(f"#### {greedy_id}")[1].split("[1] (sha ")[1][:8]
+    (tmp_path / "labels.csv").write_text(f"letter,sentence,sha,label,severity\n{greedy_id},1,{sha},supported,\n")
+    done = script("reading_tasks", "collect", str(tmp_path / "labels.csv"), "--key", str(tmp_path / "key.json"),
+                  "--out", str(tmp_path / "reading.csv"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "reading.csv").read_text().splitlines()[1] == f"greedy,train,2,1,{sha},supported,"
+    (tmp_path / "labels.csv").write_text(f"letter,sentence,sha,label,severity\n{greedy_id},1,{sha},true,\n")
+    done = script("reading_tasks", "collect", str(tmp_path / "labels.csv"), "--key", str(tmp_path / "key.json"),
+                  "--out", str(tmp_path / "bad.csv"))
+    assert done.returncode == 2 and "line 2: label 'true'" in done.stderr and not (tmp_path / "bad.csv").exists()

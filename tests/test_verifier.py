@@ -88,3 +88,21 @@ def test_a_letter_of_ten_sentences_costs_well_under_a_second_on_the_cpu():
     check_letters(letters, [ROW] * len(letters), method="verifier")
     per_letter = (time.perf_counter() - started) / len(letters)
     assert per_letter < 1.0, per_letter  # measured 2026-12-03 in docs/grounding.md; a loose bound for CI's noise
+
+
+@pytest.mark.parametrize("sentence, label, severity", [
+    ("I have built Spark pipelines on Hadoop clusters.", BORROWED, "specific"),  # the posting's tools
+    ("I led a team of five analysts at Lumen Retail.", UNSUPPORTED, "specific"),  # leadership the resume lacks
+    ("I have collaborated with cross-functional teams in a fast-paced environment.", UNSUPPORTED, "generic"),
+    ("I hold a BSc in Statistics.", SUPPORTED, None),
+])
+def test_severity_tells_what_a_recruiter_could_catch_from_boilerplate(sentence, label, severity):
+    (verdict,) = check_claims(sentence, ROW, method="verifier")
+    assert (verdict.label, verdict.severity) == (label, severity)
+    assert verdict.specific == (severity == "specific")
+
+
+def test_an_exact_rules_flag_is_specific():
+    (verdict,) = check_claims("I have 9 years of experience in data analysis.", ROW, method="verifier")
+    assert verdict.severity == "specific"
+    assert all(v.severity is None for v in check_claims(LETTER, ROW, method="lexical"))  # it cannot tell

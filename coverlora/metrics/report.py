@@ -11,7 +11,8 @@ from coverlora.runs.layout import RunLayout, atomic_path, write_text_atomic
 
 HEADLINE = ("rouge_l", "bertscore_f1", "repetition", "seq_rep_4", "distinct_2", "company_named", "title_named",
             "name_named", "unsupported_years", "entity_precision", "has_placeholder", "claim_support",
-            "has_flagged_claim", "has_borrowed_claim", "has_unsupported_claim", "self_bleu_4", "letter_words")
+            "supported_claims", "has_flagged_claim", "has_specific_claim", "has_borrowed_claim",
+            "has_unsupported_claim", "self_bleu_4", "letter_words")
 SYSTEM_ORDER = ("base", "finetuned", "reference", "copy_input", "template", "retrieval")
 SYSTEM_COLORS = {"base": "#9aa5b1", "finetuned": "#2f6fb0", "reference": "#4caf50", "copy_input": "#d9a441",
                  "template": "#c97b63", "retrieval": "#8e6bb0"}

@@ -28,7 +28,8 @@ GENERATED = ("base", "finetuned")
 # The references score themselves only on metrics that don't compare with a reference.
 REFERENCE_FREE = ("repetition", "seq_rep_4", "distinct_2", "company_named", "title_named", "name_named",
                   "unsupported_years", "entity_precision", "has_placeholder", "letter_words",
-                  "claim_support", "has_flagged_claim", "has_borrowed_claim", "has_unsupported_claim")
+                  "claim_support", "supported_claims", "has_flagged_claim", "has_specific_claim", "has_borrowed_claim",
+                  "has_unsupported_claim")
 METRICS = ("rouge_l", "bertscore_f1", "bertscore_precision", "bertscore_recall", *REFERENCE_FREE)
 
 
@@ -45,21 +46,27 @@ def letters_by_row(table: pd.DataFrame, systems: dict[str, list[str]]) -> dict[s
 
 
 def claim_columns(letters: list[str], rows: list[dict], evidence: str) -> dict[str, list]:
-    """Per letter: the share of its claims the resume backs, whether it has a borrowed / unsupported claim, and
-    every flagged sentence with its label and evidence (the evidence behind each flag, for the report)."""
+    """Per letter: the share of its claims the resume backs and how many it backs (a letter that says nothing
+    flags nothing), whether it has a borrowed / unsupported / specific unbacked claim (specific: the verifier's
+    severity; the lexical checker cannot tell, so there it is every flag), and every flagged sentence with its
+    label and evidence (the evidence behind each flag, for the report)."""
     nothing = [None] * len(letters)
     if evidence == "off":
-        return {"claim_support": nothing, "has_flagged_claim": nothing, "has_borrowed_claim": nothing,
-                "has_unsupported_claim": nothing, "flagged_sentences": [""] * len(letters)}
+        return {"claim_support": nothing, "supported_claims": nothing, "has_flagged_claim": nothing,
+                "has_specific_claim": nothing, "has_borrowed_claim": nothing, "has_unsupported_claim": nothing,
+                "flagged_sentences": [""] * len(letters)}
     method = "verifier" if evidence == "verifier" else "lexical"
     verdicts = check_letters(letters, rows, embeddings=evidence == "minilm", method=method)
     claims = [[v for v in letter if v.label != NOT_A_CLAIM] for letter in verdicts]
     return {
         "claim_support": [sum(v.label == SUPPORTED for v in c) / len(c) if c else None for c in claims],
+        "supported_claims": [sum(v.label == SUPPORTED for v in c) for c in claims],
         "has_flagged_claim": [any(v.flagged for v in c) for c in claims],
+        "has_specific_claim": [any(v.flagged and v.severity != "generic" for v in c) for c in claims],
         "has_borrowed_claim": [any(v.label == BORROWED for v in c) for c in claims],
         "has_unsupported_claim": [any(v.label == UNSUPPORTED for v in c) for c in claims],
-        "flagged_sentences": [json.dumps([{"sentence": v.text, "label": v.label, "evidence": describe_claim(v)}
+        "flagged_sentences": [json.dumps([{"sentence": v.text, "label": v.label, "severity": v.severity,
+                                            "evidence": describe_claim(v)}
                                           for v in c if v.flagged]) for c in claims],
     }
 

@@ -66,6 +66,13 @@ class SentenceVerdict:
     evidence: tuple[Evidence, ...] = ()
     resume_similarity: float | None = None  # best MiniLM cosine with a resume line (None: not computed)
     job_similarity: float | None = None  # ... with a line of the job's fields
+    # Of a flagged sentence: 'specific' (a recruiter could catch it) or 'generic' (boilerplate), as PROTOCOL.md
+    # defines them; None when not flagged, or when the lexical checker (which cannot tell) decided.
+    severity: str | None = None
+
+    @property
+    def specific(self) -> bool:
+        return self.flagged and self.severity == "specific"
 
     @property
     def flagged(self) -> bool:
@@ -200,16 +207,18 @@ def _verify_letters(letters: Sequence[str], rows: Sequence[Mapping[str, str]]) -
                               if item.source in (BORROWED, UNSUPPORTED) and item.kind != "placeholder")
             draft.append((SentenceVerdict(sentence.index, sentence.text, sentence.start, sentence.end, NOT_A_CLAIM), exact))
         drafts.append(draft)
-    probabilities = verifier.probabilities([drafts[i][j][0].text for i, j in body], [rows[i] for i, _ in body])
-    for (i, j), probs in zip(body, probabilities):
+    read = verifier.read_sentences([drafts[i][j][0].text for i, j in body], [rows[i] for i, _ in body])
+    for (i, j), (probs, p_specific) in zip(body, read):
         verdict, exact = drafts[i][j]
         flagged = round(probs[verifier.CLASSES.index(BORROWED)] + probs[verifier.CLASSES.index(UNSUPPORTED)], 3)
         said = Evidence("verifier", verifier.label_of(probs, threshold), score=flagged)
         if exact:  # the rule is more precise than the model on these: it decides, and says so
             label = BORROWED if any(item.source == BORROWED for item in exact) else UNSUPPORTED
-            drafts[i][j] = (replace(verdict, label=label, evidence=exact + (said,)), exact)
+            # years, numbers, degrees and employers are specific by the protocol's definition
+            drafts[i][j] = (replace(verdict, label=label, evidence=exact + (said,), severity="specific"), exact)
         else:
-            drafts[i][j] = (replace(verdict, label=said.source, evidence=(said,)), exact)
+            severity = ("specific" if p_specific >= 0.5 else "generic") if said.source in FLAGGED_LABELS else None
+            drafts[i][j] = (replace(verdict, label=said.source, evidence=(said,), severity=severity), exact)
     return [[verdict for verdict, _ in draft] for draft in drafts]
 
 

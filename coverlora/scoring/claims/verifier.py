@@ -3,7 +3,8 @@
 A multinomial logistic regression (scikit-learn, trained by `scripts/train_verifier.py` on data/claims/readings
 under data/claims/PROTOCOL.md) over sparse features of the sentence and its row (features.verifier_features):
 its words, the content words the resume lacks, and the exact rules' findings. It labels not_a_claim /
-supported / borrowed / unsupported. Its weights (weights/verifier.json, a few hundred kB) are committed, so a
+supported / borrowed / unsupported; a second, binary regression on the same features says whether a flagged
+sentence is specific (a tool, employer, number, leadership... a recruiter could catch) or generic. Its weights (weights/verifier.json, a few hundred kB) are committed, so a
 fresh clone needs neither the data nor the script; it needs no torch and costs milliseconds per letter.
 The exact rules stay where they are more precise: a years, number, degree or hiring-company-as-employer finding
 flags the sentence whatever the model says (verdicts._verify_letters), and the evidence says which decided.
@@ -50,22 +51,30 @@ def softmax_rows(scores: list[list[float]]) -> list[list[float]]:
     return out
 
 
-def probabilities(sentences: Sequence[str], rows: Sequence[Mapping[str, str]]) -> list[list[float]]:
-    """One row of class probabilities (CLASSES order) per sentence; sentences[i] belongs to rows[i]."""
+def read_sentences(sentences: Sequence[str], rows: Sequence[Mapping[str, str]]) -> list[tuple[list[float], float]]:
+    """Per sentence (sentences[i] belongs to rows[i]): its class probabilities (CLASSES order) and the
+    probability that, if flagged, it is specific rather than generic."""
     model = _model()
     weights, bias = model["weights"], model["bias"]  # feature -> per-class weights; per-class bias
+    severity = model["severity"]  # feature -> weight of "specific"; its bias
     sources: dict[int, RowSources] = {}
-    scores = []
+    scores, specific = [], []
     for sentence, row in zip(sentences, rows):
         if id(row) not in sources:  # a letter's sentences share their row: read its fields once
             sources[id(row)] = RowSources.of(row)
-        row_sources = sources[id(row)]
-        logits = list(bias)
-        for name, value in verifier_features(sentence, row_sources).items():
+        logits, severity_logit = list(bias), severity["bias"]
+        for name, value in verifier_features(sentence, sources[id(row)]).items():
             for k, w in enumerate(weights.get(name, ())):
                 logits[k] += w * value
+            severity_logit += severity["weights"].get(name, 0.0) * value
         scores.append(logits)
-    return softmax_rows(scores)
+        specific.append(1 / (1 + math.exp(-severity_logit)))
+    return list(zip(softmax_rows(scores), specific))
+
+
+def probabilities(sentences: Sequence[str], rows: Sequence[Mapping[str, str]]) -> list[list[float]]:
+    """One row of class probabilities (CLASSES order) per sentence; sentences[i] belongs to rows[i]."""
+    return [probs for probs, _ in read_sentences(sentences, rows)]
 
 
 def label_of(probs: Sequence[float], flag_threshold: float) -> str:
