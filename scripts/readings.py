@@ -137,6 +137,37 @@ def checker_against(readings: dict, data: str, embeddings: bool) -> None:
           f"checker flags {sum(b for _, b in letter_pairs) / len(letter_pairs):.3f}; letter-level agreement {agree:.3f}")
 
 
+def systems_table(readings: dict, data: str, split: str = "test") -> None:
+    """Per system (source) on `split`'s letters: what the reading finds and what each checker says, side by side.
+    Supported claims and words per letter stand beside every flagged share: a letter that says nothing flags nothing."""
+    source_of = Letters(data)
+    letters = sorted({k[:3] for k in readings if k[1] == split})
+    if not letters:
+        print(f"no {split} letters read")
+        return
+    texts = {key: source_of.get(*key) for key in letters}
+    checked = {method: dict(zip(letters, check_letters([texts[k][0] for k in letters], [texts[k][1] for k in letters],
+                                                       method=method))) for method in ("verifier", "lexical")}
+    print(f"\n{split} letters read, by system ({len(letters)} letters):")
+    print("| system | letters | specific unbacked (reading) | verifier | lexical | any unbacked (reading) | verifier "
+          "| supported claims / letter (reading) | words / letter |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for source in sorted({k[0] for k in letters}):
+        keys = [k for k in letters if k[0] == source]
+        read = {k: [r for key, r in readings.items() if key[:3] == k] for k in keys}
+        share = lambda test: sum(map(test, keys)) / len(keys)  # noqa: E731
+        spec_read = share(lambda k: any(specific(r) for r in read[k]))
+        any_read = share(lambda k: any(r["label"] in FLAGGED_LABELS for r in read[k]))
+        spec_ver = share(lambda k: any(v.specific for v in checked["verifier"][k]))
+        any_ver = share(lambda k: any(v.flagged for v in checked["verifier"][k]))
+        any_lex = share(lambda k: any(v.flagged for v in checked["lexical"][k]))
+        supported = sum(sum(r["label"] == "supported" for r in read[k]) for k in keys) / len(keys)
+        words = sum(len(texts[k][0].split()) for k in keys) / len(keys)
+        print(f"| {source} | {len(keys)} | {spec_read:.3f} | {spec_ver:.3f} | {any_lex:.3f} | {any_read:.3f} | "
+              f"{any_ver:.3f} | {supported:.2f} | {words:.0f} |")
+    print("(lexical: every flag, it has no severity)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="the dataset folder (train.csv, test.csv)")
@@ -155,6 +186,7 @@ def main() -> None:
     if (READINGS / SECOND).is_file():
         agreement(first, read(READINGS / SECOND))
     checker_against(first, args.data, embeddings=not args.lexical)
+    systems_table(first, args.data)
 
 
 if __name__ == "__main__":
