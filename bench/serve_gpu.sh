@@ -11,7 +11,7 @@ set -euo pipefail
 run=$1 out=$2 engines=${3:-slots,staged} tokens=${4:-256} port=${PORT:-8765}
 mkdir -p "$out"
 for engine in ${engines//,/ }; do
-  python3 serve.py --run "$run" --engine "$engine" --port "$port" --max_new_tokens "$tokens" > "$out/$engine.log" 2>&1 &
+  python3 serve.py --run "$run" --kv_cache "$engine" --port "$port" --max_new_tokens "$tokens" > "$out/$engine.log" 2>&1 &
   pid=$!
   trap 'kill $pid 2>/dev/null || true' EXIT
   for _ in $(seq 300); do  # the model loads before the service answers

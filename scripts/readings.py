@@ -137,6 +137,20 @@ def checker_against(readings: dict, data: str, embeddings: bool) -> None:
           f"checker flags {sum(b for _, b in letter_pairs) / len(letter_pairs):.3f}; letter-level agreement {agree:.3f}")
 
 
+def system_row(keys: list, read: dict, checked: dict, texts: dict) -> list[str]:
+    """One system's cells of systems_table: shares of letters, then supported claims and words per letter."""
+    def share(test) -> str:
+        return f"{sum(map(test, keys)) / len(keys):.3f}"
+
+    return [share(lambda k: any(specific(r) for r in read[k])),
+            share(lambda k: any(v.specific for v in checked["verifier"][k])),
+            share(lambda k: any(v.flagged for v in checked["lexical"][k])),
+            share(lambda k: any(r["label"] in FLAGGED_LABELS for r in read[k])),
+            share(lambda k: any(v.flagged for v in checked["verifier"][k])),
+            f"{sum(sum(r['label'] == 'supported' for r in read[k]) for k in keys) / len(keys):.2f}",
+            f"{sum(len(texts[k][0].split()) for k in keys) / len(keys):.0f}"]
+
+
 def systems_table(readings: dict, data: str, split: str = "test") -> None:
     """Per system (source) on `split`'s letters: what the reading finds and what each checker says, side by side.
     Supported claims and words per letter stand beside every flagged share: a letter that says nothing flags nothing."""
@@ -154,17 +168,8 @@ def systems_table(readings: dict, data: str, split: str = "test") -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for source in sorted({k[0] for k in letters}):
         keys = [k for k in letters if k[0] == source]
-        read = {k: [r for key, r in readings.items() if key[:3] == k] for k in keys}
-        share = lambda test: sum(map(test, keys)) / len(keys)  # noqa: E731
-        spec_read = share(lambda k: any(specific(r) for r in read[k]))
-        any_read = share(lambda k: any(r["label"] in FLAGGED_LABELS for r in read[k]))
-        spec_ver = share(lambda k: any(v.specific for v in checked["verifier"][k]))
-        any_ver = share(lambda k: any(v.flagged for v in checked["verifier"][k]))
-        any_lex = share(lambda k: any(v.flagged for v in checked["lexical"][k]))
-        supported = sum(sum(r["label"] == "supported" for r in read[k]) for k in keys) / len(keys)
-        words = sum(len(texts[k][0].split()) for k in keys) / len(keys)
-        print(f"| {source} | {len(keys)} | {spec_read:.3f} | {spec_ver:.3f} | {any_lex:.3f} | {any_read:.3f} | "
-              f"{any_ver:.3f} | {supported:.2f} | {words:.0f} |")
+        row = system_row(keys, {k: [r for key, r in readings.items() if key[:3] == k] for k in keys}, checked, texts)
+        print(f"| {source} | {len(keys)} | " + " | ".join(row) + " |")
     print("(lexical: every flag, it has no severity)")
 
 

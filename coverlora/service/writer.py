@@ -126,9 +126,10 @@ class LetterWriter:
         # On a GPU, greedy letters go through the test stage's slot engine (CUDA graphs, rows joining and leaving);
         # on a CPU, staged prefills give the first token sooner (bench/results/serve_stream_*).
         on_gpu = next(model.parameters()).is_cuda
-        if cfg.engine == "slots" and not on_gpu:
-            raise UserError("the slot engine needs a CUDA GPU", where="config key 'engine'", fix="use engine: auto or staged")
-        use = cfg.engine == "slots" or (cfg.engine == "auto" and on_gpu)
+        if cfg.kv_cache == "slots" and not on_gpu:
+            raise UserError("the slot engine needs a CUDA GPU", where="config key 'kv_cache'",
+                            fix="use kv_cache: auto or staged")
+        use = cfg.kv_cache == "slots" or (cfg.kv_cache == "auto" and on_gpu)
         engine = (cfg.max_batch, cfg.max_prompt_tokens + cfg.max_new_tokens) if use else None
         return cls(model, tokenizer, fmt, name, decoding, fine_tuned=tested is not None, grounded=grounded, engine=engine)
 
