@@ -23,7 +23,7 @@ from coverlora.errors import ConfigError  # noqa: E402
 from coverlora.fields import INPUT_FIELDS, REQUEST_KEYS  # noqa: E402
 from coverlora.options import parse_cli  # noqa: E402
 from coverlora.service import LetterWriter, create_app  # noqa: E402
-from coverlora.service.letters import body_to_row  # noqa: E402
+from coverlora.service.letters import body_to_row, prepare  # noqa: E402
 from coverlora.service.schemas import request_model  # noqa: E402
 from coverlora.train.stage import tokenize_rows  # noqa: E402
 
@@ -60,10 +60,14 @@ def test_prompt_is_the_training_prompt_and_posting_fills_in(make_client, writer,
     fake = FakeWriter(writer, "x")
     client = make_client(fake)
     for given in ({"preferred_qualifications": qualifications},
-                  {"preferred_qualifications": "", "posting": qualifications},  # the posting fills in
-                  {"preferred_qualifications": qualifications, "posting": "ignored text"}):  # given ones win
+                  {"preferred_qualifications": "", "posting": qualifications}):  # the posting fills in
         assert client.post("/v1/letters", json={"job": {**job, **given}, "resume": resume}).status_code == 200
         assert fake.prompts[-1] == training_prompt, given
+    # Both given: neither is dropped; the posting follows the user's qualifications.
+    given = {"preferred_qualifications": qualifications, "posting": "Kafka and Terraform on AWS."}
+    assert client.post("/v1/letters", json={"job": {**job, **given}, "resume": resume}).status_code == 200
+    prompt_text = writer.tokenizer.decode(fake.prompts[-1])
+    assert qualifications in prompt_text and "Kafka and Terraform on AWS." in prompt_text
 
 
 def test_request_model_holds_every_input_field_of_the_field_table():
@@ -131,6 +135,15 @@ def test_prompt_token_budget_trims_the_posting_or_fails(make_client, writer):
     data = response.json()
     assert data["prompt_tokens"] <= 220
     assert "posting_trimmed" in {w["code"] for w in data["warnings"]}
+    # With the user's own qualifications too, only the posting is cut, and the answer says so.
+    mine = "Experience with Airflow and dbt."
+    response = client.post("/v1/letters", json=job_body(job__preferred_qualifications=mine, job__posting=posting))
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert data["prompt_tokens"] <= 220 and "posting_trimmed" in {w["code"] for w in data["warnings"]}
+    prepared = prepare(writer, ServeConfig(max_prompt_tokens=220), job_body(job__preferred_qualifications=mine,
+                                                                             job__posting=posting))
+    assert prepared.row["preferred_qualifications"].startswith(mine + "\n") and len(prepared.prompt) <= 220
     # Other fields are the user's own words: never cut, a 422 instead.
     response = client.post("/v1/letters", json=job_body(resume__past_experience="Analyst at Foo. " * 100))
     assert response.status_code == 422

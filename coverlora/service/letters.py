@@ -15,11 +15,19 @@ from coverlora.service.writer import LetterWriter
 
 def body_to_row(body: Mapping[str, Any]) -> dict[str, str]:
     """The API's names → the dataset's field names that PromptFormat and the grounding checks use.
-    The free-text posting stands in for the preferred qualifications when those are empty."""
+    The free-text posting goes into the preferred qualifications: after the user's own when both are given."""
     row = {field: str(body[part].get(key) or "") for field, (part, key) in REQUEST_KEYS.items()}
-    if not row["preferred_qualifications"].strip():
-        row["preferred_qualifications"] = str(body["job"].get("posting") or "")
+    row["preferred_qualifications"] = joined(row["preferred_qualifications"], posting_of(body))
     return row
+
+
+def posting_of(body: Mapping[str, Any]) -> str:
+    return str(body["job"].get("posting") or "").strip()
+
+
+def joined(qualifications: str, posting: str) -> str:
+    """The preferred-qualifications field the prompt shows: the user's qualifications, then the posting."""
+    return "\n".join(part for part in (qualifications.strip(), posting) if part)
 
 
 @dataclass
@@ -34,20 +42,21 @@ class PromptTooLong(Exception):
     """The prompt exceeds the token budget even with the posting cut: a 422."""
 
 
-def _trim_posting(writer: LetterWriter, row: dict[str, str], prompt: list[int], budget: int) -> list[int]:
-    """Cut the posting (standing in for the preferred qualifications) until the prompt fits `budget`; the
-    prompt ids, over the budget still when the other fields alone are too long."""
-    posting_ids = writer.format.text_ids(row["preferred_qualifications"])  # text, as the prompt tokenizes it
+def _trim_posting(writer: LetterWriter, row: dict[str, str], qualifications: str, posting: str,
+                  prompt: list[int], budget: int) -> tuple[list[int], int]:
+    """Cut the posting (never the user's own qualifications before it) until the prompt fits `budget`, or drop
+    it. The prompt ids (over the budget still when the other fields alone are too long) and the characters kept."""
+    posting_ids = writer.format.text_ids(posting)  # text, as the prompt tokenizes it
+    kept = posting
     for _ in range(4):  # re-tokenizing a cut text can shift a token or two: retry with a margin
-        keep = len(posting_ids) - (len(prompt) - budget) - 8
-        if keep <= 0:
-            break
+        keep = max(0, len(posting_ids) - (len(prompt) - budget) - 8)
         posting_ids = posting_ids[:keep]
-        row["preferred_qualifications"] = writer.tokenizer.decode(posting_ids).strip()
+        kept = writer.tokenizer.decode(posting_ids).strip() if keep else ""
+        row["preferred_qualifications"] = joined(qualifications, kept)
         prompt = writer.format.prompt_ids(row)
-        if len(prompt) <= budget:
+        if len(prompt) <= budget or not keep:
             break
-    return prompt
+    return prompt, len(kept)
 
 
 def prepare(writer: LetterWriter, cfg: ServeConfig, body: Mapping[str, Any]) -> Prepared:
@@ -59,13 +68,17 @@ def prepare(writer: LetterWriter, cfg: ServeConfig, body: Mapping[str, Any]) -> 
     row = body_to_row(body)
     prompt = writer.format.prompt_ids(row)
     warnings = []
-    uses_posting = not str(body["job"].get("preferred_qualifications") or "").strip() and row["preferred_qualifications"]
+    posting = posting_of(body)
+    uses_posting = bool(posting)
     if len(prompt) > budget and uses_posting:
-        prompt = _trim_posting(writer, row, prompt, budget)
+        qualifications = str(body["job"].get("preferred_qualifications") or "")
+        prompt, kept = _trim_posting(writer, row, qualifications, posting, prompt, budget)
         if len(prompt) <= budget:
+            what = (f"cut to its first {kept} characters" if kept else "left out (your preferred qualifications "
+                    "fill the prompt)")
             warnings.append({"code": "posting_trimmed", "message": (
-                f"The job posting was cut to its first {len(row['preferred_qualifications'])} characters to fit the "
-                f"{budget}-token prompt; select the relevant part of the page for a better letter.")})
+                f"The job posting was {what} to fit the {budget}-token prompt; select the relevant part of the page "
+                "for a better letter.")})
     if len(prompt) > budget:
         raise PromptTooLong(f"the prompt is {len(prompt)} tokens, more than the {budget} allowed: shorten the resume fields"
                             + (" or the posting" if uses_posting else ""))
