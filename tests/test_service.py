@@ -402,3 +402,15 @@ def test_the_letter_comes_with_each_sentence_and_its_claim_label():
     assert labels["I build Python APIs at Contoso."] == "supported"
     assert all(c["evidence"] for c in claims if c["label"] in ("borrowed", "unsupported"))
     assert "borrowed_claims" in {w["code"] for w in warnings}
+
+
+def test_a_letter_that_repeats_itself_says_so_apart_from_the_cap():
+    from coverlora.service.letters import grounding_report
+
+    row = body_to_row(job_body())
+    paragraph = ("I am Ana Silva, a Data Analyst at Bar Inc, and I would like to apply for the Data Analyst role at "
+                 "Acme Corp, where my SQL and Tableau work would help. ")
+    warnings, _ = grounding_report(paragraph * 4, row, new_tokens=120, max_new_tokens=384, timed_out=False)
+    assert "repetition" in {w["code"] for w in warnings} and "truncated" not in {w["code"] for w in warnings}
+    warnings, _ = grounding_report(paragraph, row, new_tokens=40, max_new_tokens=384, timed_out=False)
+    assert "repetition" not in {w["code"] for w in warnings}

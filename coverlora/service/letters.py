@@ -85,9 +85,15 @@ def prepare(writer: LetterWriter, cfg: ServeConfig, body: Mapping[str, Any]) -> 
     return Prepared(row, prompt, max_new, warnings)
 
 
+# seq-rep-4 at which a letter is said to repeat itself: SmolLM2's base letters average 0.60, its fine-tuned ones
+# 0.016 and the dataset's own 0.004 (64 novel test rows, runs/r2-filtered-42/eval_summary.csv, 2026-12-04).
+REPETITION_WARNING = 0.2
+
+
 def grounding_report(letter: str, row: Mapping[str, str], new_tokens: int, max_new_tokens: int,
                      timed_out: bool) -> tuple[list[dict[str, str]], dict[str, Any]]:
     """scoring.grounding.check_rules's findings as readable warnings, plus the raw checks."""
+    from coverlora.scoring.repetition import seq_rep_n
     from coverlora.scoring.rules import check_rules
 
     check = check_rules(letter, row)
@@ -113,6 +119,10 @@ def grounding_report(letter: str, row: Mapping[str, str], new_tokens: int, max_n
     if check["unsupported_entities"]:
         warn("unsupported_entities", "Mentions that are not in the job or the resume (check they are true): "
                                      + ", ".join(check["unsupported_entities"]) + ".")
+    repeated = seq_rep_n(letter, 4)
+    if repeated >= REPETITION_WARNING:
+        warn("repetition", f"The letter repeats itself: {repeated:.0%} of its four-word phrases occur earlier in it "
+                           "(regenerate, or edit out the repeated paragraphs).")
     if timed_out:
         warn("truncated", "Generation hit the service's time cap: the letter may be cut off.")
     elif new_tokens >= max_new_tokens:
@@ -127,12 +137,12 @@ def grounding_report(letter: str, row: Mapping[str, str], new_tokens: int, max_n
 
 
 def claim_report(letter: str, row: Mapping[str, str]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """Each sentence with its claim label and evidence (lexical evidence: as accurate as MiniLM on the held-out
-    labels, and fast enough for a request), and one warning per kind of flagged claim."""
+    """Each sentence with its claim label, severity and evidence (the learned verifier with the exact rules:
+    milliseconds per letter, no MiniLM), and one warning per kind of flagged claim."""
     from coverlora.scoring.claims.verdicts import BORROWED, UNSUPPORTED, check_claims, explain
 
     verdicts = check_claims(letter, row, embeddings=False)
-    claims = [{"sentence": v.text, "label": v.label, "evidence": explain(v)} for v in verdicts]
+    claims = [{"sentence": v.text, "label": v.label, "severity": v.severity, "evidence": explain(v)} for v in verdicts]
     warnings = []
     for label, message in ((BORROWED, "states the job's requirements or company as the applicant's own"),
                            (UNSUPPORTED, "claims what neither the resume nor the job says")):

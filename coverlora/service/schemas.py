@@ -70,6 +70,9 @@ class Claim(BaseModel):
     sentence: str = Field(description="A sentence or frame line of the letter, as written.")
     label: Literal["supported", "borrowed", "unsupported", "not_a_claim"] = Field(
         description="supported: the resume backs it; borrowed: only the job's fields do; unsupported: neither does.")
+    severity: Literal["specific", "generic"] | None = Field(
+        default=None, description="Of a flagged sentence: 'specific' (a tool, employer, number, leadership... a "
+        "recruiter could catch) or 'generic' (boilerplate); null otherwise.")
     evidence: str = Field(description="What decided the label (matched or missing words, numbers, names).")
 
 
