@@ -76,9 +76,12 @@ def test_seeds_table_gives_mean_and_spread_with_the_best_validation_loss(tmp_pat
     assert lines["| fine-tuned, a (2 seeds)"].startswith("| fine-tuned, a (2 seeds) | 0.8500 ± 0.0707 | 0.410 ± 0.014 |")
     assert lines["| fine-tuned, b (2 seeds)"].startswith("| fine-tuned, b (2 seeds) | 0.7050 ± 0.0071 | 0.500 ± 0.000 |")
     assert lines["| reference letters"].startswith("| reference letters | – | – |")
+    done = script("seeds", "--grounding", variants[0])
+    assert done.returncode == 0, done.stderr
+    assert "| system | best val loss | any unbacked claim | specific unbacked claim |" in done.stdout
 
 
-def test_a_blind_reading_task_round_trips_to_a_reading_file(tmp_path, data_dir, monkeypatch):
+def test_a_blind_reading_task_round_trips_to_a_reading_file(tmp_path, data_dir):
     """reading_tasks.py: model letters keyed by their dataset row, a task that names no system, and the
     reader's labels back into the readings' columns (a bad label is one line, exit 2)."""
     rows = [make_row(i) for i in range(3)]
