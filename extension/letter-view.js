@@ -2,15 +2,18 @@
 // data-label for the highlight layer, and the grounding banner. Built with DOM nodes and textContent only.
 //
 // Highlighting: when a response carries `claims` ([{sentence, label, evidence}], label one of supported,
-// borrowed, unsupported, not_a_claim), each sentence span gets data-label and, when flagged, a title with the
-// evidence; popup.css colours [data-label="unsupported"] and [data-label="borrowed"]. Without claims every
-// sentence is data-label="unchecked" and nothing is highlighted.
+// borrowed, unsupported, not_a_claim), each sentence span gets data-label and, when flagged, the evidence: as a
+// title (mouse), and in data-evidence and aria-description on a span that takes keyboard focus (popup.css shows
+// it under a focused sentence); popup.css colours [data-label="unsupported"] and [data-label="borrowed"].
+// Without claims every sentence is data-label="unchecked" and nothing is highlighted.
 "use strict";
 
 const CoverloraLetter = (() => {
   const FLAGGED = new Set(["unsupported", "borrowed"]);
   const LABEL_TEXT = {unsupported: "Not supported by the job or the resume",
-                      borrowed: "Borrowed from another letter, not from your inputs"};
+                      borrowed: "Taken from the job posting as if it were yours; your resume does not back it"};
+  // Warnings that restate the highlighted sentences (one per kind): the banner counts the sentences instead.
+  const CLAIM_WARNINGS = new Set(["borrowed_claims", "unsupported_claims"]);
 
   // Sentences of one line: up to . ! ? (with closing quotes/brackets) and the spaces after them. Joined, they
   // give the line back character for character.
@@ -40,6 +43,9 @@ const CoverloraLetter = (() => {
     if (claim && FLAGGED.has(claim.label)) {
       span.classList.add("flagged");
       span.title = [LABEL_TEXT[claim.label], claim.evidence].filter(Boolean).join(": ");
+      span.tabIndex = 0;  // reachable with Tab: the evidence shows under the focused sentence
+      span.dataset.evidence = span.title;
+      span.setAttribute("aria-description", span.title);
     }
     return span;
   }
@@ -73,11 +79,15 @@ const CoverloraLetter = (() => {
   }
 
   // The banner over the letter: what the checks found, never a verdict that the letter is right.
+  // Each problem counts once: a highlighted sentence, or a warning that is not about the highlighted sentences.
   function banner(el, result, flagged) {
-    const problems = result.warnings.length + flagged;
+    const others = result.warnings.filter((w) => !CLAIM_WARNINGS.has(w.code)).length;
+    const problems = others + flagged;
+    const parts = [flagged && `${flagged} highlighted sentence${flagged === 1 ? "" : "s"}`,
+                   others && `${others} warning${others === 1 ? "" : "s"} below`].filter(Boolean);
     el.className = `banner ${problems ? "warn" : "clear"}`;
     el.textContent = problems
-      ? `${problems} thing${problems === 1 ? "" : "s"} to check before sending (below${flagged ? ", and highlighted" : ""}).`
+      ? `${problems} thing${problems === 1 ? "" : "s"} to check before sending: ${parts.join(" and ")}.`
       : "No problems found by these checks (company, title and name present; no unsupported years, skills or placeholders). Read it before sending.";
   }
 

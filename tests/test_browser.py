@@ -339,6 +339,7 @@ def test_letter_view_highlights_flagged_claims(browser, service):
               {"sentence": "I know SQL!", "label": "supported", "evidence": "skills: SQL"},
               {"sentence": "I am excited.", "label": "borrowed", "evidence": "seen in 40 training letters"}]
     found = page.evaluate("""([letter, claims]) => {
+        document.getElementById('result').hidden = false;  // as the popup shows a letter (innerText needs it)
         const el = document.getElementById('letter');
         const flagged = CoverloraLetter.render(el, letter, claims);
         const spans = [...el.querySelectorAll('.sentence')].map(s => [s.textContent, s.dataset.label, s.title]);
@@ -351,6 +352,19 @@ def test_letter_view_highlights_flagged_claims(browser, service):
     banner = page.evaluate("""() => { const el = document.createElement('p');
         CoverloraLetter.banner(el, {warnings: []}, 0); return el.textContent; }""")
     assert banner.startswith("No problems found by these checks") and "passed" not in banner
+    # Each problem once: 2 highlighted sentences (whose two claim warnings restate them) and one other warning.
+    warnings = [{"code": "unsupported_claims"}, {"code": "borrowed_claims"}, {"code": "title_missing"}]
+    banner = page.evaluate("""(warnings) => { const el = document.createElement('p');
+        CoverloraLetter.banner(el, {warnings}, 2); return el.textContent; }""", warnings)
+    assert banner == "3 things to check before sending: 2 highlighted sentences and 1 warning below.", banner
+    # The evidence is reachable by keyboard: Tab from the letter box focuses its first flagged sentence, which
+    # shows and announces the evidence.
+    page.focus("#letter")
+    page.keyboard.press("Tab")
+    focused = page.evaluate("""() => { const el = document.activeElement;
+        return [el.textContent, el.getAttribute('aria-description'), getComputedStyle(el, '::after').content]; }""")
+    assert focused[0].strip() == "I led 12 teams at NASA." and "NASA is in neither" in focused[1], focused
+    assert "NASA is in neither" in focused[2], focused
     page.close()
 
 

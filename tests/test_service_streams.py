@@ -160,6 +160,43 @@ def test_concurrent_streams_share_one_generate_call_with_their_own_letters(write
         assert " ".join(streamed.split()) == " ".join(done[1]["letter"].split())
 
 
+class UnevenWriter(LetterWriter):
+    """Two rows: the first ends (its stop token) after a few tokens, the second goes on for `tail` seconds more."""
+
+    def __init__(self, real: LetterWriter, tail: float = 1.5):
+        super().__init__(None, real.tokenizer, real.format, "uneven")
+        self.tail, self.returned = tail, None
+
+    def generate(self, prompts, max_new_tokens, *, max_seconds, stop=None, streamer=None):
+        import torch
+
+        stop_id, short = self.format.stop_ids[0], self.tokenizer("Dear team,", add_special_tokens=False)["input_ids"]
+        streamer.put(torch.zeros((len(prompts), 3), dtype=torch.long))
+        for token in short:
+            streamer.put(torch.tensor([token] * len(prompts)))
+        streamer.put(torch.tensor([stop_id] + [short[0]] * (len(prompts) - 1)))  # row 0 ends here
+        time.sleep(self.tail)
+        streamer.end()
+        self.returned = time.monotonic()
+        return ["Dear team,", "Dear team, Dear"][:len(prompts)], [len(short) + 1, len(short) + 1][:len(prompts)]
+
+
+def test_each_stream_gets_done_when_its_own_row_ends(writer):
+    """A stream's `done` is sent when its row's stop token comes, not when the batch's slowest letter ends."""
+    uneven = UnevenWriter(writer)
+    with client_for(uneven, max_batch=2, max_wait_ms=500) as client:
+        def stream(_):
+            with client.stream("POST", "/v1/letters/stream", json=BODY) as response:
+                events = events_of(response)
+            return events, time.monotonic()
+
+        with ThreadPoolExecutor(2) as pool:
+            (first, first_at), (second, second_at) = sorted(pool.map(stream, range(2)), key=lambda r: r[1])
+    assert first[-1][0] == "done" and second[-1][0] == "done"
+    assert first[-1][1]["letter"] == "Dear team," and first[-1][1]["batch_size"] == 2
+    assert first_at < uneven.returned - 1.0 <= second_at, (first_at, uneven.returned, second_at)
+
+
 def test_queued_events_tell_the_place_in_line(writer):
     """While one batch generates, later streams wait in line and hear their place as it changes."""
     slow = SlowWriter(writer, delay=0.6)

@@ -47,17 +47,23 @@ class RowStreamer:
     first); after that text is released at word ends, as TextStreamer does, so a token that merges with the next
     one is never shown half-decoded. The `done` event carries the whole letter either way."""
 
-    def __init__(self, tokenizer, stop_ids: set[int], emit: Callable[[str], None]):
-        self.tokenizer, self.stop_ids, self.emit = tokenizer, stop_ids, emit
-        self.tokens: list[int] = []
+    def __init__(self, tokenizer, stop_ids: set[int], emit: Callable[[str], None],
+                 on_stop: Callable[[list[int]], None] | None = None):
+        self.tokenizer, self.stop_ids, self.emit, self.on_stop = tokenizer, stop_ids, emit, on_stop
+        self.tokens: list[int] = []  # the current line's tokens (decoded afresh at each line)
+        self.letter: list[int] = []  # the whole letter's, for on_stop
         self.shown, self.ended, self.started = 0, False, False
 
     def put(self, token: int) -> None:
         if self.ended:
             return
         if token in self.stop_ids:
-            return self.end()
+            self.end()
+            if self.on_stop is not None:  # the row's letter is whole: its answer need not wait for the batch
+                self.on_stop([*self.letter, token])
+            return
         self.tokens.append(token)
+        self.letter.append(token)
         text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
         if text.endswith("\n"):
             self._release(text)
@@ -218,15 +224,25 @@ class Batcher:
         return stop
 
     def _streamer(self, items: list[_Pending]) -> BatchStreamer | None:
+        """A streamer for the rows that are streamed: each hears its text, and its answer is sent the moment its
+        stop token comes, not when the batch's slowest letter ends."""
         if not any(item.listener for item in items):
             return None
-        loop, stop_ids = self._loop, set(self.writer.format.stop_ids)
+        loop, stop_ids, started = self._loop, set(self.writer.format.stop_ids), time.perf_counter()
+
+        def finished(item: _Pending, tokens: list[int]) -> None:  # in the event loop
+            from coverlora.generate.batched import letters_from
+
+            if not item.future.done():
+                texts, counts = letters_from(self.writer.tokenizer, [tokens], self.writer.format.stop_ids)
+                item.future.set_result(Generated(texts[0], counts[0], len(items), time.perf_counter() - started))
 
         def row(item: _Pending) -> RowStreamer | None:
             if item.listener is None:
                 return None
             return RowStreamer(self.writer.tokenizer, stop_ids,
-                               lambda text: loop.call_soon_threadsafe(item.listener, "token", text))
+                               lambda text: loop.call_soon_threadsafe(item.listener, "token", text),
+                               lambda tokens: loop.call_soon_threadsafe(finished, item, tokens))
 
         return BatchStreamer([row(item) for item in items])
 

@@ -144,12 +144,16 @@ def claim_report(letter: str, row: Mapping[str, str]) -> tuple[list[dict[str, st
     verdicts = check_claims(letter, row, embeddings=False)
     claims = [{"sentence": v.text, "label": v.label, "severity": v.severity, "evidence": explain(v)} for v in verdicts]
     warnings = []
-    for label, message in ((BORROWED, "states the job's requirements or company as the applicant's own"),
-                           (UNSUPPORTED, "claims what neither the resume nor the job says")):
+    # (label, what one sentence does, what several do): "1 sentence states", "2 sentences state"
+    for label, one, several in ((BORROWED, "states the job's requirements or company as the applicant's own",
+                                 "state the job's requirements or company as the applicant's own"),
+                                (UNSUPPORTED, "claims what neither the resume nor the job says",
+                                 "claim what neither the resume nor the job says")):
         count = sum(v.label == label for v in verdicts)
         if count:
-            warnings.append({"code": f"{label}_claims", "message": f"{count} sentence{'s' if count > 1 else ''} "
-                                                                   f"{message} (highlighted; hover for the evidence)."})
+            what = f"1 sentence {one}" if count == 1 else f"{count} sentences {several}"
+            warnings.append({"code": f"{label}_claims",
+                             "message": f"{what} (highlighted; point at or tab to a sentence for the evidence)."})
     return claims, warnings
 
 

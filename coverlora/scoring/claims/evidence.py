@@ -68,6 +68,16 @@ def content_stems(text: str) -> list[str]:
     return list(dict.fromkeys(stems))
 
 
+def written_words(text: str) -> dict[str, str]:
+    """Each content stem of `text` -> the word as the text writes it ("inventori" -> "inventory"), for evidence a
+    person reads; an acronym's expansion stems map to the acronym."""
+    written: dict[str, str] = {}
+    for word in re.findall(r"[A-Za-z][\w+#&.-]*[\w+#]|[A-Za-z]", text):
+        for stemmed in content_stems(word):
+            written.setdefault(stemmed, word)
+    return written
+
+
 def numbers_in(text: str) -> set[str]:
     """Digit numbers as written, without thousands separators ("40,000" and "40000" are one number)."""
     return {match.group(0).replace(",", "").rstrip(".") for match in _NUMBER.finditer(text)}

@@ -29,7 +29,10 @@ from coverlora.scoring.claims.evidence import (
     UNSUPPORTED,
     Evidence,
     RowSources,
+    content_stems,
     hard_evidence,
+    word_evidence,
+    written_words,
 )
 from coverlora.scoring.claims.features import candidate_evidence
 from coverlora.scoring.claims.roles import role_evidence
@@ -113,10 +116,11 @@ def relabel(verdict: SentenceVerdict, thresholds: Thresholds) -> SentenceVerdict
 
 def explain(verdict: SentenceVerdict) -> str:
     """The evidence in one line, e.g. 'employer borrowed: Northwind Logistics (hiring_company); ...'."""
-    parts = []
+    parts, written = [], written_words(verdict.text)
     for item in verdict.evidence:
         where = f" ({item.field})" if item.field else ""
-        what = f"{item.score:.2f}" if item.score is not None else ", ".join(item.items)
+        words = [written.get(word, word) for word in item.items] if item.kind == "words" else item.items
+        what = f"{item.score:.2f}" if item.score is not None else ", ".join(dict.fromkeys(words))
         parts.append(f"{item.kind} {item.source}: {what}{where}")
     return "; ".join(parts)
 
@@ -196,9 +200,10 @@ def _verify_letters(letters: Sequence[str], rows: Sequence[Mapping[str, str]]) -
     from coverlora.scoring.claims import verifier
 
     threshold = verifier.flag_threshold()
-    drafts, body = [], []
+    drafts, body, row_sources = [], [], []
     for i, (letter, row) in enumerate(zip(letters, rows)):
         sources, draft = RowSources.of(row), []
+        row_sources.append(sources)
         for sentence in split_sentences(letter or ""):
             exact = ()
             if sentence.kind == BODY:
@@ -218,8 +223,15 @@ def _verify_letters(letters: Sequence[str], rows: Sequence[Mapping[str, str]]) -
             drafts[i][j] = (replace(verdict, label=label, evidence=exact + (said,), severity="specific"), exact)
         else:
             severity = ("specific" if p_specific >= 0.5 else "generic") if said.source in FLAGGED_LABELS else None
-            drafts[i][j] = (replace(verdict, label=said.source, evidence=(said,), severity=severity), exact)
+            words = _missing_words(verdict.text, row_sources[i]) if said.source in FLAGGED_LABELS else ()
+            drafts[i][j] = (replace(verdict, label=said.source, evidence=(*words, said), severity=severity), exact)
     return [[verdict for verdict, _ in draft] for draft in drafts]
+
+
+def _missing_words(sentence: str, sources: RowSources) -> tuple[Evidence, ...]:
+    """What a reader checks first: the sentence's content words the resume lacks (only in the job, or nowhere)."""
+    evidence = word_evidence(content_stems(sentence), sources)
+    return tuple(item for item in evidence if item.source != SUPPORTED)
 
 
 def _finish(verdict: SentenceVerdict, candidate: tuple[Evidence, ...] | None, scores: tuple | None,
