@@ -134,13 +134,20 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch
         mask[row, width - len(prompt):] = 1
     return ids, mask
 
-@torch.no_grad()
 def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, *, stop_ids: list[int] | None = None,
-                   kv_cache: str = "preallocated", generate_kwargs: dict | None = None,
-                   **decoding) -> tuple[list[str], list[int]]:
+                   **kwargs) -> tuple[list[str], list[int]]:
     """Greedy letters for one batch (sampled ones with do_sample=True, num_return_sequences rows per prompt in a
     row); returns texts (prompt echo stripped) and new-token counts up to the first of `stop_ids`
-    (PromptFormat.stop_ids: the end of turn and EOS; default EOS alone).
+    (PromptFormat.stop_ids: the end of turn and EOS; default EOS alone). The options are generate_tokens'."""
+    stop_ids = list(stop_ids or [tokenizer.eos_token_id])
+    return letters_from(tokenizer, generate_tokens(model, tokenizer, prompts, max_new_tokens, stop_ids=stop_ids, **kwargs),
+                        stop_ids)
+
+
+@torch.no_grad()
+def generate_tokens(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, *, stop_ids: list[int] | None = None,
+                    kv_cache: str = "preallocated", generate_kwargs: dict | None = None, **decoding) -> torch.Tensor:
+    """One generate call over left-padded `prompts`: each row's new tokens (on the CPU; padded after its stop).
 
     `kv_cache`: 'preallocated' (in-place writes, see PreallocatedLayer), 'dynamic' (transformers' default,
     torch.cat per step) or 'static' (transformers' StaticCache, which its generate compiles on CUDA).
@@ -161,7 +168,7 @@ def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
                               pad_token_id=tokenizer.pad_token_id)
     out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config, **cache,
                          **(generate_kwargs or {}))
-    return letters_from(tokenizer, out[:, ids.shape[1]:].cpu(), stop_ids)
+    return out[:, ids.shape[1]:].cpu()
 
 def letters_from(tokenizer, new: torch.Tensor | list[list[int]], stop_ids: list[int]) -> tuple[list[str], list[int]]:
     """Each row's new tokens up to its first stop id: the cleaned letters and their token counts."""

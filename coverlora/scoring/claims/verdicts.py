@@ -36,7 +36,7 @@ from coverlora.scoring.claims.evidence import (
 )
 from coverlora.scoring.claims.features import candidate_evidence
 from coverlora.scoring.claims.roles import role_evidence
-from coverlora.scoring.sentences import BODY, split_sentences
+from coverlora.scoring.sentences import BODY, Sentence, split_sentences
 from coverlora.text import field_text
 
 NOT_A_CLAIM = "not_a_claim"
@@ -195,20 +195,29 @@ def check_letters(letters: Sequence[str], rows: Sequence[Mapping[str, str]], *, 
 
 
 def _verify_letters(letters: Sequence[str], rows: Sequence[Mapping[str, str]]) -> list[list[SentenceVerdict]]:
-    """The learned verifier's verdicts: every body sentence of every letter in one batched pass; an exact rule's
-    finding (years, a number, a degree, the hiring company as employer...) flags a sentence whatever the model says."""
+    """The learned verifier's verdicts: every body sentence of every letter in one batched pass."""
+    return verify_sentences([split_sentences(letter or "") for letter in letters], rows)
+
+
+def verify_sentences(sentences: Sequence[Sequence[Sentence]], rows: Sequence[Mapping[str, str]],
+                     sources: Sequence[RowSources] | None = None) -> list[list[SentenceVerdict]]:
+    """The verifier's verdicts for some sentences of each letter (split_sentences' output, or the part of it a
+    decoder just wrote: generate/repair.py), one batched pass; body sentences only are judged. An exact rule's
+    finding (years, a number, a degree, the hiring company as employer...) flags a sentence whatever the model
+    says. `sources`: each row's RowSources, when the caller keeps them."""
     from coverlora.scoring.claims import verifier
 
     threshold = verifier.flag_threshold()
-    drafts, body, row_sources = [], [], []
-    for i, (letter, row) in enumerate(zip(letters, rows)):
-        sources, draft = RowSources.of(row), []
-        row_sources.append(sources)
-        for sentence in split_sentences(letter or ""):
+    sources = sources or [RowSources.of(row) for row in rows]
+    drafts, body = [], []
+    for i, letter_sentences in enumerate(sentences):
+        draft = []
+        for sentence in letter_sentences:
             exact = ()
             if sentence.kind == BODY:
                 body.append((i, len(draft)))
-                exact = tuple(item for item in hard_evidence(sentence.text, sources) + role_evidence(sentence.text, sources)
+                exact = tuple(item for item in hard_evidence(sentence.text, sources[i])
+                              + role_evidence(sentence.text, sources[i])
                               if item.source in (BORROWED, UNSUPPORTED) and item.kind != "placeholder")
             draft.append((SentenceVerdict(sentence.index, sentence.text, sentence.start, sentence.end, NOT_A_CLAIM), exact))
         drafts.append(draft)
@@ -223,7 +232,7 @@ def _verify_letters(letters: Sequence[str], rows: Sequence[Mapping[str, str]]) -
             drafts[i][j] = (replace(verdict, label=label, evidence=exact + (said,), severity="specific"), exact)
         else:
             severity = ("specific" if p_specific >= 0.5 else "generic") if said.source in FLAGGED_LABELS else None
-            words = _missing_words(verdict.text, row_sources[i]) if said.source in FLAGGED_LABELS else ()
+            words = _missing_words(verdict.text, sources[i]) if said.source in FLAGGED_LABELS else ()
             drafts[i][j] = (replace(verdict, label=said.source, evidence=(*words, said), severity=severity), exact)
     return [[verdict for verdict, _ in draft] for draft in drafts]
 

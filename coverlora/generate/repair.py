@@ -1,0 +1,217 @@
+"""Sentence repair (`decoding: repair`): each letter is written greedily, one sentence at a time, and the claim
+verifier judges every sentence against the row as soon as it ends. A flagged sentence is rolled back (the letter
+goes on from where the sentence began, as if it had never been written) and resampled, up to `tries` times at
+`temperature`; if every try is flagged, the sentence is left out of the letter, and the model goes on after it.
+
+A round decodes one sentence for every live row of the batch: the greedy rows in one generate call, the rows
+being rewritten in another, each stopping at its own sentence end; then all their new sentences go through one
+verifier pass. Each call starts from the prompt and the sentences kept so far, so a rollback is exact.
+Sampling is seeded per round (`seed`): the same rows and seed give the same letters.
+
+The letter's record says how many sentences were rewritten (a resampled sentence replaced a flagged one) and
+left out, and how many tries it took. A last check of the whole letter removes any flagged sentence the
+per-sentence check could not see (a sentence the splitter joins differently once the letter is whole), so a
+repaired letter holds no flagged sentence by the same verifier.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from transformers import StoppingCriteria
+
+from coverlora.data import clean_letter
+from coverlora.generate.batched import generate_tokens
+from coverlora.scoring.claims.evidence import RowSources
+from coverlora.scoring.claims.verdicts import FLAGGED_LABELS, verify_sentences
+from coverlora.scoring.sentences import BODY, split_sentences
+
+# The most new tokens one sentence may take before the round ends it anyway (a run-on line, a list).
+SENTENCE_TOKENS = 96
+_TERMINAL = re.compile(r"[.!?][\"')\]]*$")
+
+
+@dataclass(frozen=True)
+class TokenTable:
+    """Per token id, what a sentence end needs: blank (whitespace only), holds a newline, starts with a space,
+    ends with a sentence's final punctuation."""
+
+    blank: torch.Tensor
+    newline: torch.Tensor
+    space_start: torch.Tensor
+    terminal_end: torch.Tensor
+
+    @classmethod
+    def of(cls, tokenizer) -> TokenTable:
+        table = getattr(tokenizer, "_coverlora_sentence_table", None)
+        if table is None:
+            pieces = [tokenizer.decode([i]) for i in range(len(tokenizer))]
+            flags = [[not p.strip() for p in pieces], ["\n" in p for p in pieces], [p[:1].isspace() for p in pieces],
+                     [bool(_TERMINAL.search(p)) for p in pieces]]
+            table = cls(*(torch.tensor(f, dtype=torch.bool) for f in flags))
+            tokenizer._coverlora_sentence_table = table  # 49k decodes: once per tokenizer
+        return table
+
+    def sentence_end(self, tokens: Sequence[int]) -> int | None:
+        """How many of `tokens` (new tokens after the kept text) make the next sentence, if it ended: at a token
+        holding a newline (kept), or at a token starting with a space after final punctuation (not kept: it
+        begins the next sentence). Leading blanks belong to the sentence; it must hold some text."""
+        seen = False
+        for k, token in enumerate(tokens):
+            if self.newline[token] and (seen or not self.blank[token]):
+                return k + 1
+            if seen and self.space_start[token] and self.terminal_end[tokens[k - 1]]:
+                return k
+            seen = seen or not bool(self.blank[token])
+        return None
+
+
+class SentenceEnds(StoppingCriteria):
+    """Each row of a generate call stops at its sentence end: TokenTable.sentence_end, step by step."""
+
+    def __init__(self, table: TokenTable, width: int, rows: int, device):
+        self.table = TokenTable(*(t.to(device) for t in (table.blank, table.newline, table.space_start,
+                                                         table.terminal_end)))
+        self.width, self.seen = width, torch.zeros(rows, dtype=torch.bool, device=device)
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.BoolTensor:
+        last, t = input_ids[:, -1], self.table
+        done = t.newline[last] & (self.seen | ~t.blank[last])
+        if input_ids.shape[1] - self.width >= 2:
+            done |= self.seen & t.space_start[last] & t.terminal_end[input_ids[:, -2]]
+        self.seen |= ~t.blank[last]
+        return done
+
+
+@dataclass
+class _Letter:
+    """One row's letter while it is repaired."""
+
+    prompt: list[int]
+    budget: int  # new tokens left
+    context: list[int] = field(default_factory=list)  # every sentence the model wrote and went on from
+    kept: list[list[int]] = field(default_factory=list)  # the sentences the letter keeps
+    tries: int = 0  # flagged tries at the current sentence
+    rewritten: int = 0
+    left_out: int = 0
+    samples: int = 0  # sampled sentences in all
+    generated: int = 0  # new tokens decoded, flagged tries included
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class Repaired:
+    text: str
+    new_tokens: int  # the letter's tokens as the model went on from them (left-out sentences included)
+    rewritten: int
+    left_out: int
+    samples: int  # sentences sampled
+    generated: int  # new tokens decoded, flagged tries included
+
+    def record(self) -> dict[str, int]:
+        return {"rewritten": self.rewritten, "left_out": self.left_out, "samples": self.samples,
+                "generated_tokens": self.generated}
+
+
+def _decode_round(model, tokenizer, letters: list[_Letter], sample: bool, *, stop_ids: list[int], temperature: float,
+                  seed: int, table: TokenTable, generate_kwargs: dict, decoding: dict) -> list[list[int]]:
+    """One sentence's new tokens for each of `letters` (greedy, or sampled at `temperature`)."""
+    prompts = [letter.prompt + letter.context for letter in letters]
+    width = max(map(len, prompts))
+    cap = min(SENTENCE_TOKENS, max(letter.budget for letter in letters))
+    ends = SentenceEnds(table, width, len(prompts), next(model.parameters()).device)
+    criteria = [ends, *(generate_kwargs.get("stopping_criteria") or [])]
+    options = dict(decoding)
+    if sample:
+        torch.manual_seed(seed)
+        options.update(do_sample=True, temperature=temperature, top_k=0)
+    from transformers import StoppingCriteriaList
+
+    new = generate_tokens(model, tokenizer, prompts, cap, stop_ids=stop_ids, kv_cache="preallocated",
+                          generate_kwargs={**generate_kwargs, "stopping_criteria": StoppingCriteriaList(criteria)},
+                          **options)
+    return new.tolist()
+
+
+def _take(letter: _Letter, tokens: list[int], stops: set[int], table: TokenTable) -> tuple[list[int], bool]:
+    """The sentence in a round's new tokens, and whether the letter ends with it (its stop token or budget)."""
+    stop = next((k for k, token in enumerate(tokens) if token in stops), None)
+    tokens = tokens[:min(stop if stop is not None else len(tokens), letter.budget)]
+    end = table.sentence_end(tokens)
+    sentence = tokens[:end] if end is not None else tokens
+    return sentence, end is None and (stop is not None or len(tokens) >= letter.budget or not tokens)
+
+
+def _judge(tokenizer, letters: list[_Letter], sentences: list[list[int]], rows: list[Mapping[str, str]],
+           sources: list[RowSources]) -> list[bool]:
+    """Whether each letter's new sentence is flagged by the verifier, read in the letter so far."""
+    split = []
+    for letter, sentence in zip(letters, sentences):
+        before = len(tokenizer.decode(letter.context, skip_special_tokens=True).rstrip())
+        text = tokenizer.decode(letter.context + sentence, skip_special_tokens=True)
+        split.append([s for s in split_sentences(text) if s.end > before and s.kind == BODY])
+    verdicts = verify_sentences(split, rows, sources)
+    return [any(v.label in FLAGGED_LABELS for v in letter_verdicts) for letter_verdicts in verdicts]
+
+
+def _finish(tokenizer, letter: _Letter, row: Mapping[str, str], sources: RowSources) -> Repaired:
+    """The kept sentences as a letter, with any sentence the whole-letter check flags removed (left out)."""
+    text = tokenizer.decode([t for sentence in letter.kept for t in sentence], skip_special_tokens=True)
+    flagged = [v for v in verify_sentences([split_sentences(text)], [row], [sources])[0] if v.label in FLAGGED_LABELS]
+    for verdict in reversed(flagged):
+        text = text[:verdict.start] + text[verdict.end:].lstrip(" ")
+    return Repaired(clean_letter(text), len(letter.context), letter.rewritten, letter.left_out + len(flagged),
+                    letter.samples, letter.generated)
+
+
+def repair_letters(model, tokenizer, prompts: list[list[int]], rows: Sequence[Mapping[str, str]], max_new_tokens: int,
+                   *, tries: int, temperature: float, seed: int = 0, stop_ids: list[int] | None = None,
+                   generate_kwargs: dict | None = None, max_seconds: float | None = None, **decoding) -> list[Repaired]:
+    """Repaired letters for `prompts` (rows[i] is prompts[i]'s row): see the module's docstring. `max_seconds`
+    ends every letter where it is; generate_kwargs' stopping_criteria (a service's stop) applies to each call."""
+    stop_ids = list(stop_ids or [tokenizer.eos_token_id])
+    stops, table = set(stop_ids), TokenTable.of(tokenizer)
+    generate_kwargs = {k: v for k, v in (generate_kwargs or {}).items() if k != "max_time"}
+    sources = [RowSources.of(row) for row in rows]
+    letters = [_Letter(list(prompt), max_new_tokens) for prompt in prompts]
+    started, round_number = time.monotonic(), 0
+    while True:
+        live = [i for i, letter in enumerate(letters) if not letter.done]
+        if not live or (max_seconds is not None and time.monotonic() - started >= max_seconds):
+            break
+        for sample in (False, True):
+            group = [i for i in live if (letters[i].tries > 0) == sample]
+            if not group:
+                continue
+            round_number += 1
+            new = _decode_round(model, tokenizer, [letters[i] for i in group], sample, stop_ids=stop_ids,
+                                temperature=temperature, seed=seed * 1_000_003 + round_number, table=table,
+                                generate_kwargs=generate_kwargs, decoding=decoding)
+            taken = [_take(letters[i], tokens, stops, table) for i, tokens in zip(group, new)]
+            flagged = _judge(tokenizer, [letters[i] for i in group], [s for s, _ in taken], [rows[i] for i in group],
+                             [sources[i] for i in group])
+            for i, (sentence, ended), bad in zip(group, taken, flagged):
+                _advance(letters[i], sentence, ended, bad, sample, tries)
+    return [_finish(tokenizer, letter, row, source) for letter, row, source in zip(letters, rows, sources)]
+
+
+def _advance(letter: _Letter, sentence: list[int], ended: bool, flagged: bool, sampled: bool, tries: int) -> None:
+    """Keep a sentence, roll it back for another try, or leave it out after `tries` flagged ones."""
+    letter.samples += sampled
+    letter.generated += len(sentence)
+    if flagged and letter.tries < tries and sentence:
+        letter.tries += 1  # rolled back: the next round resamples from where it began
+        return
+    if flagged:
+        letter.left_out += 1  # every try flagged: not in the letter; the model goes on after it
+    else:
+        letter.kept.append(sentence)
+        letter.rewritten += letter.tries > 0
+    letter.context += sentence
+    letter.budget -= len(sentence)
+    letter.tries = 0
+    letter.done = ended or letter.budget <= 0 or not sentence
