@@ -66,6 +66,10 @@ def check_choices(config: Any) -> None:
 GROUNDED_DEFAULTS = {"candidates": 8, "temperature": 0.8}
 
 
+# Sentence repair's tries per flagged sentence (its temperature is `temperature`'s).
+REPAIR_DEFAULTS = {"repair_tries": 4}
+
+
 def check_grounded_options(candidates: int | None, temperature: float | None) -> None:
     require(candidates is None or 1 <= candidates <= 64, "candidates", f"must be in [1, 64], got {candidates}")
     require(temperature is None or 0.05 <= temperature <= 2.0, "temperature", f"must be in [0.05, 2], got {temperature}")
@@ -173,10 +177,11 @@ class TestConfig:
     limit: int = opt(0, "Generate for the first N test rows only (0 = all).")
     precision: Precision = opt("auto", "Generation dtype: 'auto' = bf16 where supported, fp16 on older GPUs, fp32 on CPU.")
     overwrite: bool = opt(False, "Discard finished rows of an earlier run instead of resuming them.")
-    decoding: Literal["greedy", "grounded"] = opt("greedy", "'greedy', or 'grounded': the greedy letter and `candidates` sampled ones per row, keeping the one with the fewest claims the resume does not back, then names missing, then placeholders; ties go to the candidates' consensus (coverlora/generate/candidates.py).")
+    decoding: Literal["greedy", "grounded", "repair"] = opt("greedy", "'greedy'; 'grounded': the greedy letter and `candidates` sampled ones per row, keeping the one with the fewest claims the resume does not back, then names missing, then placeholders; ties go to the candidates' consensus (coverlora/generate/candidates.py); 'repair': greedy, a sentence at a time, each sentence judged by the claim verifier as it ends, a flagged one resampled up to `repair_tries` times at `temperature` and left out if every try is flagged (coverlora/generate/repair.py).")
     candidates: int = opt(GROUNDED_DEFAULTS["candidates"], "Sampled letters per row for grounded decoding (besides the greedy one).")
-    temperature: float = opt(GROUNDED_DEFAULTS["temperature"], "Sampling temperature for grounded decoding's candidates.")
-    sample_seed: int = opt(0, "Seed for grounded decoding's samples.")
+    temperature: float = opt(GROUNDED_DEFAULTS["temperature"], "Sampling temperature for grounded decoding's candidates and repair's rewrites.")
+    repair_tries: int = opt(REPAIR_DEFAULTS["repair_tries"], "Repair: resampled tries of a flagged sentence before it is left out.")
+    sample_seed: int = opt(0, "Seed for grounded decoding's and repair's samples.")
     lengths_from: str | None = opt(None, "Benchmarks only: an eval.csv whose <model>_new_tokens cap each row's letter (matched by row_id), so a random-weight model, which never stops, decodes a real run's lengths (bench/gen_bench.py --lengths-from). Needs kv_cache slots and greedy decoding.")
     claim_similarity: bool = opt(False, "Only when the learned verifier's weights are missing (the lexical checker then chooses): also weigh MiniLM paraphrase evidence. The verifier, committed and the default, needs no MiniLM (coverlora/scoring/claims/verifier.py).")
 
@@ -185,7 +190,8 @@ class TestConfig:
         require(bool(self.run), "run", "is required: the run folder (e.g. --run runs/demo)")
         check_grounded_options(self.candidates, self.temperature)
         require(self.sample_seed >= 0, "sample_seed", f"must be ≥ 0, got {self.sample_seed}")
-        require(self.decoding == "greedy" or self.backend == "hf", "decoding", "grounded decoding needs backend: hf")
+        require(self.decoding == "greedy" or self.backend == "hf", "decoding", f"{self.decoding} decoding needs backend: hf")
+        require(1 <= self.repair_tries <= 16, "repair_tries", f"must be in [1, 16], got {self.repair_tries}")
         require(bool(self.model_tags) and set(self.model_tags) <= {"base", "finetuned"}, "models",
                  f"must list base and/or finetuned, got {self.models!r}")
         require(self.max_new_tokens > 0, "max_new_tokens", f"must be positive, got {self.max_new_tokens}")

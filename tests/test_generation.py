@@ -215,3 +215,20 @@ def test_grounded_test_stage_keeps_every_candidate_and_the_chosen_one(trained_ru
     greedy = run_test(TestConfig(run=str(trained_run.root), models="finetuned", max_new_tokens=6, batch_size=2,
                                  overwrite=True))[1]
     assert [c[0] for c in candidates] == greedy["finetuned_output"].fillna("").tolist(), "candidate 0 is the greedy letter"
+
+
+def test_repair_test_stage_records_what_it_did(trained_run, monkeypatch):
+    """decoding: repair through the test stage: every letter saved with its rewritten / left-out / sampled counts;
+    with nothing flagged, the letters are the greedy ones."""
+    from coverlora.config import TestConfig
+    from coverlora.generate import repair
+    from coverlora.generate.stage import run_test
+
+    monkeypatch.setattr(repair, "_judge", lambda tok, letters, *rest: [False] * len(letters))
+    _, table = run_test(TestConfig(run=str(trained_run.root), models="finetuned", decoding="repair", repair_tries=2,
+                                   max_new_tokens=6, batch_size=2))
+    assert (table["finetuned_rewritten"] == 0).all() and (table["finetuned_samples"] == 0).all()
+    assert "finetuned_left_out" in table
+    greedy = run_test(TestConfig(run=str(trained_run.root), models="finetuned", max_new_tokens=6, batch_size=2,
+                                 overwrite=True))[1]
+    assert table["finetuned_output"].fillna("").tolist() == greedy["finetuned_output"].fillna("").tolist()

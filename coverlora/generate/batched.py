@@ -231,7 +231,15 @@ def batched_letters(model, tokenizer, prompts: list[list[int]], indices: list[in
             continue
         texts, counts = texts[:len(batch)], counts[:len(batch)]
         on_batch(batch, texts, counts, time.perf_counter() - t0)
-        tokens_done += sum(c if isinstance(c, int) else sum(c) for c in counts)
+        tokens_done += sum(_tokens_of(c) for c in counts)
         bar.update(len(batch))
         bar.set_postfix_str(f"{tokens_done / (time.perf_counter() - started):,.0f} tok/s")
     bar.close()
+
+
+def _tokens_of(count) -> int:
+    """A decode step's count for one row: new tokens (greedy), a list of them (candidates), or a record with
+    generated tokens (repair)."""
+    if isinstance(count, int):
+        return count
+    return count.generated if hasattr(count, "generated") else sum(count)

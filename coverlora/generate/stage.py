@@ -76,6 +76,25 @@ def choosing(save, rows: list[dict], embeddings: bool):
     return on_batch
 
 
+def repairing(cfg: TestConfig, save, rows: list[dict], prompts: list[list[int]]):
+    """Sentence repair's decode step and on_batch: each batch's letters repaired against their rows (found by
+    their prompts), saved with how many sentences were rewritten and left out."""
+    from coverlora.generate.repair import repair_letters
+
+    row_of = {id(prompt): row for prompt, row in zip(prompts, rows)}
+
+    def decode(model, tokenizer, batch_prompts, max_new_tokens, *, stop_ids, kv_cache, **decoding):
+        repaired = repair_letters(model, tokenizer, batch_prompts, [row_of[id(p)] for p in batch_prompts],
+                                  max_new_tokens, tries=cfg.repair_tries, temperature=cfg.temperature,
+                                  seed=cfg.sample_seed, stop_ids=stop_ids, **decoding)
+        return [r.text for r in repaired], repaired
+
+    def on_batch(batch: list[int], texts: list[str], repaired: list, seconds: float) -> None:
+        save(batch, texts, [r.new_tokens for r in repaired], seconds, extra=[r.record() for r in repaired])
+
+    return decode, on_batch
+
+
 def saver(partial: PartialResults, tag: str, rows: list[dict], prompts: list[list[int]]):
     """An on_batch that appends `tag`'s finished letters (and any per-row extra fields) to the partial file."""
 
@@ -124,6 +143,8 @@ def fingerprint_of(cfg: TestConfig, run: TrainedRun, frame: pd.DataFrame, dtype:
     chosen_how = {"decoding": cfg.decoding}
     if cfg.decoding == "grounded":
         chosen_how.update(candidates=cfg.candidates, temperature=cfg.temperature, sample_seed=cfg.sample_seed)
+    if cfg.decoding == "repair":
+        chosen_how.update(repair_tries=cfg.repair_tries, temperature=cfg.temperature, sample_seed=cfg.sample_seed)
     if cfg.lengths_from:
         chosen_how["lengths_from"] = file_sha256(Path(cfg.lengths_from))
     return {"data": frame_hash(frame), "models": cfg.model_tags, "max_new_tokens": cfg.max_new_tokens,
@@ -172,6 +193,9 @@ def letters_table(frame: pd.DataFrame, done: dict, cfg: TestConfig) -> pd.DataFr
         if cfg.decoding == "grounded":  # every candidate, for the evidence and for re-choosing with fewer samples
             table[f"{tag}_candidates"] = [json.dumps(r["candidates"]) for r in records]
             table[f"{tag}_chosen"] = [r["chosen"] for r in records]
+        if cfg.decoding == "repair":  # what repair did to each letter
+            for key in ("rewritten", "left_out", "samples"):
+                table[f"{tag}_{key}"] = [r[key] for r in records]
     return table
 
 
@@ -260,11 +284,15 @@ def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
             continue
         for later in cfg.model_tags[position + 1:]:  # the next model's files load while this one decodes
             prefetch(generator_source(run, later)[0])
-        grounded = cfg.decoding == "grounded"
-        on_batch = choosing(save, rows, cfg.claim_similarity) if grounded else save
+        decode, on_batch = None, save
+        if cfg.decoding == "grounded":
+            decode, on_batch = candidates_of(cfg), choosing(save, rows, cfg.claim_similarity)
+        elif cfg.decoding == "repair":
+            decode, on_batch = repairing(cfg, save, rows, prompts)
         generate_all(model, tokenizer, prompts, todo, max_new_tokens=cfg.max_new_tokens,
                      batch_size=_auto_batch_size(cfg), on_batch=on_batch, desc=desc, stop_ids=fmt.stop_ids,
-                     kv_cache=kv_cache, decode=candidates_of(cfg) if grounded else None, limits=limits.get(tag), **decoding)
+                     kv_cache="preallocated" if cfg.decoding == "repair" else kv_cache, decode=decode,
+                     limits=limits.get(tag), **decoding)
     del model
     free_memory()
 
