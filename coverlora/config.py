@@ -243,9 +243,10 @@ class ServeConfig:
     max_new_tokens: int = opt(384, "Cap on a letter's new tokens, and the default when a request gives none.")
     repetition_penalty: float | None = opt(None, "Greedy decoding's penalty on repeated tokens; null = the run's test stage value (test_config.yaml), else 1.0; an untuned model (no run): 1.1, its repetition guard.")
     no_repeat_ngram_size: int | None = opt(None, "Forbid repeating n-grams of this size (0 = off); null = the run's test stage value, else 0; an untuned model (no run): 4, its repetition guard.")
-    decoding: Literal["auto", "greedy", "grounded"] = opt("auto", "'auto' = the run's test stage decoding (test_config.yaml), greedy without a run; 'grounded': the greedy letter and `candidates` samples per request, keeping the one with the fewest flagged claims (as test.py --decoding grounded; letters arrive whole, not token by token).")
+    decoding: Literal["auto", "greedy", "grounded", "repair"] = opt("auto", "'auto' = the run's test stage decoding (test_config.yaml), greedy without a run; 'grounded': the greedy letter and `candidates` samples per request, keeping the one with the fewest flagged claims (as test.py --decoding grounded; letters arrive whole, not token by token); 'repair': each sentence checked as it is written, a flagged one rewritten or left out (as test.py --decoding repair; letters arrive whole).")
     candidates: int | None = opt(None, "Grounded decoding's samples per letter; null = the run's test stage value, else 8.")
-    temperature: float | None = opt(None, "Grounded decoding's sampling temperature; null = the run's test stage value, else 0.8.")
+    temperature: float | None = opt(None, "Grounded decoding's and repair's sampling temperature; null = the run's test stage value, else 0.8.")
+    repair_tries: int | None = opt(None, "Repair's tries per flagged sentence; null = the run's test stage value, else 4.")
     max_seconds: float = opt(120.0, "Cap on one generate call's time (a letter cut by it gets a 'truncated' warning).")
     request_timeout: float = opt(300.0, "Seconds a request may wait for its letter, queue included, before a 504.")
     max_batch: int = opt(8, "Most letters generated together in one generate call.")
@@ -276,6 +277,8 @@ class ServeConfig:
         require(self.no_repeat_ngram_size is None or self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size",
                 f"must be ≥ 0 (or null), got {self.no_repeat_ngram_size}")
         check_grounded_options(self.candidates, self.temperature)
+        require(self.repair_tries is None or 1 <= self.repair_tries <= 16, "repair_tries",
+                f"must be in [1, 16] (or null), got {self.repair_tries}")
         require(self.max_seconds > 0, "max_seconds", f"must be positive, got {self.max_seconds}")
         require(self.request_timeout > 0, "request_timeout", f"must be positive, got {self.request_timeout}")
         require(self.token is None or len(self.token) >= 8, "token", "must be at least 8 characters (or null for none)")

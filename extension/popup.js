@@ -264,7 +264,10 @@ function showResult(result) {
   CoverloraLetter.banner($("grounding-banner"), result, flagged);
   $("grounding-banner").hidden = false;
   const kind = result.fine_tuned === false ? "untuned base model" : "fine-tuned";
-  const chosen = result.choice ? ` · best-grounded of ${result.choice.candidates} candidates` : "";
+  const repair = result.repair;
+  const chosen = result.choice ? ` · best-grounded of ${result.choice.candidates} candidates`
+    : repair ? ` · repaired: ${repair.rewritten} sentence${repair.rewritten === 1 ? "" : "s"} rewritten, ${repair.left_out} left out`
+    : "";
   $("meta").textContent = `${result.new_tokens} tokens in ${result.seconds.toFixed(1)} s · ${result.model} · ${kind}${chosen}`;
   $("progress").textContent = "";
   const items = result.warnings.map((warning) => [warning.code, warning.message]);

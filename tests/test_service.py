@@ -37,8 +37,8 @@ def test_letter_happy_path(make_client, writer):
     assert response.status_code == 200, response.text
     data = response.json()
     assert set(data) == {"letter", "warnings", "grounding", "claims", "prompt_tokens", "new_tokens", "seconds", "batch_size", "model",
-                         "fine_tuned", "choice"}
-    assert data["choice"] is None  # greedy decoding chose nothing
+                         "fine_tuned", "choice", "repair"}
+    assert data["choice"] is None and data["repair"] is None  # greedy decoding chose and repaired nothing
     assert isinstance(data["letter"], str)
     assert 1 <= data["new_tokens"] <= 8
     assert data["prompt_tokens"] == len(writer.format.prompt_ids(body_to_row(job_body())))

@@ -47,7 +47,7 @@ def test_grounded_settings_come_from_the_config_then_the_run(flags, tested, expe
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [
-    ("decoding", "best", "must be one of auto, greedy, grounded"),
+    ("decoding", "best", "must be one of auto, greedy, grounded, repair"),
     ("candidates", 0, "must be in [1, 64]"),
     ("temperature", 5.0, "must be in [0.05, 2]"),
 ])
@@ -85,3 +85,44 @@ def test_a_grounded_stream_delivers_the_chosen_letter_whole(grounded_client):
     assert json.loads(events[1]["data"])["decoding"] == "grounded"
     done = json.loads(events[2]["data"])
     assert done["letter"] == plain["letter"] and done["choice"] == plain["choice"]
+
+
+# ---------------------------------------------------------------------------- sentence repair in the service
+
+REPAIR = {"tries": 2, "temperature": 1.0, "seed": 7}
+
+
+@pytest.mark.parametrize(("flags", "tested", "expected"), [
+    ({}, None, None),
+    ({}, {"decoding": "repair", "repair_tries": 3, "temperature": 0.6, "sample_seed": 2},
+     {"tries": 3, "temperature": 0.6, "seed": 2}),  # the run's tuned settings
+    ({"repair_tries": 1}, {"decoding": "repair"}, {"tries": 1, "temperature": 0.8, "seed": 0}),
+    ({"decoding": "repair"}, None, {"tries": 4, "temperature": 0.8, "seed": 0}),  # the test stage's defaults
+    ({"decoding": "greedy"}, {"decoding": "repair"}, None),
+])
+def test_repair_settings_come_from_the_config_then_the_run(flags, tested, expected):
+    from coverlora.service.writer import repair_options
+
+    assert repair_options(ServeConfig(**flags), tested) == expected
+
+
+def test_the_service_repairs_as_the_test_stage_does_and_says_what_it_did(tiny_model_path):
+    from coverlora.generate.repair import repair_letters
+
+    greedy = LetterWriter.from_config(ServeConfig(model=tiny_model_path))
+    writer = LetterWriter(greedy.model, greedy.tokenizer, greedy.format, "repair", greedy.decoding, repair=REPAIR)
+    with TestClient(create_app(ServeConfig(model=tiny_model_path, max_new_tokens=24), writer),
+                    base_url="http://127.0.0.1") as client:
+        answer = client.post("/v1/letters", json=BODY).json()
+        with client.stream("POST", "/v1/letters/stream", json=BODY) as response:
+            chunks = response.read().decode().strip().split("\n\n")
+        health = client.get("/healthz").json()
+    row = body_to_row(BODY)
+    [expected] = repair_letters(writer.model, writer.tokenizer, [writer.format.prompt_ids(row)], [row], 24, tries=2,
+                                temperature=1.0, seed=7, stop_ids=writer.format.stop_ids, **writer.decoding)
+    assert answer["letter"] == expected.text and answer["repair"] == expected.record() and answer["choice"] is None
+    events = [(dict(line.split(": ", 1) for line in c.splitlines())) for c in chunks]
+    assert [e["event"] for e in events] == ["queued", "start", "done"]
+    assert json.loads(events[1]["data"])["decoding"] == "repair"
+    assert json.loads(events[2]["data"])["letter"] == expected.text
+    assert health["repair"] == REPAIR

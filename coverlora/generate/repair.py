@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -170,9 +170,11 @@ def _finish(tokenizer, letter: _Letter, row: Mapping[str, str], sources: RowSour
 
 def repair_letters(model, tokenizer, prompts: list[list[int]], rows: Sequence[Mapping[str, str]], max_new_tokens: int,
                    *, tries: int, temperature: float, seed: int = 0, stop_ids: list[int] | None = None,
-                   generate_kwargs: dict | None = None, max_seconds: float | None = None, **decoding) -> list[Repaired]:
+                   generate_kwargs: dict | None = None, max_seconds: float | None = None,
+                   should_stop: Callable[[], bool] | None = None, **decoding) -> list[Repaired]:
     """Repaired letters for `prompts` (rows[i] is prompts[i]'s row): see the module's docstring. `max_seconds`
-    ends every letter where it is; generate_kwargs' stopping_criteria (a service's stop) applies to each call."""
+    or `should_stop()` ends every letter where it is (between rounds; generate_kwargs' stopping_criteria, such
+    as a service's stop, within one)."""
     stop_ids = list(stop_ids or [tokenizer.eos_token_id])
     stops, table = set(stop_ids), TokenTable.of(tokenizer)
     generate_kwargs = {k: v for k, v in (generate_kwargs or {}).items() if k != "max_time"}
@@ -181,7 +183,8 @@ def repair_letters(model, tokenizer, prompts: list[list[int]], rows: Sequence[Ma
     started, round_number = time.monotonic(), 0
     while True:
         live = [i for i, letter in enumerate(letters) if not letter.done]
-        if not live or (max_seconds is not None and time.monotonic() - started >= max_seconds):
+        if not live or (max_seconds is not None and time.monotonic() - started >= max_seconds) or (
+                should_stop is not None and should_stop()):
             break
         for sample in (False, True):
             group = [i for i in live if (letters[i].tries > 0) == sample]

@@ -104,7 +104,7 @@ def _add_health_route(app: FastAPI, cfg: ServeConfig, writer: LetterWriter, toke
     async def healthz(request: Request) -> dict[str, Any]:
         given = request.headers.get("authorization", "")
         return {"status": "ok", "model": writer.name, "fine_tuned": writer.fine_tuned, "decoding": writer.decoding,
-                "grounded": writer.grounded, "limits": limits, "token_required": token is not None,
+                "grounded": writer.grounded, "repair": writer.repair, "limits": limits, "token_required": token is not None,
                 "token_ok": None if token is None else security.authorization_ok(given, token),
                 "generate_calls": writer.generate_calls, "letters": writer.letters}
 

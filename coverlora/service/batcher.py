@@ -28,7 +28,8 @@ class Generated:
     new_tokens: int
     batch_size: int
     seconds: float  # the generate call's own time
-    choice: dict[str, int] | None = None  # grounded decoding: candidates, chosen, and the chosen one's problems
+    choice: dict[str, int] | None = None  # grounded decoding: candidates, chosen, and the chosen one's problems;
+    # repair: rewritten, left_out, samples
 
 
 @dataclass
@@ -273,6 +274,9 @@ class Batcher:
         if self.writer.grounded is not None:
             rows = [i.row for i in items]
             return lambda: self.writer.generate_grounded(prompts, rows, cap, max_seconds=self.max_seconds, stop=stop)
+        if self.writer.repair is not None:
+            rows = [i.row for i in items]
+            return lambda: self.writer.generate_repaired(prompts, rows, cap, max_seconds=self.max_seconds, stop=stop)
         streamer = self._streamer(items)
 
         def greedy():

@@ -164,8 +164,15 @@ def answer(writer: LetterWriter, cfg: ServeConfig, prepared: Prepared, generated
     warnings, grounding = grounding_report(generated.text, prepared.row, generated.new_tokens,
                                            prepared.max_new_tokens, timed_out)
     claims, claim_warnings = claim_report(generated.text, prepared.row)
+    if writer.repair is not None and generated.choice and generated.choice["left_out"]:
+        left = generated.choice["left_out"]
+        claim_warnings.append({"code": "sentences_left_out", "message": (
+            f"{left} sentence{'s were' if left > 1 else ' was'} left out: every rewrite still claimed what your "
+            "resume does not back. Read the letter for a gap.")})
     return {"letter": generated.text, "warnings": prepared.warnings + warnings + claim_warnings, "grounding": grounding,
             "claims": claims,
             "prompt_tokens": len(prepared.prompt), "new_tokens": generated.new_tokens,
             "seconds": round(time.perf_counter() - started, 3), "batch_size": generated.batch_size,
-            "model": writer.name, "fine_tuned": writer.fine_tuned, "choice": generated.choice}
+            "model": writer.name, "fine_tuned": writer.fine_tuned,
+            "choice": generated.choice if writer.repair is None else None,
+            "repair": generated.choice if writer.repair is not None else None}

@@ -85,6 +85,13 @@ class Choice(BaseModel):
     tied: int = Field(description="Candidates with as few problems; among several, the one the others agree with most.")
 
 
+class Repair(BaseModel):
+    rewritten: int = Field(description="Sentences the verifier flagged and a resampled sentence replaced.")
+    left_out: int = Field(description="Sentences left out: every try was flagged.")
+    samples: int = Field(description="Sentences sampled in all (tries).")
+    generated_tokens: int = Field(description="New tokens decoded, flagged tries included.")
+
+
 class LetterResponse(BaseModel):
     letter: str
     warnings: list[Warning_]
@@ -97,6 +104,7 @@ class LetterResponse(BaseModel):
     model: str
     fine_tuned: bool = Field(description="False for an untuned base model (no --run): its letters are a demo.")
     choice: Choice | None = Field(description="How grounded decoding chose the letter; null for greedy decoding.")
+    repair: Repair | None = Field(None, description="What sentence repair did to the letter; null unless decoding is repair.")
 
 
 class Health(BaseModel):
@@ -105,6 +113,7 @@ class Health(BaseModel):
     fine_tuned: bool = Field(description="False for an untuned base model (no --run): its letters are a demo.")
     decoding: dict[str, float] = Field(description="Greedy decoding's options (repetition_penalty, no_repeat_ngram_size).")
     grounded: dict[str, float] | None = Field(description="Grounded decoding's samples, temperature and seed; null = greedy letters.")
+    repair: dict[str, float] | None = Field(None, description="Sentence repair's tries, temperature and seed; null = not repaired.")
     limits: dict[str, int]
     token_required: bool
     token_ok: bool | None = Field(description="Whether the request's bearer token is right; null when none is needed.")

@@ -2,7 +2,8 @@
 
 `queued` ({position}: 1 = next; sent when the request joins the line and whenever its place changes), `start`
 ({prompt_tokens, model, fine_tuned, batch_size, decoding}) when its batch starts, `token` ({text}) as the letter grows
-(greedy decoding; a grounded letter is chosen once all its candidates are written, so it comes whole in `done`),
+(greedy decoding; a grounded letter is chosen once all its candidates are written, and a repaired one may have
+sentences rewritten, so they come whole in `done`),
 then `done` (the same answer as POST /v1/letters, with the cleaned letter) or `error` ({detail}). Streams go
 through the batcher like any request: one decode loop serves several streams, a streamer per row.
 """
@@ -57,7 +58,7 @@ async def _events(writer: LetterWriter, batcher: Batcher, cfg: ServeConfig, prep
             elif kind == "start":
                 yield sse("start", {"prompt_tokens": len(prepared.prompt), "model": writer.name,
                                     "fine_tuned": writer.fine_tuned, "batch_size": value,
-                                    "decoding": "greedy" if writer.grounded is None else "grounded"})
+                                    "decoding": writer.method})
             elif kind == "token":
                 yield sse("token", {"text": value})
             else:

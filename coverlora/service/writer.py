@@ -81,14 +81,31 @@ def decoding_options(cfg: ServeConfig, tested: dict[str, Any] | None) -> dict[st
     return decoding
 
 
+def chosen_decoding(cfg: ServeConfig, tested: dict[str, Any] | None) -> str:
+    """greedy, grounded or repair: this config's, else the run's test stage's (`tested`), else greedy."""
+    return cfg.decoding if cfg.decoding != "auto" else (tested or {}).get("decoding", "greedy")
+
+
+def repair_options(cfg: ServeConfig, tested: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Sentence repair's settings ({tries, temperature, seed}), or None: this config's, else the run's test
+    stage's, else the test stage's defaults."""
+    from coverlora.config import GROUNDED_DEFAULTS, REPAIR_DEFAULTS
+
+    if chosen_decoding(cfg, tested) != "repair":
+        return None
+    tested, defaults = tested or {}, {**GROUNDED_DEFAULTS, **REPAIR_DEFAULTS}
+    pick = lambda key: getattr(cfg, key) if getattr(cfg, key) is not None else tested.get(key, defaults[key])  # noqa: E731
+    return {"tries": int(pick("repair_tries")), "temperature": float(pick("temperature")),
+            "seed": int(tested.get("sample_seed", 0))}
+
+
 def grounded_options(cfg: ServeConfig, tested: dict[str, Any] | None) -> dict[str, Any] | None:
     """Grounded decoding's settings ({samples, temperature, seed}), or None for greedy letters: this config's,
     else the run's test stage's (`tested`), else the test stage's defaults."""
     from coverlora.config import GROUNDED_DEFAULTS
 
     tested = tested or {}
-    method = cfg.decoding if cfg.decoding != "auto" else tested.get("decoding", "greedy")
-    if method != "grounded":
+    if chosen_decoding(cfg, tested) != "grounded":
         return None
     pick = lambda key: getattr(cfg, key) if getattr(cfg, key) is not None else tested.get(key, GROUNDED_DEFAULTS[key])  # noqa: E731
     return {"samples": int(pick("candidates")), "temperature": float(pick("temperature")),
@@ -99,10 +116,12 @@ class LetterWriter:
     """One loaded model, its tokenizer and prompt format; generation runs in one worker thread."""
 
     def __init__(self, model, tokenizer, prompt_format, name: str, decoding: dict[str, Any] | None = None,
-                 fine_tuned: bool = False, grounded: dict[str, Any] | None = None, engine: tuple[int, int] | None = None):
+                 fine_tuned: bool = False, grounded: dict[str, Any] | None = None, engine: tuple[int, int] | None = None,
+                 repair: dict[str, Any] | None = None):
         self.model, self.tokenizer, self.format, self.name = model, tokenizer, prompt_format, name
         self.decoding = decoding or {}  # GenerationConfig options, as in the test stage
         self.grounded = grounded  # grounded_options(): best of the greedy letter and N samples; None = greedy
+        self.repair = repair  # repair_options(): sentences checked as they are written; None = not repaired
         self.fine_tuned = fine_tuned  # False: a base model never tuned for letters (labelled so in the API and UI)
         self.prefix = None  # the shared prompt prefix's KV cache (staged.PrefixCache), made at the first letter
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coverlora-generate")
@@ -117,8 +136,10 @@ class LetterWriter:
     def from_config(cls, cfg: ServeConfig) -> LetterWriter:
         model, tokenizer, fmt, name, tested = _load(cfg)
         model.eval()
-        decoding, grounded = decoding_options(cfg, tested), grounded_options(cfg, tested)
-        how = "greedy" if grounded is None else "grounded ({samples} samples at temperature {temperature:g})".format(**grounded)
+        decoding, grounded, repair = decoding_options(cfg, tested), grounded_options(cfg, tested), repair_options(cfg, tested)
+        how = ("grounded ({samples} samples at temperature {temperature:g})".format(**grounded) if grounded
+               else "repair ({tries} tries per flagged sentence at temperature {temperature:g})".format(**repair) if repair
+               else "greedy")
         log.info("decoding: %s, %s", how, ", ".join(f"{k}={v}" for k, v in decoding.items()))
         if tested is None:
             log.warning("%s is an untuned base model: its letters are a demo of the service, not of fine-tuning "
@@ -131,7 +152,8 @@ class LetterWriter:
                             fix="use kv_cache: auto or staged")
         use = cfg.kv_cache == "slots" or (cfg.kv_cache == "auto" and on_gpu)
         engine = (cfg.max_batch, cfg.max_prompt_tokens + cfg.max_new_tokens) if use else None
-        return cls(model, tokenizer, fmt, name, decoding, fine_tuned=tested is not None, grounded=grounded, engine=engine)
+        return cls(model, tokenizer, fmt, name, decoding, fine_tuned=tested is not None, grounded=grounded, engine=engine,
+                   repair=repair)
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, *, max_seconds: float,
                  stop: threading.Event | None = None, streamer=None) -> tuple[list[str], list[int]]:
@@ -170,6 +192,25 @@ class LetterWriter:
             {"candidates": len(letters), "chosen": c.index, "flagged_claims": c.problems[0],
              "names_missing": c.problems[1], "placeholders": c.problems[2], "tied": c.tied}
             for letters, c in zip(candidates, choices)]
+
+    @property
+    def method(self) -> str:
+        return "grounded" if self.grounded is not None else "repair" if self.repair is not None else "greedy"
+
+    def generate_repaired(self, prompts: list[list[int]], rows: list[dict[str, str]], max_new_tokens: int, *,
+                          max_seconds: float, stop: threading.Event | None = None
+                          ) -> tuple[list[str], list[int], list[dict[str, int]]]:
+        """Blocking, as generate. Sentence repair (self.repair): the letters, their new-token counts and what
+        repair did to each (rewritten, left out, sampled sentences). Nothing streams: a sentence may be rewritten."""
+        from coverlora.generate.repair import repair_letters
+
+        self._count(prompts)
+        repaired = repair_letters(self.model, self.tokenizer, prompts, rows, max_new_tokens, tries=self.repair["tries"],
+                                  temperature=self.repair["temperature"], seed=self.repair["seed"],
+                                  stop_ids=self.format.stop_ids, max_seconds=max_seconds,
+                                  should_stop=stop.is_set if stop is not None else None,
+                                  generate_kwargs={"stopping_criteria": _stopping(stop)}, **self.decoding)
+        return [r.text for r in repaired], [r.new_tokens for r in repaired], [r.record() for r in repaired]
 
     def _generate_on_engine(self, prompts: list[list[int]], max_new_tokens: int, *, max_seconds: float,
                             stop: threading.Event | None, streamer) -> tuple[list[str], list[int]]:
