@@ -135,3 +135,25 @@ def test_the_same_seed_gives_the_same_letters(tiny, monkeypatch):
 
     first = letters(1)
     assert letters(1) == first and letters(2) != first
+
+
+def test_a_row_decoded_alone_reuses_its_cache_and_writes_the_greedy_letter(tiny, monkeypatch):
+    """One row: the cache of the kept text is cropped back and reused between sentences; with nothing flagged
+    the letter is generate's greedy letter, and with rollbacks it is the same letter as a fresh decode's."""
+    model, tokenizer = tiny
+    monkeypatch.setattr(repair, "_judge", lambda tok, letters, *rest: [False] * len(letters))
+    prompt = prompt_of(tokenizer)
+    greedy, _ = generate_batch(model, tokenizer, [prompt], 48)
+    [alone] = repair_letters(model, tokenizer, [prompt], [ROW], 48, tries=2, temperature=1.0)
+    assert alone.text == greedy[0]
+    monkeypatch.setattr(repair, "_judge", lambda tok, letters, *rest: [letter.tries == 0 for letter in letters])
+    [first] = repair_letters(model, tokenizer, [prompt], [ROW], 24, tries=2, temperature=1.0, seed=3)
+    [again] = repair_letters(model, tokenizer, [prompt], [ROW], 24, tries=2, temperature=1.0, seed=3)
+    assert first == again and first.samples > 0
+    # every first try flagged and rewritten at a temperature near 0 (the random model's logits are close), which samples the greedy token: a rollback
+    # that left anything of the flagged try in the cache would make the letter differ from the greedy one
+    # (a repetition penalty makes the random model end its first sentence: "........... pledge pledge ...")
+    penalised, _ = generate_batch(model, tokenizer, [prompt], 48, repetition_penalty=1.3)
+    [cold] = repair_letters(model, tokenizer, [prompt], [ROW], 48, tries=1, temperature=1e-5, seed=3,
+                            repetition_penalty=1.3)
+    assert cold.text == penalised[0] and cold.rewritten == cold.samples >= 2

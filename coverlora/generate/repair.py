@@ -94,7 +94,8 @@ class _Letter:
     prompt: list[int]
     budget: int  # new tokens left
     context: list[int] = field(default_factory=list)  # every sentence the model wrote and went on from
-    kept: list[list[int]] = field(default_factory=list)  # the sentences the letter keeps
+    sentences: list[tuple[list[int], bool]] = field(default_factory=list)  # each with whether the letter keeps it
+    cache: object = None  # a row decoded alone keeps its KV cache of prompt + context between rounds
     tries: int = 0  # flagged tries at the current sentence
     rewritten: int = 0
     left_out: int = 0
@@ -120,20 +121,28 @@ class Repaired:
 def _decode_round(model, tokenizer, letters: list[_Letter], sample: bool, *, stop_ids: list[int], temperature: float,
                   seed: int, table: TokenTable, generate_kwargs: dict, decoding: dict) -> list[list[int]]:
     """One sentence's new tokens for each of `letters` (greedy, or sampled at `temperature`)."""
+    from transformers import DynamicCache, StoppingCriteriaList
+
     prompts = [letter.prompt + letter.context for letter in letters]
     width = max(map(len, prompts))
     cap = min(SENTENCE_TOKENS, max(letter.budget for letter in letters))
     ends = SentenceEnds(table, width, len(prompts), next(model.parameters()).device)
-    criteria = [ends, *(generate_kwargs.get("stopping_criteria") or [])]
+    kwargs = {**generate_kwargs, "stopping_criteria": StoppingCriteriaList(
+        [ends, *(generate_kwargs.get("stopping_criteria") or [])])}
     options = dict(decoding)
     if sample:
         torch.manual_seed(seed)
         options.update(do_sample=True, temperature=temperature, top_k=0)
-    from transformers import StoppingCriteriaList
-
-    new = generate_tokens(model, tokenizer, prompts, cap, stop_ids=stop_ids, kv_cache="preallocated",
-                          generate_kwargs={**generate_kwargs, "stopping_criteria": StoppingCriteriaList(criteria)},
-                          **options)
+    alone = letters[0] if len(letters) == 1 else None
+    if alone is not None:  # no padding: the cache of what was kept is reused, and only the new part prefilled
+        alone.cache = alone.cache if alone.cache is not None else DynamicCache()
+        kwargs["past_key_values"] = alone.cache
+    new = generate_tokens(model, tokenizer, prompts, cap, stop_ids=stop_ids,
+                          kv_cache="dynamic" if alone is not None else "preallocated", generate_kwargs=kwargs, **options)
+    if alone is not None:  # back to the prompt and the kept context (less its last token, which the next call feeds)
+        extra = alone.cache.get_seq_length() - (len(prompts[0]) - 1)
+        if extra > 0:
+            alone.cache.crop(-extra)  # a negative crop removes tokens on every transformers 5.x
     return new.tolist()
 
 
@@ -158,9 +167,16 @@ def _judge(tokenizer, letters: list[_Letter], sentences: list[list[int]], rows: 
     return [any(v.label in FLAGGED_LABELS for v in letter_verdicts) for letter_verdicts in verdicts]
 
 
+def _layout(text: str) -> str:
+    """What a left-out sentence leaves behind: the blank lines or space before it and the line break after it."""
+    after = text.rstrip(" ")
+    return text[:len(text) - len(text.lstrip())] + after[len(after.rstrip("\n")):]
+
+
 def _finish(tokenizer, letter: _Letter, row: Mapping[str, str], sources: RowSources) -> Repaired:
     """The kept sentences as a letter, with any sentence the whole-letter check flags removed (left out)."""
-    text = tokenizer.decode([t for sentence in letter.kept for t in sentence], skip_special_tokens=True)
+    decoded = [tokenizer.decode(tokens, skip_special_tokens=True) for tokens, _ in letter.sentences]
+    text = "".join(piece if kept else _layout(piece) for piece, (_, kept) in zip(decoded, letter.sentences))
     flagged = [v for v in verify_sentences([split_sentences(text)], [row], [sources])[0] if v.label in FLAGGED_LABELS]
     for verdict in reversed(flagged):
         text = text[:verdict.start] + text[verdict.end:].lstrip(" ")
@@ -212,8 +228,8 @@ def _advance(letter: _Letter, sentence: list[int], ended: bool, flagged: bool, s
     if flagged:
         letter.left_out += 1  # every try flagged: not in the letter; the model goes on after it
     else:
-        letter.kept.append(sentence)
         letter.rewritten += letter.tries > 0
+    letter.sentences.append((sentence, not flagged))
     letter.context += sentence
     letter.budget -= len(sentence)
     letter.tries = 0
