@@ -232,3 +232,31 @@ def test_repair_test_stage_records_what_it_did(trained_run, monkeypatch):
     greedy = run_test(TestConfig(run=str(trained_run.root), models="finetuned", max_new_tokens=6, batch_size=2,
                                  overwrite=True))[1]
     assert table["finetuned_output"].fillna("").tolist() == greedy["finetuned_output"].fillna("").tolist()
+
+
+def test_tune_repair_compares_settings_on_the_validation_rows(trained_run, tmp_path):
+    """scripts/tune_repair.py on a greedy run and two repair runs' validation letters: one table row each, and a
+    chosen setting that is one of the repair runs'."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from coverlora.config import TestConfig
+    from coverlora.generate.stage import run_test
+
+    runs = [str(trained_run.root)]
+    run_test(TestConfig(run=runs[0], split="validation", models="finetuned", max_new_tokens=12, batch_size=4))
+    for tries, temperature in ((1, 0.7), (2, 1.0)):
+        copy = tmp_path / f"repair-k{tries}"
+        shutil.copytree(trained_run.root, copy, ignore=shutil.ignore_patterns("eval*", "test*_config.yaml"))
+        run_test(TestConfig(run=str(copy), split="validation", models="finetuned", decoding="repair",
+                            repair_tries=tries, temperature=temperature, max_new_tokens=12, batch_size=4))
+        runs.append(str(copy))
+    script = Path(__file__).resolve().parent.parent / "scripts" / "tune_repair.py"
+    done = subprocess.run([sys.executable, str(script), *runs, "--out", str(tmp_path / "t.md")], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    table = (tmp_path / "t.md").read_text()
+    assert table.count("| repair |") == 2 and table.count("| greedy |") == 1
+    assert done.stdout.strip().splitlines()[-1] in ("chosen: 1 0.7", "chosen: 2 1")
