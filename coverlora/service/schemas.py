@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
 from pydantic_core import PydanticCustomError
 
 from coverlora.config import ServeConfig
@@ -15,8 +15,24 @@ def _json_integer(value: Any) -> Any:
     return value
 
 
+def _required_text(value: str) -> str:
+    # Checked after the length limits, which count the text as sent (so they agree with the OpenAPI's maxLength).
+    if not value.strip():
+        raise PydanticCustomError("string_blank", "String should contain more than whitespace")
+    return value.strip()
+
+
+def _text(max_length: int, required: bool = False) -> Any:
+    """A text field: its length limits on the text as sent, then stripped. A required one needs a character that
+    is not whitespace, which the OpenAPI says with the pattern \\S (Python's whitespace, as str.strip's)."""
+    if required:
+        return Annotated[StrictStr, Field(min_length=1, max_length=max_length, json_schema_extra={"pattern": r"\S"}),
+                         AfterValidator(_required_text)]
+    return Annotated[StrictStr, Field(max_length=max_length), AfterValidator(str.strip)]
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 def request_model(cfg: ServeConfig) -> type[BaseModel]:
@@ -24,20 +40,22 @@ def request_model(cfg: ServeConfig) -> type[BaseModel]:
     TokenCap = Annotated[int, Field(ge=1, le=cfg.max_new_tokens), BeforeValidator(_json_integer)]
     short, long_, posting_chars = cfg.max_short_chars, cfg.max_field_chars, cfg.max_posting_chars
 
+    Short, Long, Posting = _text(short, required=True), _text(long_), _text(posting_chars)
+
     class Job(_Strict):
-        title: StrictStr = Field(min_length=1, max_length=short, description="Job title.", examples=["Data Analyst"])
-        company: StrictStr = Field(min_length=1, max_length=short, description="Hiring company.", examples=["Acme Corp"])
-        preferred_qualifications: StrictStr = Field("", max_length=long_, description="What the job asks for.")
-        posting: StrictStr = Field("", max_length=posting_chars, description=(
+        title: Short = Field(description="Job title.", examples=["Data Analyst"])
+        company: Short = Field(description="Hiring company.", examples=["Acme Corp"])
+        preferred_qualifications: Long = Field("", description="What the job asks for.")
+        posting: Posting = Field("", description=(
             "Free text of the job posting (e.g. the page's text). Used as the preferred qualifications when those are "
             "empty, cut to fit the prompt."))
 
     class Resume(_Strict):
-        name: StrictStr = Field(min_length=1, max_length=short, description="Applicant's name.", examples=["Ana Silva"])
-        current_experience: StrictStr = Field("", max_length=long_)
-        past_experience: StrictStr = Field("", max_length=long_)
-        skills: StrictStr = Field("", max_length=long_)
-        qualifications: StrictStr = Field("", max_length=long_)
+        name: Short = Field(description="Applicant's name.", examples=["Ana Silva"])
+        current_experience: Long = ""
+        past_experience: Long = ""
+        skills: Long = ""
+        qualifications: Long = ""
 
     class LetterRequest(_Strict):
         job: Job
