@@ -424,3 +424,14 @@ def test_a_letter_that_repeats_itself_says_so_apart_from_the_cap():
     assert "repetition" in {w["code"] for w in warnings} and "truncated" not in {w["code"] for w in warnings}
     warnings, _ = grounding_report(paragraph, row, new_tokens=40, max_new_tokens=384, timed_out=False)
     assert "repetition" not in {w["code"] for w in warnings}
+
+
+def test_the_openapi_blank_pattern_is_str_strip():
+    """The pattern the OpenAPI gives required fields matches exactly the texts str.strip() leaves non-empty."""
+    import re
+    import sys
+
+    from coverlora.service.schemas import NOT_BLANK
+
+    blank = {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()}
+    assert {c for c in map(chr, range(0x3001)) if not re.search(NOT_BLANK, c)} == blank

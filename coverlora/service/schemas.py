@@ -15,6 +15,10 @@ def _json_integer(value: Any) -> Any:
     return value
 
 
+# A character that str.strip() keeps, written out: JSON Schema's regexes (ECMA) and Python's disagree on \s.
+NOT_BLANK = r"[^\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
+
 def _required_text(value: str) -> str:
     # Checked after the length limits, which count the text as sent (so they agree with the OpenAPI's maxLength).
     if not value.strip():
@@ -24,9 +28,9 @@ def _required_text(value: str) -> str:
 
 def _text(max_length: int, required: bool = False) -> Any:
     """A text field: its length limits on the text as sent, then stripped. A required one needs a character that
-    is not whitespace, which the OpenAPI says with the pattern \\S (Python's whitespace, as str.strip's)."""
+    is not whitespace, which the OpenAPI says with the pattern NOT_BLANK."""
     if required:
-        return Annotated[StrictStr, Field(min_length=1, max_length=max_length, json_schema_extra={"pattern": r"\S"}),
+        return Annotated[StrictStr, Field(min_length=1, max_length=max_length, json_schema_extra={"pattern": NOT_BLANK}),
                          AfterValidator(_required_text)]
     return Annotated[StrictStr, Field(max_length=max_length), AfterValidator(str.strip)]
 
