@@ -21,9 +21,10 @@ NOT_BLANK = r"[^\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\
 
 def _required_text(value: str) -> str:
     # Checked after the length limits, which count the text as sent (so they agree with the OpenAPI's maxLength).
-    if not value.strip():
+    stripped = value.strip()
+    if not stripped:
         raise PydanticCustomError("string_blank", "String should contain more than whitespace")
-    return value.strip()
+    return stripped
 
 
 def _text(max_length: int, required: bool = False) -> Any:
