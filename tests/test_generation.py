@@ -224,7 +224,7 @@ def test_repair_test_stage_records_what_it_did(trained_run, monkeypatch):
     from coverlora.generate import repair
     from coverlora.generate.stage import run_test
 
-    monkeypatch.setattr(repair, "_judge", lambda tok, letters, *rest: [False] * len(letters))
+    monkeypatch.setattr(repair, "judge", lambda tok, letters, *rest: [False] * len(letters))
     _, table = run_test(TestConfig(run=str(trained_run.root), models="finetuned", decoding="repair", repair_tries=2,
                                    max_new_tokens=6, batch_size=2))
     assert (table["finetuned_rewritten"] == 0).all() and (table["finetuned_samples"] == 0).all()
@@ -260,3 +260,22 @@ def test_tune_repair_compares_settings_on_the_validation_rows(trained_run, tmp_p
     table = (tmp_path / "t.md").read_text()
     assert table.count("| repair |") == 2 and table.count("| greedy |") == 1
     assert done.stdout.strip().splitlines()[-1] in ("chosen: 1 0.7", "chosen: 2 1")
+
+
+@pytest.mark.parametrize("decoding", ["repair", "grounded"])
+def test_the_slot_engine_writes_generates_sampled_letters_in_the_test_stage(trained_run, monkeypatch, decoding):
+    """Repair and grounded decoding through the test stage on the slot engine (eager on the CPU) and on generate:
+    the same letters and records for the same seed (sampling.py's draws do not depend on the path)."""
+    from coverlora.config import TestConfig
+    from coverlora.generate import repair
+    from coverlora.generate.stage import run_test
+
+    monkeypatch.setattr(repair, "judge", lambda tok, letters, *rest: [letter.tries == 0 for letter in letters])
+    tables = [run_test(TestConfig(run=str(trained_run.root), models="finetuned", decoding=decoding, repair_tries=2,
+                                  candidates=2, temperature=1.0, max_new_tokens=8, batch_size=2, kv_cache=kv_cache,
+                                  overwrite=True))[1]
+              for kv_cache in ("slots", "preallocated")]
+    columns = [c for c in tables[0] if c.startswith("finetuned_") and not c.endswith("seconds")]
+    assert tables[0][columns].fillna("").equals(tables[1][columns].fillna(""))
+    if decoding == "repair":
+        assert (tables[0]["finetuned_samples"] > 0).all()

@@ -115,7 +115,7 @@ def test_a_flagged_sentence_is_rolled_back_and_rewritten(tiny, monkeypatch):
 
 def test_nothing_flagged_gives_the_greedy_letter(tiny, monkeypatch):
     model, tokenizer = tiny
-    monkeypatch.setattr(repair, "_judge", lambda tok, letters, *rest: [False] * len(letters))
+    monkeypatch.setattr(repair, "judge", lambda tok, letters, *rest: [False] * len(letters))
     prompts = [prompt_of(tokenizer), tokenizer("Dear", add_special_tokens=False)["input_ids"]]
     greedy, _ = generate_batch(model, tokenizer, prompts, 48)
     repaired = repair_letters(model, tokenizer, prompts, [ROW, ROW], 48, tries=2, temperature=1.0)
@@ -126,7 +126,7 @@ def test_nothing_flagged_gives_the_greedy_letter(tiny, monkeypatch):
 def test_the_same_seed_gives_the_same_letters(tiny, monkeypatch):
     model, tokenizer = tiny
     # every greedy sentence is flagged: the letters are all sampled sentences
-    monkeypatch.setattr(repair, "_judge", lambda tok, letters, *rest: [letter.tries == 0 for letter in letters])
+    monkeypatch.setattr(repair, "judge", lambda tok, letters, *rest: [letter.tries == 0 for letter in letters])
     prompts = [prompt_of(tokenizer)] * 2
 
     def letters(seed):
@@ -141,12 +141,12 @@ def test_a_row_decoded_alone_reuses_its_cache_and_writes_the_greedy_letter(tiny,
     """One row: the cache of the kept text is cropped back and reused between sentences; with nothing flagged
     the letter is generate's greedy letter, and with rollbacks it is the same letter as a fresh decode's."""
     model, tokenizer = tiny
-    monkeypatch.setattr(repair, "_judge", lambda tok, letters, *rest: [False] * len(letters))
+    monkeypatch.setattr(repair, "judge", lambda tok, letters, *rest: [False] * len(letters))
     prompt = prompt_of(tokenizer)
     greedy, _ = generate_batch(model, tokenizer, [prompt], 48)
     [alone] = repair_letters(model, tokenizer, [prompt], [ROW], 48, tries=2, temperature=1.0)
     assert alone.text == greedy[0]
-    monkeypatch.setattr(repair, "_judge", lambda tok, letters, *rest: [letter.tries == 0 for letter in letters])
+    monkeypatch.setattr(repair, "judge", lambda tok, letters, *rest: [letter.tries == 0 for letter in letters])
     [first] = repair_letters(model, tokenizer, [prompt], [ROW], 24, tries=2, temperature=1.0, seed=3)
     [again] = repair_letters(model, tokenizer, [prompt], [ROW], 24, tries=2, temperature=1.0, seed=3)
     assert first == again and first.samples > 0

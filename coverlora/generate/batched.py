@@ -182,12 +182,23 @@ def letters_from(tokenizer, new: torch.Tensor | list[list[int]], stop_ids: list[
     return texts, counts
 
 def generate_candidates(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, *, samples: int,
-                        temperature: float, seed: int = 0, **kwargs) -> tuple[list[list[str]], list[list[int]]]:
-    """Per prompt, the greedy letter first and then `samples` sampled ones (grounded decoding picks among them)."""
+                        temperature: float, seed: int = 0, top_p: float = 1.0,
+                        **kwargs) -> tuple[list[list[str]], list[list[int]]]:
+    """Per prompt, the greedy letter first and then `samples` sampled ones (grounded decoding picks among them).
+    Sample k of a prompt draws on stream k with sampling.row_seed(seed, prompt), as the slot engine's candidates
+    do (slots.slot_candidates): the same letters on either path, whatever the batch."""
+    from transformers import LogitsProcessorList
+
+    from coverlora.generate.sampling import SeededSampler, row_seed
+
     greedy, greedy_counts = generate_batch(model, tokenizer, prompts, max_new_tokens, **kwargs)
-    torch.manual_seed(seed + len(prompts) + sum(map(len, prompts)))  # the same batch samples the same letters
-    sampled, counts = generate_batch(model, tokenizer, prompts, max_new_tokens, do_sample=True, temperature=temperature,
-                                     top_k=0, num_return_sequences=samples, **kwargs)
+    repeated = [prompt for prompt in prompts for _ in range(samples)]
+    sampler = SeededSampler(seed=[row_seed(seed, p) for p in repeated], stream=[k + 1 for _ in prompts for k in range(samples)],
+                            first=[0] * len(repeated), temperature=[temperature] * len(repeated),
+                            width=max(map(len, prompts)), top_p=top_p)
+    generate_kwargs = dict(kwargs.pop("generate_kwargs", None) or {})
+    generate_kwargs["logits_processor"] = LogitsProcessorList([*(generate_kwargs.get("logits_processor") or []), sampler])
+    sampled, counts = generate_batch(model, tokenizer, repeated, max_new_tokens, generate_kwargs=generate_kwargs, **kwargs)
     return ([[letter, *sampled[i * samples:(i + 1) * samples]] for i, letter in enumerate(greedy)],
             [[count, *counts[i * samples:(i + 1) * samples]] for i, count in enumerate(greedy_counts)])
 

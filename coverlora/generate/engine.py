@@ -1,4 +1,5 @@
-"""The slot engine: continuous batching over one preallocated KV cache, for greedy letters (kv_cache: slots).
+"""The slot engine: continuous batching over one preallocated KV cache, for greedy and sampled letters (kv_cache:
+slots).
 
 Each row of the batch is a slot of `capacity` positions in every layer's key/value buffer. Prompts are prefilled
 into free slots (left-padded in groups of similar length); then every decode step feeds each live slot's last
@@ -11,6 +12,12 @@ On a GPU each (batch, L) decode step is captured once into a CUDA graph and repl
 new model or run costs a few eager steps instead of a compile. The graph does everything on the device: the
 step, the argmax, the stop test and the bookkeeping; the host reads which rows finished every `sync_every`
 steps. Greedy letters equal HF generate's (tests/test_engine.py).
+
+Sampling (`sampling=True`) draws inside the graphs too: each slot holds a seed, a stream and a temperature
+(0: greedy), and sampling.sample_tokens draws from them and the letter's token index, so a row's letter does not
+depend on its batch, and generate with sampling.SeededSampler writes the same one. A run's `review` (sentence
+repair) reads every row's tokens at each sync and may `rewind` rows to an earlier token, with new sampling: the
+row goes on as if what came after had never been written.
 """
 
 from __future__ import annotations
@@ -19,16 +26,34 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from coverlora.generate.batched import left_pad
+from coverlora.generate.sampling import sample_tokens
+from coverlora.generate.slot_cache import EngineStats, SlotCache, prefill_attention
 from coverlora.train.memory import attention_shape
 
 log = logging.getLogger("coverlora")
 BUCKET = 128  # positions: attention reads the longest live row's length rounded up to this
 Finished = Callable[[list[int], list[list[int]]], None]
+# sampling per prompt: (seed, stream, temperature)
+Sampling = tuple[int, int, float]
+
+
+@dataclass(frozen=True)
+class Rewind:
+    """A review's answer for one row: keep the letter's first `to` tokens and go on from there, drawing with
+    `stream` at `temperature` (0: greedy)."""
+
+    to: int
+    stream: int
+    temperature: float
+
+
+# a review: (prompt indices, each one's tokens since its last review, whether each still decodes) -> rewinds by index
+Review = Callable[[list[int], list[list[int]], list[bool]], dict[int, Rewind]]
 
 
 class UnsupportedModel(Exception):
@@ -52,80 +77,13 @@ def batch_buckets(slots: int, step: int = 32) -> list[int]:
     return sorted({s for s in sizes if s <= slots}, reverse=True)
 
 
-@dataclass
-class EngineStats:
-    """Where a run's time went: prefills, CUDA graph captures, and decode steps by batch size."""
-
-    prefill_s: float = 0.0
-    prefill_tokens: int = 0
-    capture_s: float = 0.0
-    graphs: int = 0
-    decode: dict[int, list[float]] = field(default_factory=dict)  # batch -> [steps, seconds]
-
-    def add_steps(self, batch: int, steps: int, seconds: float) -> None:
-        entry = self.decode.setdefault(batch, [0, 0.0])
-        entry[0] += steps
-        entry[1] += seconds
-
-    def line(self) -> str:
-        steps = sum(int(n) for n, _ in self.decode.values())
-        decode_s = sum(s for _, s in self.decode.values())
-        by_batch = ", ".join(f"{b}: {int(n)} × {1e3 * s / n:.1f} ms" for b, (n, s) in sorted(self.decode.items(), reverse=True))
-        return (f"prefill {self.prefill_s:.1f} s ({self.prefill_tokens:,} tokens); {self.graphs} CUDA graphs captured in "
-                f"{self.capture_s:.1f} s; {steps:,} decode steps in {decode_s:.1f} s (batch: steps × per step: {by_batch})")
-
-
-def prefill_attention(device: torch.device):
-    """SDPA kernels for prefills: on CUDA the memory-efficient one, which takes any mask without building a cuDNN
-    plan for each new (rows, width) shape; attention is a small part of a prefill's work anyway."""
-    import contextlib
-
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
-
-
-class SlotCache:
-    """Per layer, keys and values of `slots` rows x `capacity` positions. The model's attention layers call
-    `update`: in a prefill it writes the prompt into `rows`' slots and attends within the prompt; in a decode
-    step it writes each row's new token at `write_at` and returns the batch's first `length` positions."""
-
-    def __init__(self, layers: int, slots: int, kv_heads: int, capacity: int, head_dim: int, dtype, device):
-        shape = (slots, kv_heads, capacity, head_dim)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
-        self.batch_index = torch.arange(slots, device=device)
-        self.rows: torch.Tensor | None = None
-        self.write_at: torch.Tensor | None = None
-        self.batch = self.length = self.updates = 0
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
-        keys, values = self.keys[layer_idx], self.values[layer_idx]
-        self.updates += 1
-        if self.rows is not None:
-            width = key_states.shape[-2]
-            keys[self.rows, :, :width] = key_states
-            values[self.rows, :, :width] = value_states
-            return key_states, value_states
-        rows = self.batch_index[:self.batch]
-        keys[rows, :, self.write_at] = key_states[:, :, 0]
-        values[rows, :, self.write_at] = value_states[:, :, 0]
-        return keys[:self.batch, :, :self.length], values[:self.batch, :, :self.length]
-
-    def move(self, source: torch.Tensor, target: torch.Tensor, length: int) -> None:
-        """Copy slots `source` to slots `target` (their first `length` positions)."""
-        for buffer in (*self.keys, *self.values):
-            buffer[target, :, :length] = buffer[source, :, :length]
-
-
 class SlotEngine:
-    """Greedy decoding of many prompts through `slots` concurrent rows of at most `capacity` positions each."""
+    """Greedy or seeded sampled decoding of many prompts through `slots` concurrent rows of at most `capacity`
+    positions each."""
 
     def __init__(self, model, *, slots: int, capacity: int, stop_ids: list[int], pad_id: int,
                  repetition_penalty: float = 1.0, sync_every: int = 16, prefill_tokens: int = 16384,
-                 cuda_graphs: bool | None = None):
+                 cuda_graphs: bool | None = None, sampling: bool = False, top_p: float = 1.0):
         param = next(model.parameters())
         self.model, self.device = model, param.device
         cfg = model.config.get_text_config()
@@ -143,6 +101,11 @@ class SlotEngine:
         longs = lambda: torch.zeros(slots, dtype=torch.long, device=self.device)  # noqa: E731
         # per slot: last token, next write position, left padding, tokens generated, cap, still generating
         self.token, self.pos, self.offset, self.count, self.limit = (longs() for _ in range(5))
+        # per slot: the letter's first position (after the prompt) and the prompt's last token, for rewinds
+        self.start, self.prompt_last = longs(), longs()
+        self.sampling, self.top_p = sampling, top_p
+        self.seed, self.stream = longs(), longs()  # per slot: its draws' seed and stream (sampling.py)
+        self.temperature = torch.zeros(slots, dtype=torch.float32, device=self.device)  # 0: greedy
         self.live = torch.zeros(slots, dtype=torch.bool, device=self.device)
         self.out = torch.zeros(slots, self.capacity, dtype=torch.long, device=self.device)  # generated tokens
         vocab = model.get_output_embeddings().weight.shape[0]
@@ -150,19 +113,26 @@ class SlotEngine:
                      if repetition_penalty != 1.0 else None)
         self.stats = EngineStats()
 
-    def serves(self, capacity: int, stop_ids: list[int], pad_id: int, repetition_penalty: float) -> bool:
-        """Whether this engine (its graphs and cache) can decode another set of prompts as asked."""
+    def serves(self, capacity: int, stop_ids: list[int], pad_id: int, repetition_penalty: float,
+               sampling: bool = False, top_p: float = 1.0) -> bool:
+        """Whether this engine (its graphs and cache) can decode another set of prompts as asked. A sampling
+        engine serves greedy runs too (temperature 0), at the cost of the draw in every step."""
         return (capacity <= self.capacity and stop_ids == self.stop_ids.tolist() and pad_id == self.pad_id
-                and repetition_penalty == self.penalty)
+                and repetition_penalty == self.penalty and (self.sampling or not sampling)
+                and (not sampling or top_p == self.top_p))
 
     # -- device work -------------------------------------------------------------------------------------------
     def _choose(self, logits: torch.Tensor, rows: torch.Tensor | slice) -> torch.Tensor:
-        """Greedy next tokens from last-position logits, with HF's repetition penalty over the row's tokens."""
+        """Next tokens from last-position logits, with HF's repetition penalty over the row's tokens: greedy, or
+        drawn with each row's seed, stream and temperature at its letter's token index (its count)."""
         logits = logits.float()
         if self.seen is not None:
             seen = self.seen[rows]
             logits = torch.where(seen, torch.where(logits > 0, logits / self.penalty, logits * self.penalty), logits)
-        return logits.argmax(-1)
+        if not self.sampling:
+            return logits.argmax(-1)
+        return sample_tokens(logits, self.temperature[rows], self.seed[rows], self.stream[rows], self.count[rows],
+                             self.top_p)
 
     def _decode(self, batch: int, length: int) -> None:
         """One decode step for slots [0, batch), attending over `length` positions; all state stays on the device."""
@@ -187,6 +157,31 @@ class SlotEngine:
         self.count[rows] = count
         self.token[rows] = token
         self.live[rows] = live & ~torch.isin(token, self.stop_ids) & (count < self.limit[rows])
+
+    def rewind(self, slots: list[int], rewinds: list[Rewind], prompts: list[list[int]]) -> None:
+        """Roll each slot back to its letter's first `to` tokens, live again with a new stream and temperature.
+        The last kept token (the prompt's last, for none) is fed again at its own position, so the next step
+        draws the token after it; the keys and values written past that position are never read (attention
+        reads up to each row's position) and the next steps overwrite them. `prompts`: each slot's prompt, whose
+        tokens the repetition penalty counts again with the kept ones."""
+        rows = torch.tensor(slots, device=self.device)
+        keep = torch.tensor([r.to for r in rewinds], device=self.device)
+        last = self.out[rows, (keep - 1).clamp(min=0)]
+        self.token[rows] = torch.where(keep > 0, last, self.prompt_last[rows])
+        self.pos[rows] = self.start[rows] + keep - 1
+        self.count[rows] = keep
+        self.live[rows] = keep < self.limit[rows]
+        if self.sampling:
+            self.stream[rows] = torch.tensor([r.stream for r in rewinds], device=self.device)
+            self.temperature[rows] = torch.tensor([r.temperature for r in rewinds], dtype=torch.float32,
+                                                  device=self.device)
+        elif any(r.temperature > 0 for r in rewinds):
+            raise ValueError("a rewind asked for sampling from an engine built without it")
+        if self.seen is not None:
+            for slot, rewind, prompt in zip(slots, rewinds, prompts):
+                kept = torch.tensor(prompt, device=self.device), self.out[slot, :rewind.to]
+                self.seen[slot] = False
+                self.seen[slot, torch.cat(kept)] = True
 
     def _step(self, batch: int, length: int) -> None:
         if not self.cuda_graphs:
@@ -217,7 +212,8 @@ class SlotEngine:
             self._decode(batch, length)
         return graph
 
-    def _prefill(self, slots: list[int], prompts: list[list[int]], limits: list[int]) -> None:
+    def _prefill(self, slots: list[int], prompts: list[list[int]], limits: list[int],
+                 sampling: list[Sampling] | None = None) -> None:
         """Prompts into `slots` (left-padded to the longest), and each one's first token."""
         ids, mask = left_pad(prompts, self.pad_id)
         ids, mask = ids.to(self.device), mask.to(self.device).bool()
@@ -239,32 +235,45 @@ class SlotEngine:
             raise UnsupportedModel(f"{type(self.model).__name__}'s attention does not write through the cache API")
         lengths = mask.sum(-1)
         self.pos[rows], self.offset[rows] = width, width - lengths
+        self.start[rows], self.prompt_last[rows] = width, ids[:, -1]
         self.count[rows] = 0
+        if self.sampling:
+            seeds, streams, temperatures = zip(*(sampling or [(0, 0, 0.0)] * len(slots)))
+            self.seed[rows] = torch.tensor(seeds, device=self.device)
+            self.stream[rows] = torch.tensor(streams, device=self.device)
+            self.temperature[rows] = torch.tensor(temperatures, dtype=torch.float32, device=self.device)
         self.limit[rows] = torch.tensor(limits, device=self.device)
         if self.seen is not None:  # HF penalises the prompt's tokens too; padding is not the row's (its last token is)
             real = torch.where(mask, ids, ids[:, -1:])
             self.seen[rows] = torch.zeros_like(self.seen[rows]).scatter_(1, real, True)
         self._record(rows, self._choose(logits, rows), torch.ones(len(slots), dtype=torch.bool, device=self.device))
 
-    def _prefill_groups(self, slots: list[int], indices: list[int], prompts: list[list[int]], limits: list[int]) -> None:
+    def _prefill_groups(self, slots: list[int], indices: list[int], prompts: list[list[int]], limits: list[int],
+                        sampling: list[Sampling] | None) -> None:
         """Prefill in groups of at most `prefill_tokens` padded tokens (the prefill's activations stay small)."""
         start = 0
         while start < len(indices):
             width = len(prompts[indices[start]])  # the queue is longest first: the group's longest is its first
             size = max(1, min(len(indices) - start, self.prefill_tokens // width))
             group = indices[start:start + size]
-            self._prefill(slots[start:start + size], [prompts[i] for i in group], [limits[i] for i in group])
+            self._prefill(slots[start:start + size], [prompts[i] for i in group], [limits[i] for i in group],
+                          [sampling[i] for i in group] if sampling is not None else None)
             start += size
 
     # -- host loop ---------------------------------------------------------------------------------------------
     @torch.no_grad()
     def run(self, prompts: list[list[int]], indices: list[int], limits: list[int], on_finished: Finished, *,
-            on_progress: Finished | None = None, should_stop: Callable[[], bool] | None = None) -> None:
-        """Decode prompts[i] for i in `indices`, longest first, at most limits[i] new tokens each.
+            on_progress: Finished | None = None, should_stop: Callable[[], bool] | None = None,
+            sampling: list[Sampling] | None = None, review: Review | None = None) -> None:
+        """Decode prompts[i] for i in `indices`, longest first, at most limits[i] new tokens each, greedy or drawn
+        with sampling[i] (a sampling engine only).
 
         At each sync, `on_progress(indices, tokens)` (if given) gets every row's tokens since the last call, and
-        `on_finished(indices, tokens)` each finished row's whole letter (its stop token included). Once
+        `on_finished(indices, tokens)` each finished row's whole letter (its stop token included). `review`,
+        if given, sees every row's new tokens first and may rewind rows (a finished one decodes again). Once
         `should_stop()` is true, every row ends where it is, and rows that never started end empty."""
+        if sampling is not None and not self.sampling:
+            raise ValueError("this engine was built without sampling")
         longest = max(len(prompts[i]) + limits[i] for i in indices)
         if longest > self.capacity:
             raise ValueError(f"a prompt plus its letter needs {longest} positions; the slots hold {self.capacity}")
@@ -273,9 +282,11 @@ class SlotEngine:
         buckets = batch_buckets(self.slots)
         run = _Run(prompts, limits, on_finished, on_progress, deque(sorted(indices, key=lambda i: -len(prompts[i]))),
                    holder=[-1] * self.slots, shown=[0] * self.slots,
-                   batch=min(b for b in buckets if b >= min(self.slots, len(indices))))
+                   batch=min(b for b in buckets if b >= min(self.slots, len(indices))), sampling=sampling,
+                   review=review)
         while True:
             if should_stop is not None and should_stop():
+                run.review = None  # rows end where they are: nothing rewinds them
                 self.live.zero_()
                 if run.queue:
                     on_finished(list(run.queue), [[] for _ in run.queue])
@@ -298,7 +309,7 @@ class SlotEngine:
             return
         admitted = [run.queue.popleft() for _ in range(min(len(free), len(run.queue)))]
         started = time.perf_counter()
-        self._prefill_groups(free, admitted, run.prompts, run.limits)
+        self._prefill_groups(free, admitted, run.prompts, run.limits, run.sampling)
         for slot, i in zip(free, admitted):
             run.holder[slot], run.shown[slot] = i, 0
         self._hand_back(run)  # the first tokens, and rows they ended (this syncs, so the time below is real)
@@ -319,11 +330,28 @@ class SlotEngine:
             torch.cuda.synchronize(self.device)
         self.stats.add_steps(batch, steps, time.perf_counter() - started - (self.stats.capture_s - captured))
 
+    def _review(self, run: _Run, held: list[int], live: list[bool], count: list[int]) -> None:
+        """Every held row's tokens since its last review to run.review, and the rewinds it asks for applied."""
+        lo, hi = min(run.shown[s] for s in held), max(count[s] for s in held)
+        block = self.out[torch.tensor(held, device=self.device), lo:hi].tolist() if hi > lo else [[] for _ in held]
+        new = [row[run.shown[s] - lo:count[s] - lo] for s, row in zip(held, block)]
+        for s in held:
+            run.shown[s] = count[s]
+        rewinds = run.review([run.holder[s] for s in held], new, [live[s] for s in held])
+        if rewinds:
+            slots = [s for s in held if run.holder[s] in rewinds]
+            self.rewind(slots, [rewinds[run.holder[s]] for s in slots], [run.prompts[run.holder[s]] for s in slots])
+            for s in slots:
+                run.shown[s] = rewinds[run.holder[s]].to
+
     def _hand_back(self, run: _Run) -> None:
-        """New tokens to on_progress; finished rows to on_finished, freeing their slots."""
+        """New tokens to on_progress (or the review); finished rows to on_finished, freeing their slots."""
         live, count = self.live[:run.batch].tolist(), self.count[:run.batch].tolist()
         held = [s for s in range(run.batch) if run.holder[s] >= 0]
-        if run.on_progress is not None:
+        if run.review is not None and held:
+            self._review(run, held, live, count)
+            live, count = self.live[:run.batch].tolist(), self.count[:run.batch].tolist()
+        if run.on_progress is not None and run.review is None:
             moved = [s for s in held if count[s] > run.shown[s]]
             if moved:
                 tokens = self.out[moved].tolist()
@@ -350,7 +378,8 @@ class SlotEngine:
             source, dest = (torch.tensor(x, device=self.device) for x in (movers, free))
             length = min(self.capacity, round_up(int(self.pos[source].max()) + 1))
             self.cache.move(source, dest, length)
-            for state in (self.token, self.pos, self.offset, self.count, self.limit, self.live, self.out, self.seen):
+            for state in (self.token, self.pos, self.offset, self.count, self.limit, self.live, self.out, self.seen,
+                          self.start, self.prompt_last, self.seed, self.stream, self.temperature):
                 if state is not None:
                     state[dest] = state[source]
             for s, d in zip(movers, free):
@@ -370,5 +399,7 @@ class _Run:
     on_progress: Finished | None
     queue: deque
     holder: list[int]  # the prompt index each slot holds (-1: free)
-    shown: list[int]  # tokens of each slot's letter already given to on_progress
+    shown: list[int]  # tokens of each slot's letter already given to on_progress (or the review)
     batch: int
+    sampling: list[Sampling] | None = None  # by prompt index
+    review: Review | None = None

@@ -3,10 +3,14 @@ verifier judges every sentence against the row as soon as it ends. A flagged sen
 goes on from where the sentence began, as if it had never been written) and resampled, up to `tries` times at
 `temperature`; if every try is flagged, the sentence is left out of the letter, and the model goes on after it.
 
-A round decodes one sentence for every live row of the batch: the greedy rows in one generate call, the rows
+Two drivers write the same letters for the same seed. Here, on transformers' generate (any model, any device):
+a round decodes one sentence for every live row of the batch, the greedy rows in one generate call, the rows
 being rewritten in another, each stopping at its own sentence end; then all their new sentences go through one
-verifier pass. Each call starts from the prompt and the sentences kept so far, so a rollback is exact.
-Sampling is seeded per round (`seed`): the same rows and seed give the same letters.
+verifier pass. Each call starts from the prompt and the sentences kept so far, so a rollback is exact. On the
+slot engine (repair_slots.py), rows decode on, and each sync's finished sentences are judged together; a
+flagged one rewinds its row. A sampled try draws with sampling.py's seeded sampler, keyed by the row's seed
+(the run's seed and its prompt), the try's stream (the letter's sampled sentences so far, plus one) and the
+token's index in the letter: the draw depends on nothing else, so the drivers agree token for token.
 
 The letter's record says how many sentences were rewritten (a resampled sentence replaced a flagged one) and
 left out, and how many tries it took. A last check of the whole letter removes any flagged sentence the
@@ -26,6 +30,7 @@ from transformers import StoppingCriteria
 
 from coverlora.data import clean_letter
 from coverlora.generate.batched import generate_tokens
+from coverlora.generate.sampling import SeededSampler, row_seed
 from coverlora.scoring.claims.evidence import RowSources
 from coverlora.scoring.claims.verdicts import FLAGGED_LABELS, verify_sentences
 from coverlora.scoring.sentences import BODY, split_sentences
@@ -88,20 +93,26 @@ class SentenceEnds(StoppingCriteria):
 
 
 @dataclass
-class _Letter:
+class Letter:
     """One row's letter while it is repaired."""
 
     prompt: list[int]
     budget: int  # new tokens left
+    seed: int = 0  # sampling.row_seed of the run's seed and the prompt
     context: list[int] = field(default_factory=list)  # every sentence the model wrote and went on from
     sentences: list[tuple[list[int], bool]] = field(default_factory=list)  # each with whether the letter keeps it
-    cache: object = None  # a row decoded alone keeps its KV cache of prompt + context between rounds
+    cache: object = None  # a row decoded alone keeps its KV cache of prompt + context between rounds (HF driver)
     tries: int = 0  # flagged tries at the current sentence
     rewritten: int = 0
     left_out: int = 0
     samples: int = 0  # sampled sentences in all
     generated: int = 0  # new tokens decoded, flagged tries included
     done: bool = False
+
+    @property
+    def stream(self) -> int:
+        """The sampling stream of this letter's next sampled try: one per try, never reused."""
+        return self.samples + 1
 
 
 @dataclass(frozen=True)
@@ -118,10 +129,10 @@ class Repaired:
                 "generated_tokens": self.generated}
 
 
-def _decode_round(model, tokenizer, letters: list[_Letter], sample: bool, *, stop_ids: list[int], temperature: float,
-                  seed: int, table: TokenTable, generate_kwargs: dict, decoding: dict) -> list[list[int]]:
+def _decode_round(model, tokenizer, letters: list[Letter], sample: bool, *, stop_ids: list[int], temperature: float,
+                  top_p: float, table: TokenTable, generate_kwargs: dict, decoding: dict) -> list[list[int]]:
     """One sentence's new tokens for each of `letters` (greedy, or sampled at `temperature`)."""
-    from transformers import DynamicCache, StoppingCriteriaList
+    from transformers import DynamicCache, LogitsProcessorList, StoppingCriteriaList
 
     prompts = [letter.prompt + letter.context for letter in letters]
     width = max(map(len, prompts))
@@ -130,9 +141,11 @@ def _decode_round(model, tokenizer, letters: list[_Letter], sample: bool, *, sto
     kwargs = {**generate_kwargs, "stopping_criteria": StoppingCriteriaList(
         [ends, *(generate_kwargs.get("stopping_criteria") or [])])}
     options = dict(decoding)
-    if sample:
-        torch.manual_seed(seed)
-        options.update(do_sample=True, temperature=temperature, top_k=0)
+    if sample:  # greedy search over the seeded sampler's choice (it runs after every other processor)
+        sampler = SeededSampler(seed=[letter.seed for letter in letters], stream=[letter.stream for letter in letters],
+                                first=[len(letter.context) for letter in letters],
+                                temperature=[temperature] * len(letters), width=width, top_p=top_p)
+        kwargs["logits_processor"] = LogitsProcessorList([*(generate_kwargs.get("logits_processor") or []), sampler])
     alone = letters[0] if len(letters) == 1 else None
     if alone is not None:  # no padding: the cache of what was kept is reused, and only the new part prefilled
         alone.cache = alone.cache if alone.cache is not None else DynamicCache()
@@ -146,7 +159,7 @@ def _decode_round(model, tokenizer, letters: list[_Letter], sample: bool, *, sto
     return new.tolist()
 
 
-def _take(letter: _Letter, tokens: list[int], stops: set[int], table: TokenTable) -> tuple[list[int], bool]:
+def take_sentence(letter: Letter, tokens: list[int], stops: set[int], table: TokenTable) -> tuple[list[int], bool]:
     """The sentence in a round's new tokens, and whether the letter ends with it (its stop token or budget)."""
     stop = next((k for k, token in enumerate(tokens) if token in stops), None)
     tokens = tokens[:min(stop if stop is not None else len(tokens), letter.budget)]
@@ -155,7 +168,7 @@ def _take(letter: _Letter, tokens: list[int], stops: set[int], table: TokenTable
     return sentence, end is None and (stop is not None or len(tokens) >= letter.budget or not tokens)
 
 
-def _judge(tokenizer, letters: list[_Letter], sentences: list[list[int]], rows: list[Mapping[str, str]],
+def judge(tokenizer, letters: list[Letter], sentences: list[list[int]], rows: list[Mapping[str, str]],
            sources: list[RowSources]) -> list[bool]:
     """Whether each letter's new sentence is flagged by the verifier, read in the letter so far."""
     split = []
@@ -173,7 +186,7 @@ def _layout(text: str) -> str:
     return text[:len(text) - len(text.lstrip())] + after[len(after.rstrip("\n")):]
 
 
-def _finish(tokenizer, letter: _Letter, row: Mapping[str, str], sources: RowSources) -> Repaired:
+def finish(tokenizer, letter: Letter, row: Mapping[str, str], sources: RowSources) -> Repaired:
     """The kept sentences as a letter, with any sentence the whole-letter check flags removed (left out)."""
     decoded = [tokenizer.decode(tokens, skip_special_tokens=True) for tokens, _ in letter.sentences]
     text = "".join(piece if kept else _layout(piece) for piece, (_, kept) in zip(decoded, letter.sentences))
@@ -185,9 +198,10 @@ def _finish(tokenizer, letter: _Letter, row: Mapping[str, str], sources: RowSour
 
 
 def repair_letters(model, tokenizer, prompts: list[list[int]], rows: Sequence[Mapping[str, str]], max_new_tokens: int,
-                   *, tries: int, temperature: float, seed: int = 0, stop_ids: list[int] | None = None,
-                   generate_kwargs: dict | None = None, max_seconds: float | None = None,
-                   should_stop: Callable[[], bool] | None = None, **decoding) -> list[Repaired]:
+                   *, tries: int, temperature: float, seed: int = 0, top_p: float = 1.0,
+                   stop_ids: list[int] | None = None, generate_kwargs: dict | None = None,
+                   max_seconds: float | None = None, should_stop: Callable[[], bool] | None = None,
+                   **decoding) -> list[Repaired]:
     """Repaired letters for `prompts` (rows[i] is prompts[i]'s row): see the module's docstring. `max_seconds`
     or `should_stop()` ends every letter where it is (between rounds; generate_kwargs' stopping_criteria, such
     as a service's stop, within one)."""
@@ -195,8 +209,8 @@ def repair_letters(model, tokenizer, prompts: list[list[int]], rows: Sequence[Ma
     stops, table = set(stop_ids), TokenTable.of(tokenizer)
     generate_kwargs = {k: v for k, v in (generate_kwargs or {}).items() if k != "max_time"}
     sources = [RowSources.of(row) for row in rows]
-    letters = [_Letter(list(prompt), max_new_tokens) for prompt in prompts]
-    started, round_number = time.monotonic(), 0
+    letters = [Letter(list(prompt), max_new_tokens, row_seed(seed, prompt)) for prompt in prompts]
+    started = time.monotonic()
     while True:
         live = [i for i, letter in enumerate(letters) if not letter.done]
         if not live or (max_seconds is not None and time.monotonic() - started >= max_seconds) or (
@@ -206,19 +220,18 @@ def repair_letters(model, tokenizer, prompts: list[list[int]], rows: Sequence[Ma
             group = [i for i in live if (letters[i].tries > 0) == sample]
             if not group:
                 continue
-            round_number += 1
             new = _decode_round(model, tokenizer, [letters[i] for i in group], sample, stop_ids=stop_ids,
-                                temperature=temperature, seed=seed * 1_000_003 + round_number, table=table,
-                                generate_kwargs=generate_kwargs, decoding=decoding)
-            taken = [_take(letters[i], tokens, stops, table) for i, tokens in zip(group, new)]
-            flagged = _judge(tokenizer, [letters[i] for i in group], [s for s, _ in taken], [rows[i] for i in group],
+                                temperature=temperature, top_p=top_p, table=table, generate_kwargs=generate_kwargs,
+                                decoding=decoding)
+            taken = [take_sentence(letters[i], tokens, stops, table) for i, tokens in zip(group, new)]
+            flagged = judge(tokenizer, [letters[i] for i in group], [s for s, _ in taken], [rows[i] for i in group],
                              [sources[i] for i in group])
             for i, (sentence, ended), bad in zip(group, taken, flagged):
-                _advance(letters[i], sentence, ended, bad, sample, tries)
-    return [_finish(tokenizer, letter, row, source) for letter, row, source in zip(letters, rows, sources)]
+                advance(letters[i], sentence, ended, bad, sample, tries)
+    return [finish(tokenizer, letter, row, source) for letter, row, source in zip(letters, rows, sources)]
 
 
-def _advance(letter: _Letter, sentence: list[int], ended: bool, flagged: bool, sampled: bool, tries: int) -> None:
+def advance(letter: Letter, sentence: list[int], ended: bool, flagged: bool, sampled: bool, tries: int) -> None:
     """Keep a sentence, roll it back for another try, or leave it out after `tries` flagged ones."""
     letter.samples += sampled
     letter.generated += len(sentence)

@@ -58,9 +58,12 @@ def _auto_batch_size(cfg: TestConfig) -> int:
 
 
 def candidates_of(cfg: TestConfig):
-    """Grounded decoding's decode step: the greedy letter and cfg.candidates samples per row."""
-    return functools.partial(generate_candidates, samples=cfg.candidates, temperature=cfg.temperature,
-                             seed=cfg.sample_seed)
+    """Grounded decoding's decode steps, on generate and on the slot engine (the same letters for the same seed):
+    the greedy letter and cfg.candidates samples per row."""
+    from coverlora.generate.slots import slot_candidates
+
+    options = {"samples": cfg.candidates, "temperature": cfg.temperature, "seed": cfg.sample_seed, "top_p": cfg.top_p}
+    return functools.partial(generate_candidates, **options), functools.partial(slot_candidates, **options)
 
 
 def choosing(save, rows: list[dict], embeddings: bool):
@@ -77,22 +80,36 @@ def choosing(save, rows: list[dict], embeddings: bool):
 
 
 def repairing(cfg: TestConfig, save, rows: list[dict], prompts: list[list[int]]):
-    """Sentence repair's decode step and on_batch: each batch's letters repaired against their rows (found by
-    their prompts), saved with how many sentences were rewritten and left out."""
+    """Sentence repair's decode steps (generate's, in batches; the slot engine's, all rows at once) and on_batch:
+    each letter repaired against its row, saved with how many sentences were rewritten and left out."""
     from coverlora.generate.repair import repair_letters
+    from coverlora.generate.repair_slots import slot_repair_letters
 
     row_of = {id(prompt): row for prompt, row in zip(prompts, rows)}
+    options = {"tries": cfg.repair_tries, "temperature": cfg.temperature, "seed": cfg.sample_seed, "top_p": cfg.top_p}
 
     def decode(model, tokenizer, batch_prompts, max_new_tokens, *, stop_ids, kv_cache, **decoding):
         repaired = repair_letters(model, tokenizer, batch_prompts, [row_of[id(p)] for p in batch_prompts],
-                                  max_new_tokens, tries=cfg.repair_tries, temperature=cfg.temperature,
-                                  seed=cfg.sample_seed, stop_ids=stop_ids, **decoding)
+                                  max_new_tokens, stop_ids=stop_ids, **options, **decoding)
         return [r.text for r in repaired], repaired
+
+    def slot_decode(model, tokenizer, all_prompts, indices, caps, *, batch_size, on_batch, desc, stop_ids,
+                    repetition_penalty):
+        bar = tqdm(total=len(indices), desc=desc, unit="letter")
+
+        def done(batch: list[int], repaired: list, seconds: float) -> None:
+            on_batch(batch, [r.text for r in repaired], repaired, seconds)
+            bar.update(len(batch))
+
+        slot_repair_letters(model, tokenizer, all_prompts, rows, indices, max(caps), stop_ids=stop_ids,
+                            repetition_penalty=repetition_penalty, most_slots=batch_size, on_done=done, **options)
+        bar.close()
+        log.info("%s: %s", desc, model._slot_engine.stats.line())
 
     def on_batch(batch: list[int], texts: list[str], repaired: list, seconds: float) -> None:
         save(batch, texts, [r.new_tokens for r in repaired], seconds, extra=[r.record() for r in repaired])
 
-    return decode, on_batch
+    return decode, slot_decode, on_batch
 
 
 def saver(partial: PartialResults, tag: str, rows: list[dict], prompts: list[list[int]]):
@@ -142,9 +159,11 @@ def fingerprint_of(cfg: TestConfig, run: TrainedRun, frame: pd.DataFrame, dtype:
     adapter_file = run.layout.adapter / "adapter_model.safetensors"
     chosen_how = {"decoding": cfg.decoding}
     if cfg.decoding == "grounded":
-        chosen_how.update(candidates=cfg.candidates, temperature=cfg.temperature, sample_seed=cfg.sample_seed)
+        chosen_how.update(candidates=cfg.candidates, temperature=cfg.temperature, sample_seed=cfg.sample_seed,
+                          top_p=cfg.top_p)
     if cfg.decoding == "repair":
-        chosen_how.update(repair_tries=cfg.repair_tries, temperature=cfg.temperature, sample_seed=cfg.sample_seed)
+        chosen_how.update(repair_tries=cfg.repair_tries, temperature=cfg.temperature, sample_seed=cfg.sample_seed,
+                          top_p=cfg.top_p)
     if cfg.lengths_from:
         chosen_how["lengths_from"] = file_sha256(Path(cfg.lengths_from))
     return {"data": frame_hash(frame), "models": cfg.model_tags, "max_new_tokens": cfg.max_new_tokens,
@@ -284,15 +303,15 @@ def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
             continue
         for later in cfg.model_tags[position + 1:]:  # the next model's files load while this one decodes
             prefetch(generator_source(run, later)[0])
-        decode, on_batch = None, save
+        decode = slot_decode = None
+        on_batch = save
         if cfg.decoding == "grounded":
-            decode, on_batch = candidates_of(cfg), choosing(save, rows, cfg.claim_similarity)
+            (decode, slot_decode), on_batch = candidates_of(cfg), choosing(save, rows, cfg.claim_similarity)
         elif cfg.decoding == "repair":
-            decode, on_batch = repairing(cfg, save, rows, prompts)
+            decode, slot_decode, on_batch = repairing(cfg, save, rows, prompts)
         generate_all(model, tokenizer, prompts, todo, max_new_tokens=cfg.max_new_tokens,
                      batch_size=_auto_batch_size(cfg), on_batch=on_batch, desc=desc, stop_ids=fmt.stop_ids,
-                     kv_cache="preallocated" if cfg.decoding == "repair" else kv_cache, decode=decode,
-                     limits=limits.get(tag), **decoding)
+                     kv_cache=kv_cache, decode=decode, slot_decode=slot_decode, limits=limits.get(tag), **decoding)
     del model
     free_memory()
 
