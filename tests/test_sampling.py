@@ -156,3 +156,29 @@ def test_repair_on_the_engine_writes_generates_repaired_letters(tiny, prompts, m
         assert sum(r.samples for r in expected) >= len(prompts)
     else:
         assert [r.text for r in expected] == generate_batch(model, tokenizer, prompts, 40, repetition_penalty=1.3)[0]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_cuda_graphs_sample_and_rewind_as_generate_does(tiny_model_path, prompts, monkeypatch):
+    """On a GPU the engine's steps replay CUDA graphs that hold the draw: its candidates and repaired letters
+    are still generate's, for the same seeds."""
+    model = load_model(tiny_model_path, torch.float32).cuda().eval()
+    tokenizer = load_tokenizer(tiny_model_path)
+    candidates, counts = generate_candidates(model, tokenizer, prompts, 12, samples=3, temperature=1.0, seed=5,
+                                             kv_cache="dynamic")
+    got = {}
+    slot_candidates(model, tokenizer, prompts, list(range(len(prompts))), [12] * len(prompts), batch_size=4,
+                    on_batch=lambda rows, texts, cs, s: got.update(zip(rows, zip(texts, cs))), desc="t",
+                    stop_ids=None, repetition_penalty=1.0, samples=3, temperature=1.0, seed=5)
+    assert [got[i] for i in range(len(prompts))] == list(zip(candidates, counts))
+    assert len(model._slot_engine.graphs) >= 1
+    monkeypatch.setattr(repair, "judge", lambda tok, letters, *rest: [letter.tries == 0 for letter in letters])
+    rows = [{"job_title": "Chef"}] * len(prompts)
+    options = dict(tries=2, temperature=1.0, seed=11, repetition_penalty=1.3)
+    expected = repair_letters(model, tokenizer, prompts, rows, 40, **options)
+    repaired = {}
+    model._slot_engine = None
+    slot_repair_letters(model, tokenizer, prompts, rows, list(range(len(prompts))), 40, most_slots=3,
+                        on_done=lambda done, letters, s: repaired.update(zip(done, letters)), **options)
+    assert [repaired[i] for i in range(len(prompts))] == expected and model._slot_engine.graphs

@@ -20,7 +20,7 @@ from coverlora.service.writer import grounded_options  # noqa: E402
 BODY = {"job": {"title": "Data Analyst", "company": "Acme Corp", "preferred_qualifications": "3+ years of SQL"},
         "resume": {"name": "Ana Silva", "current_experience": "Data Analyst at Bar Inc for 3 years",
                    "past_experience": "Junior Analyst at Foo Ltd", "skills": "SQL, Tableau", "qualifications": "BSc"}}
-GROUNDED = {"samples": 3, "temperature": 1.0, "seed": 5}
+GROUNDED = {"samples": 3, "temperature": 1.0, "seed": 5, "top_p": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +35,11 @@ def grounded_client(tiny_model_path):
 @pytest.mark.parametrize(("flags", "tested", "expected"), [
     ({}, None, None),  # no run: greedy
     ({}, {"decoding": "greedy"}, None),
-    ({}, {"decoding": "grounded", "candidates": 4, "temperature": 0.7, "sample_seed": 3},
-     {"samples": 4, "temperature": 0.7, "seed": 3}),  # the run's tuned settings
+    ({}, {"decoding": "grounded", "candidates": 4, "temperature": 0.7, "sample_seed": 3, "top_p": 0.9},
+     {"samples": 4, "temperature": 0.7, "seed": 3, "top_p": 0.9}),  # the run's tuned settings
     ({"candidates": 2}, {"decoding": "grounded", "candidates": 4, "temperature": 0.7},
-     {"samples": 2, "temperature": 0.7, "seed": 0}),  # a flag wins over the run
-    ({"decoding": "grounded"}, None, {"samples": 8, "temperature": 0.8, "seed": 0}),  # the test stage's defaults
+     {"samples": 2, "temperature": 0.7, "seed": 0, "top_p": 1.0}),  # a flag wins over the run
+    ({"decoding": "grounded"}, None, {"samples": 8, "temperature": 0.8, "seed": 0, "top_p": 1.0}),  # the test stage's defaults
     ({"decoding": "greedy"}, {"decoding": "grounded"}, None),
 ])
 def test_grounded_settings_come_from_the_config_then_the_run(flags, tested, expected):
@@ -89,15 +89,15 @@ def test_a_grounded_stream_delivers_the_chosen_letter_whole(grounded_client):
 
 # ---------------------------------------------------------------------------- sentence repair in the service
 
-REPAIR = {"tries": 2, "temperature": 1.0, "seed": 7}
+REPAIR = {"tries": 2, "temperature": 1.0, "seed": 7, "top_p": 1.0}
 
 
 @pytest.mark.parametrize(("flags", "tested", "expected"), [
     ({}, None, None),
     ({}, {"decoding": "repair", "repair_tries": 3, "temperature": 0.6, "sample_seed": 2},
-     {"tries": 3, "temperature": 0.6, "seed": 2}),  # the run's tuned settings
-    ({"repair_tries": 1}, {"decoding": "repair"}, {"tries": 1, "temperature": 0.8, "seed": 0}),
-    ({"decoding": "repair"}, None, {"tries": 4, "temperature": 0.8, "seed": 0}),  # the test stage's defaults
+     {"tries": 3, "temperature": 0.6, "seed": 2, "top_p": 1.0}),  # the run's tuned settings
+    ({"repair_tries": 1}, {"decoding": "repair"}, {"tries": 1, "temperature": 0.8, "seed": 0, "top_p": 1.0}),
+    ({"decoding": "repair"}, None, {"tries": 4, "temperature": 0.8, "seed": 0, "top_p": 1.0}),  # the test stage's defaults
     ({"decoding": "greedy"}, {"decoding": "repair"}, None),
 ])
 def test_repair_settings_come_from_the_config_then_the_run(flags, tested, expected):

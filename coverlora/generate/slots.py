@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -47,9 +48,11 @@ def slot_engine(model, tokenizer, *, capacity: int, stop_ids: list[int], repetit
 
 def slot_letters(model, tokenizer, prompts: list[list[int]], indices: list[int], caps: list[int], *, batch_size: int,
                  on_batch: BatchDone, desc: str, stop_ids: list[int] | None, repetition_penalty: float,
-                 sampling: list[tuple[int, int, float]] | None = None, top_p: float = 1.0) -> None:
+                 sampling: list[tuple[int, int, float]] | None = None, top_p: float = 1.0,
+                 should_stop: Callable[[], bool] | None = None) -> None:
     """generate_all through the slot engine: as many slots as the KV budget holds at the longest prompt + cap;
-    `sampling` (by prompt: seed, stream, temperature) draws sampled letters on a sampling engine."""
+    `sampling` (by prompt: seed, stream, temperature) draws sampled letters on a sampling engine; once
+    `should_stop()`, every row ends where it is."""
     stop_ids = list(stop_ids or [tokenizer.eos_token_id])
     engine = slot_engine(model, tokenizer, capacity=max(len(prompts[i]) + caps[i] for i in indices),
                          stop_ids=stop_ids, repetition_penalty=repetition_penalty, most_slots=batch_size, rows=len(indices),
@@ -68,7 +71,7 @@ def slot_letters(model, tokenizer, prompts: list[list[int]], indices: list[int],
         bar.set_postfix_str(f"{tokens_done / (now - started):,.0f} tok/s, {len(engine.graphs)} graphs")
 
     try:
-        engine.run(prompts, indices, caps, finished, sampling=sampling)
+        engine.run(prompts, indices, caps, finished, sampling=sampling, should_stop=should_stop)
     except torch.cuda.OutOfMemoryError:
         raise UserError(f"out of GPU memory in the slot engine ({engine.slots} slots of {engine.capacity} positions)",
                         where="test stage", fix="lower --batch_size (the most slots), or use --kv_cache static; "
@@ -79,7 +82,8 @@ def slot_letters(model, tokenizer, prompts: list[list[int]], indices: list[int],
 
 def slot_candidates(model, tokenizer, prompts: list[list[int]], indices: list[int], caps: list[int], *, batch_size: int,
                     on_batch: BatchDone, desc: str, stop_ids: list[int] | None, repetition_penalty: float, samples: int,
-                    temperature: float, seed: int = 0, top_p: float = 1.0) -> None:
+                    temperature: float, seed: int = 0, top_p: float = 1.0,
+                    should_stop: Callable[[], bool] | None = None) -> None:
     """Grounded decoding's candidates on the slot engine: per row the greedy letter (stream 0) and `samples` draws
     (streams 1..samples, sampling.row_seed(seed, prompt)), as batched.generate_candidates writes them. Every
     candidate is a request of its own; on_batch gets a row's list of letters once all of them are done."""
@@ -103,4 +107,4 @@ def slot_candidates(model, tokenizer, prompts: list[list[int]], indices: list[in
 
     slot_letters(model, tokenizer, requests, list(range(len(requests))), [caps[i] for i in indices for _ in range(width)],
                  batch_size=batch_size, on_batch=per_request, desc=desc, stop_ids=stop_ids,
-                 repetition_penalty=repetition_penalty, sampling=sampling, top_p=top_p)
+                 repetition_penalty=repetition_penalty, sampling=sampling, top_p=top_p, should_stop=should_stop)

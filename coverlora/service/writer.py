@@ -87,7 +87,7 @@ def chosen_decoding(cfg: ServeConfig, tested: dict[str, Any] | None) -> str:
 
 
 def repair_options(cfg: ServeConfig, tested: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Sentence repair's settings ({tries, temperature, seed}), or None: this config's, else the run's test
+    """Sentence repair's settings ({tries, temperature, seed, top_p}), or None: this config's, else the run's test
     stage's, else the test stage's defaults."""
     from coverlora.config import GROUNDED_DEFAULTS, REPAIR_DEFAULTS
 
@@ -96,11 +96,11 @@ def repair_options(cfg: ServeConfig, tested: dict[str, Any] | None) -> dict[str,
     tested, defaults = tested or {}, {**GROUNDED_DEFAULTS, **REPAIR_DEFAULTS}
     pick = lambda key: getattr(cfg, key) if getattr(cfg, key) is not None else tested.get(key, defaults[key])  # noqa: E731
     return {"tries": int(pick("repair_tries")), "temperature": float(pick("temperature")),
-            "seed": int(tested.get("sample_seed", 0))}
+            "seed": int(tested.get("sample_seed", 0)), "top_p": float(tested.get("top_p", 1.0))}
 
 
 def grounded_options(cfg: ServeConfig, tested: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Grounded decoding's settings ({samples, temperature, seed}), or None for greedy letters: this config's,
+    """Grounded decoding's settings ({samples, temperature, seed, top_p}), or None for greedy letters: this config's,
     else the run's test stage's (`tested`), else the test stage's defaults."""
     from coverlora.config import GROUNDED_DEFAULTS
 
@@ -109,7 +109,7 @@ def grounded_options(cfg: ServeConfig, tested: dict[str, Any] | None) -> dict[st
         return None
     pick = lambda key: getattr(cfg, key) if getattr(cfg, key) is not None else tested.get(key, GROUNDED_DEFAULTS[key])  # noqa: E731
     return {"samples": int(pick("candidates")), "temperature": float(pick("temperature")),
-            "seed": int(tested.get("sample_seed", 0))}
+            "seed": int(tested.get("sample_seed", 0)), "top_p": float(tested.get("top_p", 1.0))}
 
 
 class LetterWriter:
@@ -182,10 +182,13 @@ class LetterWriter:
         from coverlora.generate.candidates import keep_chosen
 
         self._count(prompts)
-        candidates, counts = generate_candidates(  # self.grounded holds generate_candidates' samples, temperature, seed
-            self.model, self.tokenizer, prompts, max_new_tokens, stop_ids=self.format.stop_ids,
-            generate_kwargs={"max_time": max_seconds, "stopping_criteria": _stopping(stop)}, **self.grounded,
-            **self.decoding)
+        if self.engine is not None:  # the same letters as generate's for the same seed (generate/sampling.py)
+            candidates, counts = self._candidates_on_engine(prompts, max_new_tokens, max_seconds=max_seconds, stop=stop)
+        else:
+            candidates, counts = generate_candidates(  # self.grounded holds the samples, temperature and seed
+                self.model, self.tokenizer, prompts, max_new_tokens, stop_ids=self.format.stop_ids,
+                generate_kwargs={"max_time": max_seconds, "stopping_criteria": _stopping(stop)}, **self.grounded,
+                **self.decoding)
         # lexical evidence: as accurate as MiniLM on the held-out labels, and fast enough for a request
         kept, kept_counts, choices = keep_chosen(candidates, counts, rows, embeddings=False)
         return kept, kept_counts, [
@@ -203,14 +206,44 @@ class LetterWriter:
         """Blocking, as generate. Sentence repair (self.repair): the letters, their new-token counts and what
         repair did to each (rewritten, left out, sampled sentences). Nothing streams: a sentence may be rewritten."""
         from coverlora.generate.repair import repair_letters
+        from coverlora.generate.repair_slots import slot_repair_letters
 
         self._count(prompts)
+        if self.engine is not None:  # rows decode on while each sync's sentences are judged (repair_slots.py)
+            done: dict[int, Any] = {}
+            slot_repair_letters(self.model, self.tokenizer, prompts, rows, list(range(len(prompts))), max_new_tokens,
+                                tries=self.repair["tries"], temperature=self.repair["temperature"],
+                                seed=self.repair["seed"], top_p=self.repair["top_p"], stop_ids=self.format.stop_ids,
+                                repetition_penalty=self.decoding.get("repetition_penalty", 1.0),
+                                most_slots=self.engine[0], on_done=lambda ids, letters, _s: done.update(zip(ids, letters)),
+                                should_stop=self._stop_check(max_seconds, stop))
+            repaired = [done[i] for i in range(len(prompts))]
+            return [r.text for r in repaired], [r.new_tokens for r in repaired], [r.record() for r in repaired]
         repaired = repair_letters(self.model, self.tokenizer, prompts, rows, max_new_tokens, tries=self.repair["tries"],
                                   temperature=self.repair["temperature"], seed=self.repair["seed"],
-                                  stop_ids=self.format.stop_ids, max_seconds=max_seconds,
+                                  top_p=self.repair["top_p"], stop_ids=self.format.stop_ids, max_seconds=max_seconds,
                                   should_stop=stop.is_set if stop is not None else None,
                                   generate_kwargs={"stopping_criteria": _stopping(stop)}, **self.decoding)
         return [r.text for r in repaired], [r.new_tokens for r in repaired], [r.record() for r in repaired]
+
+    @staticmethod
+    def _stop_check(max_seconds: float, stop: threading.Event | None):
+        """should_stop for the engine: the client's stop, or the time cap, from now."""
+        started = time.monotonic()
+        return lambda: (stop is not None and stop.is_set()) or time.monotonic() - started >= max_seconds
+
+    def _candidates_on_engine(self, prompts: list[list[int]], max_new_tokens: int, *, max_seconds: float,
+                              stop: threading.Event | None) -> tuple[list[list[str]], list[list[int]]]:
+        """Grounded decoding's candidates through the slot engine (slots.slot_candidates)."""
+        from coverlora.generate.slots import slot_candidates
+
+        got: dict[int, tuple[list[str], list[int]]] = {}
+        slot_candidates(self.model, self.tokenizer, prompts, list(range(len(prompts))), [max_new_tokens] * len(prompts),
+                        batch_size=self.engine[0], desc="grounded candidates", stop_ids=self.format.stop_ids,
+                        on_batch=lambda rows, texts, counts, _s: got.update(zip(rows, zip(texts, counts))),
+                        repetition_penalty=self.decoding.get("repetition_penalty", 1.0), **self.grounded,
+                        should_stop=self._stop_check(max_seconds, stop))
+        return [got[i][0] for i in range(len(prompts))], [got[i][1] for i in range(len(prompts))]
 
     def _generate_on_engine(self, prompts: list[list[int]], max_new_tokens: int, *, max_seconds: float,
                             stop: threading.Event | None, streamer) -> tuple[list[str], list[int]]:
