@@ -252,7 +252,7 @@ class ServeConfig:
     max_seconds: float = opt(120.0, "Cap on one generate call's time (a letter cut by it gets a 'truncated' warning).")
     request_timeout: float = opt(300.0, "Seconds a request may wait for its letter, queue included, before a 504.")
     max_batch: int = opt(8, "Most letters generated together in one generate call.")
-    kv_cache: Literal["auto", "slots", "staged"] = opt("auto", "Greedy decoding's engine, the test stage's key: 'slots', its slot engine (CUDA graphs, requests join and leave the batch; GPU only), or 'staged' (each prompt prefilled on its own, then one generate call; first tokens sooner on a CPU). 'auto' = slots on a GPU, staged on a CPU. Grounded decoding and no_repeat_ngram_size always go through generate.")
+    kv_cache: Literal["auto", "slots", "staged"] = opt("auto", "Greedy decoding's engine, the test stage's key: 'slots', its slot engine (CUDA graphs, requests join and leave the batch; GPU only), or 'staged' (each prompt prefilled on its own, then one generate call; first tokens sooner on a CPU). 'auto' = slots on a GPU, staged on a CPU. On the slot engine, grounded decoding's candidates and repair's rewrites are drawn in the engine too (the same letters as generate's for the same seed); no_repeat_ngram_size always goes through generate.")
     max_wait_ms: int = opt(25, "How long the first queued request waits for others to batch with.")
     max_prompt_tokens: int = opt(1536, "Longest prompt in tokens; a long `posting` is cut to fit, other fields fail with 422.")
     token: str | None = opt(None, "Bearer token required on /v1/*; null = none. The COVERLORA_TOKEN environment variable also sets it.")

@@ -5,8 +5,10 @@
 #   STEP train: the quality-filtered model (seed 42), merged; greedy letters of both models for the test rows and
 #               the fine-tuned model's greedy validation letters.
 #   STEP tune:  repair on the validation rows for each TRIES:TEMPERATURE in SETTINGS (default "2:0.7 4:0.7 4:1.0"),
-#               side by side, then scripts/tune_repair.py picks one (validation only).
-#   STEP test:  repair on the test rows with the chosen setting, then grounded decoding (8 samples at 0.7).
+#               one after the other, then scripts/tune_repair.py picks one (validation only).
+#   STEP test:  the fine-tuned model's greedy letters alone (the time repair is held to), repair on the test rows
+#               with the chosen setting, then grounded decoding (8 samples at 0.7). On a GPU all three decode on
+#               the slot engine (kv_cache auto).
 # Then, on any machine: python metrics.py --run OUT_DIR/filtered-42 --train_data DATA_DIR (and repair, grounded).
 set -euo pipefail
 DATA=$1; OUT_DIR=$2; STEP=$3
@@ -15,7 +17,6 @@ CFG=configs/smollm2-gpu.yaml
 SETTINGS=${SETTINGS:-2:0.7 4:0.7 4:1.0}
 T0=$(date +%s)
 stamp() { echo "== $1: $(( $(date +%s) - T0 )) s"; }
-wait_all() { local status=0; for pid in "$@"; do wait "$pid" || status=1; done; return $status; }
 mkdir -p "$OUT_DIR"
 RUN=$OUT_DIR/filtered-42
 copy_run() { rm -rf "$2"; cp -r "$1" "$2"; rm -f "$2"/eval*.csv "$2"/eval*.jsonl "$2"/test*_config.yaml; }
@@ -33,20 +34,21 @@ if [ "$STEP" = train ]; then
   $PY test.py --config $CFG --run "$RUN" --split validation --models finetuned > "$RUN.validation.log" 2>&1
   stamp "greedy validation letters"
 elif [ "$STEP" = tune ]; then
-  pids=(); runs=()
+  runs=()
   for setting in $SETTINGS; do
     tries=${setting%:*}; t=${setting#*:}; run=$OUT_DIR/repair-k$tries-t$t; runs+=("$run")
     copy_run "$RUN" "$run"
     $PY test.py --config $CFG --run "$run" --split validation --models finetuned --decoding repair \
-      --repair_tries "$tries" --temperature "$t" > "$run.validation.log" 2>&1 & pids+=($!)
+      --repair_tries "$tries" --temperature "$t" > "$run.validation.log" 2>&1 || { tail -n 5 "$run.validation.log"; exit 1; }
+    stamp "repair K$tries T$t on the validation rows"
   done
-  wait_all "${pids[@]}" || { tail -n 5 "$OUT_DIR"/*.validation.log; exit 1; }
-  stamp "repair on the validation rows"
   $PY scripts/tune_repair.py "$RUN" "${runs[@]}" --out "$OUT_DIR/repair_validation.md" | tee "$OUT_DIR/tune.log"
 elif [ "$STEP" = test ]; then
   read -r _ tries t < <(grep '^chosen:' "$OUT_DIR/tune.log")
-  copy_run "$RUN" "$OUT_DIR/repair"; copy_run "$RUN" "$OUT_DIR/grounded"
+  copy_run "$RUN" "$OUT_DIR/greedy"; copy_run "$RUN" "$OUT_DIR/repair"; copy_run "$RUN" "$OUT_DIR/grounded"
   # one after the other: each stage's time is its own (the manifests' seconds, eval.csv's per-row seconds)
+  $PY test.py --config $CFG --run "$OUT_DIR/greedy" --data "$DATA" --models finetuned > "$OUT_DIR/greedy.test.log" 2>&1
+  stamp "greedy test letters (fine-tuned alone)"
   $PY test.py --config $CFG --run "$OUT_DIR/repair" --data "$DATA" --models finetuned --decoding repair \
     --repair_tries "$tries" --temperature "$t" > "$OUT_DIR/repair.test.log" 2>&1
   stamp "repair test letters"
