@@ -279,3 +279,22 @@ def test_the_slot_engine_writes_generates_sampled_letters_in_the_test_stage(trai
     assert tables[0][columns].fillna("").equals(tables[1][columns].fillna(""))
     if decoding == "repair":
         assert (tables[0]["finetuned_samples"] > 0).all()
+
+
+def test_batches_handled_in_the_background_keep_their_order_and_raise_their_errors():
+    import threading
+
+    from coverlora.generate.stage import in_background
+
+    seen, main = [], threading.get_ident()
+    with in_background(lambda batch: seen.append((batch, threading.get_ident()))) as handle:
+        for batch in range(5):
+            handle(batch)
+    assert [b for b, _ in seen] == list(range(5)) and all(thread != main for _, thread in seen)
+
+    def fails(batch):
+        raise ValueError(f"batch {batch}")
+
+    with pytest.raises(ValueError, match="batch 0"):
+        with in_background(fails) as handle:
+            handle(0)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from coverlora.scoring.claims.verdicts import check_letters
-from coverlora.scoring.rouge import scorer
+from coverlora.scoring.rouge import pairwise_rouge_l
 from coverlora.scoring.rules import check_rules
 
 
@@ -32,9 +32,11 @@ def problems(letter: str, row: Mapping[str, str], flagged_claims: int) -> tuple[
 
 def consensus(candidates: Sequence[str], among: Sequence[int]) -> int:
     """Minimum Bayes risk with ROUGE-L as the utility: the candidate closest on average to all the others."""
+    scores = pairwise_rouge_l(candidates)
+
     def support(i: int) -> float:
         others = [j for j in range(len(candidates)) if j != i]
-        return sum(scorer().score(candidates[j], candidates[i])["rougeL"].fmeasure for j in others) / max(1, len(others))
+        return sum(scores[j][i] for j in others) / max(1, len(others))
 
     return max(among, key=lambda i: (support(i), -i))
 

@@ -20,6 +20,7 @@ repaired letter holds no flagged sentence by the same verifier.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -65,14 +66,20 @@ class TokenTable:
         """How many of `tokens` (new tokens after the kept text) make the next sentence, if it ended: at a token
         holding a newline (kept), or at a token starting with a space after final punctuation (not kept: it
         begins the next sentence). Leading blanks belong to the sentence; it must hold some text."""
+        blank, newline, space_start, terminal_end = self._lists
         seen = False
         for k, token in enumerate(tokens):
-            if self.newline[token] and (seen or not self.blank[token]):
+            if newline[token] and (seen or not blank[token]):
                 return k + 1
-            if seen and self.space_start[token] and self.terminal_end[tokens[k - 1]]:
+            if seen and space_start[token] and terminal_end[tokens[k - 1]]:
                 return k
-            seen = seen or not bool(self.blank[token])
+            seen = seen or not blank[token]
         return None
+
+    @functools.cached_property
+    def _lists(self) -> tuple[list[bool], ...]:
+        """The flags as Python lists: the host scans tokens one by one, where a tensor lookup costs microseconds."""
+        return tuple(t.tolist() for t in (self.blank, self.newline, self.space_start, self.terminal_end))
 
 
 class SentenceEnds(StoppingCriteria):

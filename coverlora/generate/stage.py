@@ -66,6 +66,32 @@ def candidates_of(cfg: TestConfig):
     return functools.partial(generate_candidates, **options), functools.partial(slot_candidates, **options)
 
 
+@contextlib.contextmanager
+def in_background(on_batch):
+    """on_batch run in one worker thread, call after call in order, so the decode loop goes on while each batch is
+    handled (grounded decoding's choice: claim checks and consensus in Python, which would otherwise leave the
+    GPU idle). Leaving the block waits for every call and raises the first error; a failed call also stops the
+    next submission."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending = []
+
+    def submit(*args, **kwargs) -> None:
+        for future in [f for f in pending if f.done()]:
+            future.result()  # raises a failed call's error here, in the decode loop
+            pending.remove(future)
+        pending.append(worker.submit(on_batch, *args, **kwargs))
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="coverlora-choose") as worker:
+        try:
+            yield submit
+        finally:
+            errors = [f.exception() for f in pending]  # waits for each
+        for error in errors:
+            if error is not None:
+                raise error
+
+
 def choosing(save, rows: list[dict], embeddings: bool):
     """An on_batch that keeps, per row, the candidate grounded.choose picks, and records all of them."""
     from coverlora.generate.candidates import keep_chosen
@@ -309,9 +335,11 @@ def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
             (decode, slot_decode), on_batch = candidates_of(cfg), choosing(save, rows, cfg.claim_similarity)
         elif cfg.decoding == "repair":
             decode, slot_decode, on_batch = repairing(cfg, save, rows, prompts)
-        generate_all(model, tokenizer, prompts, todo, max_new_tokens=cfg.max_new_tokens,
-                     batch_size=_auto_batch_size(cfg), on_batch=on_batch, desc=desc, stop_ids=fmt.stop_ids,
-                     kv_cache=kv_cache, decode=decode, slot_decode=slot_decode, limits=limits.get(tag), **decoding)
+        with in_background(on_batch) if cfg.decoding == "grounded" else contextlib.nullcontext(on_batch) as handle:
+            generate_all(model, tokenizer, prompts, todo, max_new_tokens=cfg.max_new_tokens,
+                         batch_size=_auto_batch_size(cfg), on_batch=handle, desc=desc, stop_ids=fmt.stop_ids,
+                         kv_cache=kv_cache, decode=decode, slot_decode=slot_decode, limits=limits.get(tag),
+                         **decoding)
     del model
     free_memory()
 

@@ -5,6 +5,7 @@ the per-letter results. The rules are deliberately simple and documented per fun
 rate can be traced back to the letters that produced it.
 """
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
@@ -137,9 +138,14 @@ def mentioned_entities(text: str) -> set[str]:
 
     Each alias is matched on its own, so "Spring Boot" mentions both Spring Boot and Spring.
     """
+    return set(_mentioned(text))
+
+
+@functools.lru_cache(maxsize=8192)  # one sentence is asked about by several checks; a row's fields by every sentence
+def _mentioned(text: str) -> frozenset[str]:
     text = fold(text)
     lowered = text.lower()
-    return {
+    return frozenset(
         entity
         for entity, matchers in _ENTITY_MATCHERS.items()
         if any(
@@ -147,7 +153,7 @@ def mentioned_entities(text: str) -> set[str]:
             and matcher.pattern.search(text)
             for matcher in matchers
         )
-    }
+    )
 
 
 # ---------------------------------------------------------------------------- placeholders

@@ -221,7 +221,8 @@ def verify_sentences(sentences: Sequence[Sequence[Sentence]], rows: Sequence[Map
                               if item.source in (BORROWED, UNSUPPORTED) and item.kind != "placeholder")
             draft.append((SentenceVerdict(sentence.index, sentence.text, sentence.start, sentence.end, NOT_A_CLAIM), exact))
         drafts.append(draft)
-    read = verifier.read_sentences([drafts[i][j][0].text for i, j in body], [rows[i] for i, _ in body])
+    read = verifier.read_sentences([drafts[i][j][0].text for i, j in body], [rows[i] for i, _ in body],
+                                   [sources[i] for i, _ in body])
     for (i, j), (probs, p_specific) in zip(body, read):
         verdict, exact = drafts[i][j]
         flagged = round(probs[verifier.CLASSES.index(BORROWED)] + probs[verifier.CLASSES.index(UNSUPPORTED)], 3)

@@ -51,16 +51,20 @@ def softmax_rows(scores: list[list[float]]) -> list[list[float]]:
     return out
 
 
-def read_sentences(sentences: Sequence[str], rows: Sequence[Mapping[str, str]]) -> list[tuple[list[float], float]]:
-    """Per sentence (sentences[i] belongs to rows[i]): its class probabilities (CLASSES order) and the
-    probability that, if flagged, it is specific rather than generic."""
+def read_sentences(sentences: Sequence[str], rows: Sequence[Mapping[str, str]],
+                   row_sources: Sequence[RowSources] | None = None) -> list[tuple[list[float], float]]:
+    """Per sentence (sentences[i] belongs to rows[i], whose RowSources are row_sources[i] when the caller keeps
+    them): its class probabilities (CLASSES order) and the probability that, if flagged, it is specific rather
+    than generic."""
     model = _model()
     weights, bias = model["weights"], model["bias"]  # feature -> per-class weights; per-class bias
     severity = model["severity"]  # feature -> weight of "specific"; its bias
     sources: dict[int, RowSources] = {}
     scores, specific = [], []
-    for sentence, row in zip(sentences, rows):
-        if id(row) not in sources:  # a letter's sentences share their row: read its fields once
+    for k, (sentence, row) in enumerate(zip(sentences, rows)):
+        if row_sources is not None:
+            sources[id(row)] = row_sources[k]
+        elif id(row) not in sources:  # a letter's sentences share their row: read its fields once
             sources[id(row)] = RowSources.of(row)
         logits, severity_logit = list(bias), severity["bias"]
         for name, value in verifier_features(sentence, sources[id(row)]).items():
