@@ -281,20 +281,17 @@ def test_the_slot_engine_writes_generates_sampled_letters_in_the_test_stage(trai
         assert (tables[0]["finetuned_samples"] > 0).all()
 
 
-def test_batches_handled_in_the_background_keep_their_order_and_raise_their_errors():
-    import threading
+def test_work_in_the_worker_process_comes_back_in_order_and_raises_its_errors():
+    import math
+    import operator
 
-    from coverlora.generate.stage import in_background
+    from coverlora.generate.worker import in_worker
 
-    seen, main = [], threading.get_ident()
-    with in_background(lambda batch: seen.append((batch, threading.get_ident()))) as handle:
-        for batch in range(5):
-            handle(batch)
-    assert [b for b, _ in seen] == list(range(5)) and all(thread != main for _, thread in seen)
-
-    def fails(batch):
-        raise ValueError(f"batch {batch}")
-
-    with pytest.raises(ValueError, match="batch 0"):
-        with in_background(fails) as handle:
-            handle(0)
+    got = []
+    with in_worker(lambda result, meta: got.append((meta, result))) as submit:
+        for k in range(5):
+            submit(operator.add, k, 10, meta=k)
+    assert got == [(k, k + 10) for k in range(5)]
+    with pytest.raises(ValueError, match="math domain error"):
+        with in_worker(lambda result, meta: None) as submit:
+            submit(math.sqrt, -1.0)

@@ -67,42 +67,26 @@ def candidates_of(cfg: TestConfig):
 
 
 @contextlib.contextmanager
-def in_background(on_batch):
-    """on_batch run in one worker thread, call after call in order, so the decode loop goes on while each batch is
-    handled (grounded decoding's choice: claim checks and consensus in Python, which would otherwise leave the
-    GPU idle). Leaving the block waits for every call and raises the first error; a failed call also stops the
-    next submission."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    pending = []
-
-    def submit(*args, **kwargs) -> None:
-        for future in [f for f in pending if f.done()]:
-            future.result()  # raises a failed call's error here, in the decode loop
-            pending.remove(future)
-        pending.append(worker.submit(on_batch, *args, **kwargs))
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="coverlora-choose") as worker:
-        try:
-            yield submit
-        finally:
-            errors = [f.exception() for f in pending]  # waits for each
-        for error in errors:
-            if error is not None:
-                raise error
-
-
 def choosing(save, rows: list[dict], embeddings: bool):
-    """An on_batch that keeps, per row, the candidate grounded.choose picks, and records all of them."""
+    """An on_batch that keeps, per row, the candidate candidates.choose picks, and records all of them. The
+    choice runs in a worker process (worker.py) while the engine decodes on; each batch is saved once chosen,
+    so a killed run still resumes from what was saved."""
     from coverlora.generate.candidates import keep_chosen
+    from coverlora.generate.worker import in_worker
 
-    def on_batch(batch: list[int], candidates: list[list[str]], counts: list[list[int]], seconds: float) -> None:
-        kept, kept_counts, choices = keep_chosen(candidates, counts, [rows[i] for i in batch], embeddings=embeddings)
+    def chosen(result, meta) -> None:
+        kept, kept_counts, choices = result
+        batch, candidates, seconds = meta
         save(batch, kept, kept_counts, seconds,
              extra=[{"candidates": letters, "chosen": c.index, "problems": list(c.problems)}
                     for letters, c in zip(candidates, choices)])
 
-    return on_batch
+    choose = functools.partial(keep_chosen, embeddings=embeddings)  # picklable: the worker imports keep_chosen
+    with in_worker(chosen) as submit:
+        def on_batch(batch: list[int], candidates: list[list[str]], counts: list[list[int]], seconds: float) -> None:
+            submit(choose, candidates, counts, [rows[i] for i in batch], meta=(batch, candidates, seconds))
+
+        yield on_batch
 
 
 def repairing(cfg: TestConfig, save, rows: list[dict], prompts: list[list[int]]):
@@ -330,14 +314,15 @@ def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
         for later in cfg.model_tags[position + 1:]:  # the next model's files load while this one decodes
             prefetch(generator_source(run, later)[0])
         decode = slot_decode = None
-        on_batch = save
+        handling = contextlib.nullcontext(save)
         if cfg.decoding == "grounded":
-            (decode, slot_decode), on_batch = candidates_of(cfg), choosing(save, rows, cfg.claim_similarity)
+            (decode, slot_decode), handling = candidates_of(cfg), choosing(save, rows, cfg.claim_similarity)
         elif cfg.decoding == "repair":
             decode, slot_decode, on_batch = repairing(cfg, save, rows, prompts)
-        with in_background(on_batch) if cfg.decoding == "grounded" else contextlib.nullcontext(on_batch) as handle:
+            handling = contextlib.nullcontext(on_batch)
+        with handling as on_batch:
             generate_all(model, tokenizer, prompts, todo, max_new_tokens=cfg.max_new_tokens,
-                         batch_size=_auto_batch_size(cfg), on_batch=handle, desc=desc, stop_ids=fmt.stop_ids,
+                         batch_size=_auto_batch_size(cfg), on_batch=on_batch, desc=desc, stop_ids=fmt.stop_ids,
                          kv_cache=kv_cache, decode=decode, slot_decode=slot_decode, limits=limits.get(tag),
                          **decoding)
     del model
