@@ -182,6 +182,7 @@ class TestConfig:
     temperature: float = opt(GROUNDED_DEFAULTS["temperature"], "Sampling temperature for grounded decoding's candidates and repair's rewrites.")
     top_p: float = opt(1.0, "Sampling's nucleus for grounded decoding's candidates and repair's rewrites: draw among the likeliest tokens whose probability reaches top_p (1.0 = all tokens).")
     repair_tries: int = opt(REPAIR_DEFAULTS["repair_tries"], "Repair: resampled tries of a flagged sentence before it is left out.")
+    repair_threshold: float | None = opt(None, "Repair: flag a sentence when the verifier's probability that it is unbacked reaches this; null = the verifier's own threshold (chosen for F1). Lower flags more (each flag a rewrite): scripts/repair_threshold.py picks one on the readings' validation part.")
     sample_seed: int = opt(0, "Seed for grounded decoding's and repair's samples.")
     lengths_from: str | None = opt(None, "Benchmarks only: an eval.csv whose <model>_new_tokens cap each row's letter (matched by row_id), so a random-weight model, which never stops, decodes a real run's lengths (bench/gen_bench.py --lengths-from). Needs kv_cache slots and greedy decoding.")
     claim_similarity: bool = opt(False, "Only when the learned verifier's weights are missing (the lexical checker then chooses): also weigh MiniLM paraphrase evidence. The verifier, committed and the default, needs no MiniLM (coverlora/scoring/claims/verifier.py).")
@@ -194,6 +195,8 @@ class TestConfig:
         require(0.0 < self.top_p <= 1.0, "top_p", f"must be in (0, 1], got {self.top_p}")
         require(self.decoding == "greedy" or self.backend == "hf", "decoding", f"{self.decoding} decoding needs backend: hf")
         require(1 <= self.repair_tries <= 16, "repair_tries", f"must be in [1, 16], got {self.repair_tries}")
+        require(self.repair_threshold is None or 0.0 < self.repair_threshold < 1.0, "repair_threshold",
+                f"must be in (0, 1), got {self.repair_threshold}")
         require(bool(self.model_tags) and set(self.model_tags) <= {"base", "finetuned"}, "models",
                  f"must list base and/or finetuned, got {self.models!r}")
         require(self.max_new_tokens > 0, "max_new_tokens", f"must be positive, got {self.max_new_tokens}")

@@ -157,3 +157,19 @@ def test_a_row_decoded_alone_reuses_its_cache_and_writes_the_greedy_letter(tiny,
     [cold] = repair_letters(model, tokenizer, [prompt], [ROW], 48, tries=1, temperature=1e-5, seed=3,
                             repetition_penalty=1.3)
     assert cold.text == penalised[0] and cold.rewritten == cold.samples >= 2
+
+
+def test_a_lower_flag_threshold_flags_more_and_repair_obeys_it(tiny, monkeypatch):
+    """repair_threshold: the verifier's threshold for repair only. Near 0 every claim is flagged, so the scripted
+    letter keeps no claim at all; the default keeps the backed one."""
+    from coverlora.scoring.claims.verdicts import verify_sentences
+    from coverlora.scoring.sentences import split_sentences
+
+    backed = [s for s in split_sentences(LETTER) if "Bar Inc" in s.text]
+    assert not verify_sentences([backed], [ROW])[0][0].flagged
+    assert verify_sentences([backed], [ROW], flag_threshold=1e-6)[0][0].flagged
+    model, tokenizer = tiny
+    kwargs = scripted(monkeypatch, tokenizer, tokenizer.eos_token_id, rewrite=False)
+    [letter] = repair_letters(model, tokenizer, [prompt_of(tokenizer)], [ROW], 160, tries=1, temperature=0.7,
+                              threshold=1e-6, stop_ids=[tokenizer.eos_token_id], generate_kwargs=kwargs)
+    assert "Bar Inc" not in letter.text and letter.left_out >= 2

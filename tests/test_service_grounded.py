@@ -89,15 +89,15 @@ def test_a_grounded_stream_delivers_the_chosen_letter_whole(grounded_client):
 
 # ---------------------------------------------------------------------------- sentence repair in the service
 
-REPAIR = {"tries": 2, "temperature": 1.0, "seed": 7, "top_p": 1.0}
+REPAIR = {"tries": 2, "temperature": 1.0, "seed": 7, "top_p": 1.0, "threshold": None}
 
 
 @pytest.mark.parametrize(("flags", "tested", "expected"), [
     ({}, None, None),
     ({}, {"decoding": "repair", "repair_tries": 3, "temperature": 0.6, "sample_seed": 2},
-     {"tries": 3, "temperature": 0.6, "seed": 2, "top_p": 1.0}),  # the run's tuned settings
-    ({"repair_tries": 1}, {"decoding": "repair"}, {"tries": 1, "temperature": 0.8, "seed": 0, "top_p": 1.0}),
-    ({"decoding": "repair"}, None, {"tries": 4, "temperature": 0.8, "seed": 0, "top_p": 1.0}),  # the test stage's defaults
+     {"tries": 3, "temperature": 0.6, "seed": 2, "top_p": 1.0, "threshold": None}),  # the run's tuned settings
+    ({"repair_tries": 1}, {"decoding": "repair"}, {"tries": 1, "temperature": 0.8, "seed": 0, "top_p": 1.0, "threshold": None}),
+    ({"decoding": "repair"}, None, {"tries": 4, "temperature": 0.8, "seed": 0, "top_p": 1.0, "threshold": None}),  # the test stage's defaults
     ({"decoding": "greedy"}, {"decoding": "repair"}, None),
 ])
 def test_repair_settings_come_from_the_config_then_the_run(flags, tested, expected):

@@ -176,14 +176,14 @@ def take_sentence(letter: Letter, tokens: list[int], stops: set[int], table: Tok
 
 
 def judge(tokenizer, letters: list[Letter], sentences: list[list[int]], rows: list[Mapping[str, str]],
-           sources: list[RowSources]) -> list[bool]:
+           sources: list[RowSources], threshold: float | None = None) -> list[bool]:
     """Whether each letter's new sentence is flagged by the verifier, read in the letter so far."""
     split = []
     for letter, sentence in zip(letters, sentences):
         before = len(tokenizer.decode(letter.context, skip_special_tokens=True).rstrip())
         text = tokenizer.decode(letter.context + sentence, skip_special_tokens=True)
         split.append([s for s in split_sentences(text) if s.end > before and s.kind == BODY])
-    verdicts = verify_sentences(split, rows, sources)
+    verdicts = verify_sentences(split, rows, sources, threshold)
     return [any(v.label in FLAGGED_LABELS for v in letter_verdicts) for letter_verdicts in verdicts]
 
 
@@ -193,11 +193,13 @@ def _layout(text: str) -> str:
     return text[:len(text) - len(text.lstrip())] + after[len(after.rstrip("\n")):]
 
 
-def finish(tokenizer, letter: Letter, row: Mapping[str, str], sources: RowSources) -> Repaired:
+def finish(tokenizer, letter: Letter, row: Mapping[str, str], sources: RowSources,
+           threshold: float | None = None) -> Repaired:
     """The kept sentences as a letter, with any sentence the whole-letter check flags removed (left out)."""
     decoded = [tokenizer.decode(tokens, skip_special_tokens=True) for tokens, _ in letter.sentences]
     text = "".join(piece if kept else _layout(piece) for piece, (_, kept) in zip(decoded, letter.sentences))
-    flagged = [v for v in verify_sentences([split_sentences(text)], [row], [sources])[0] if v.label in FLAGGED_LABELS]
+    flagged = [v for v in verify_sentences([split_sentences(text)], [row], [sources], threshold)[0]
+               if v.label in FLAGGED_LABELS]
     for verdict in reversed(flagged):
         text = text[:verdict.start] + text[verdict.end:].lstrip(" ")
     return Repaired(clean_letter(text), len(letter.context), letter.rewritten, letter.left_out + len(flagged),
@@ -206,7 +208,7 @@ def finish(tokenizer, letter: Letter, row: Mapping[str, str], sources: RowSource
 
 def repair_letters(model, tokenizer, prompts: list[list[int]], rows: Sequence[Mapping[str, str]], max_new_tokens: int,
                    *, tries: int, temperature: float, seed: int = 0, top_p: float = 1.0,
-                   stop_ids: list[int] | None = None, generate_kwargs: dict | None = None,
+                   threshold: float | None = None, stop_ids: list[int] | None = None, generate_kwargs: dict | None = None,
                    max_seconds: float | None = None, should_stop: Callable[[], bool] | None = None,
                    **decoding) -> list[Repaired]:
     """Repaired letters for `prompts` (rows[i] is prompts[i]'s row): see the module's docstring. `max_seconds`
@@ -232,10 +234,10 @@ def repair_letters(model, tokenizer, prompts: list[list[int]], rows: Sequence[Ma
                                 decoding=decoding)
             taken = [take_sentence(letters[i], tokens, stops, table) for i, tokens in zip(group, new)]
             flagged = judge(tokenizer, [letters[i] for i in group], [s for s, _ in taken], [rows[i] for i in group],
-                             [sources[i] for i in group])
+                            [sources[i] for i in group], threshold)
             for i, (sentence, ended), bad in zip(group, taken, flagged):
                 advance(letters[i], sentence, ended, bad, sample, tries)
-    return [finish(tokenizer, letter, row, source) for letter, row, source in zip(letters, rows, sources)]
+    return [finish(tokenizer, letter, row, source, threshold) for letter, row, source in zip(letters, rows, sources)]
 
 
 def advance(letter: Letter, sentence: list[int], ended: bool, flagged: bool, sampled: bool, tries: int) -> None:

@@ -32,8 +32,9 @@ class _Review:
 
     def __init__(self, tokenizer, prompts: Sequence[list[int]], rows: Sequence[Mapping[str, str]],
                  indices: list[int], max_new_tokens: int, *, tries: int, temperature: float, seed: int,
-                 stop_ids: list[int]):
+                 stop_ids: list[int], threshold: float | None):
         self.tokenizer, self.rows, self.tries, self.temperature = tokenizer, rows, tries, temperature
+        self.threshold = threshold
         self.stops, self.table = set(stop_ids), TokenTable.of(tokenizer)
         self.letters = {i: Letter(list(prompts[i]), max_new_tokens, row_seed(seed, prompts[i])) for i in indices}
         self.sources = {i: RowSources.of(rows[i]) for i in indices}
@@ -60,7 +61,8 @@ class _Review:
                 break
             letters = [self.letters[i] for i, _ in ready]
             flagged = repair.judge(self.tokenizer, letters, [sentence for _, (sentence, _) in ready],
-                                   [self.rows[i] for i, _ in ready], [self.sources[i] for i, _ in ready])
+                                   [self.rows[i] for i, _ in ready], [self.sources[i] for i, _ in ready],
+                                   self.threshold)
             todo = []
             for (i, (sentence, ended)), letter, bad in zip(ready, letters, flagged):
                 sampled = letter.tries > 0
@@ -78,12 +80,13 @@ class _Review:
         return rewinds
 
     def finished(self, i: int) -> Repaired:
-        return repair.finish(self.tokenizer, self.letters[i], self.rows[i], self.sources[i])
+        return repair.finish(self.tokenizer, self.letters[i], self.rows[i], self.sources[i], self.threshold)
 
 
 def slot_repair_letters(model, tokenizer, prompts: list[list[int]], rows: Sequence[Mapping[str, str]],
                         indices: list[int], max_new_tokens: int, *, tries: int, temperature: float, seed: int = 0,
-                        top_p: float = 1.0, stop_ids: list[int] | None = None, repetition_penalty: float = 1.0,
+                        top_p: float = 1.0, threshold: float | None = None, stop_ids: list[int] | None = None,
+                        repetition_penalty: float = 1.0,
                         most_slots: int = 512, on_done: Done, should_stop: Callable[[], bool] | None = None) -> None:
     """Repaired letters for prompts[i], i in `indices` (rows[i] is its row), through the model's sampling slot
     engine; `on_done` gets them as rows finish. `should_stop()` ends every letter where it is."""
@@ -92,7 +95,7 @@ def slot_repair_letters(model, tokenizer, prompts: list[list[int]], rows: Sequen
                          stop_ids=stop_ids, repetition_penalty=repetition_penalty, most_slots=most_slots,
                          rows=len(indices), sampling=True, top_p=top_p)
     review = _Review(tokenizer, prompts, rows, indices, max_new_tokens, tries=tries, temperature=temperature,
-                     seed=seed, stop_ids=stop_ids)
+                     seed=seed, stop_ids=stop_ids, threshold=threshold)
     last = time.perf_counter()
 
     def finished(done: list[int], _tokens: list[list[int]]) -> None:

@@ -96,7 +96,8 @@ def repairing(cfg: TestConfig, save, rows: list[dict], prompts: list[list[int]])
     from coverlora.generate.repair_slots import slot_repair_letters
 
     row_of = {id(prompt): row for prompt, row in zip(prompts, rows)}
-    options = {"tries": cfg.repair_tries, "temperature": cfg.temperature, "seed": cfg.sample_seed, "top_p": cfg.top_p}
+    options = {"tries": cfg.repair_tries, "temperature": cfg.temperature, "seed": cfg.sample_seed, "top_p": cfg.top_p,
+               "threshold": cfg.repair_threshold}
 
     def decode(model, tokenizer, batch_prompts, max_new_tokens, *, stop_ids, kv_cache, **decoding):
         repaired = repair_letters(model, tokenizer, batch_prompts, [row_of[id(p)] for p in batch_prompts],
@@ -173,7 +174,7 @@ def fingerprint_of(cfg: TestConfig, run: TrainedRun, frame: pd.DataFrame, dtype:
                           top_p=cfg.top_p)
     if cfg.decoding == "repair":
         chosen_how.update(repair_tries=cfg.repair_tries, temperature=cfg.temperature, sample_seed=cfg.sample_seed,
-                          top_p=cfg.top_p)
+                          top_p=cfg.top_p, repair_threshold=cfg.repair_threshold)
     if cfg.lengths_from:
         chosen_how["lengths_from"] = file_sha256(Path(cfg.lengths_from))
     return {"data": frame_hash(frame), "models": cfg.model_tags, "max_new_tokens": cfg.max_new_tokens,

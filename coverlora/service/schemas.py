@@ -135,8 +135,8 @@ class Health(BaseModel):
     model: str
     fine_tuned: bool = Field(description="False for an untuned base model (no --run): its letters are a demo.")
     decoding: dict[str, float] = Field(description="Greedy decoding's options (repetition_penalty, no_repeat_ngram_size).")
-    grounded: dict[str, float] | None = Field(description="Grounded decoding's samples, temperature and seed; null = greedy letters.")
-    repair: dict[str, float] | None = Field(None, description="Sentence repair's tries, temperature and seed; null = not repaired.")
+    grounded: dict[str, float] | None = Field(description="Grounded decoding's samples, temperature, seed and top_p; null = greedy letters.")
+    repair: dict[str, float | None] | None = Field(None, description="Sentence repair's tries, temperature, seed, top_p and flag threshold (null: the verifier's own); null = not repaired.")
     limits: dict[str, int]
     token_required: bool
     token_ok: bool | None = Field(description="Whether the request's bearer token is right; null when none is needed.")

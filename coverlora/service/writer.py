@@ -87,7 +87,7 @@ def chosen_decoding(cfg: ServeConfig, tested: dict[str, Any] | None) -> str:
 
 
 def repair_options(cfg: ServeConfig, tested: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Sentence repair's settings ({tries, temperature, seed, top_p}), or None: this config's, else the run's test
+    """Sentence repair's settings ({tries, temperature, seed, top_p, threshold}), or None: this config's, else the run's test
     stage's, else the test stage's defaults."""
     from coverlora.config import GROUNDED_DEFAULTS, REPAIR_DEFAULTS
 
@@ -96,7 +96,8 @@ def repair_options(cfg: ServeConfig, tested: dict[str, Any] | None) -> dict[str,
     tested, defaults = tested or {}, {**GROUNDED_DEFAULTS, **REPAIR_DEFAULTS}
     pick = lambda key: getattr(cfg, key) if getattr(cfg, key) is not None else tested.get(key, defaults[key])  # noqa: E731
     return {"tries": int(pick("repair_tries")), "temperature": float(pick("temperature")),
-            "seed": int(tested.get("sample_seed", 0)), "top_p": float(tested.get("top_p", 1.0))}
+            "seed": int(tested.get("sample_seed", 0)), "top_p": float(tested.get("top_p", 1.0)),
+            "threshold": tested.get("repair_threshold")}
 
 
 def grounded_options(cfg: ServeConfig, tested: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -213,7 +214,8 @@ class LetterWriter:
             done: dict[int, Any] = {}
             slot_repair_letters(self.model, self.tokenizer, prompts, rows, list(range(len(prompts))), max_new_tokens,
                                 tries=self.repair["tries"], temperature=self.repair["temperature"],
-                                seed=self.repair["seed"], top_p=self.repair["top_p"], stop_ids=self.format.stop_ids,
+                                seed=self.repair["seed"], top_p=self.repair["top_p"],
+                                threshold=self.repair["threshold"], stop_ids=self.format.stop_ids,
                                 repetition_penalty=self.decoding.get("repetition_penalty", 1.0),
                                 most_slots=self.engine[0], on_done=lambda ids, letters, _s: done.update(zip(ids, letters)),
                                 should_stop=self._stop_check(max_seconds, stop))
@@ -221,7 +223,7 @@ class LetterWriter:
             return [r.text for r in repaired], [r.new_tokens for r in repaired], [r.record() for r in repaired]
         repaired = repair_letters(self.model, self.tokenizer, prompts, rows, max_new_tokens, tries=self.repair["tries"],
                                   temperature=self.repair["temperature"], seed=self.repair["seed"],
-                                  top_p=self.repair["top_p"], stop_ids=self.format.stop_ids, max_seconds=max_seconds,
+                                  top_p=self.repair["top_p"], threshold=self.repair["threshold"], stop_ids=self.format.stop_ids, max_seconds=max_seconds,
                                   should_stop=stop.is_set if stop is not None else None,
                                   generate_kwargs={"stopping_criteria": _stopping(stop)}, **self.decoding)
         return [r.text for r in repaired], [r.new_tokens for r in repaired], [r.record() for r in repaired]

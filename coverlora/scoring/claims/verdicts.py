@@ -200,14 +200,16 @@ def _verify_letters(letters: Sequence[str], rows: Sequence[Mapping[str, str]]) -
 
 
 def verify_sentences(sentences: Sequence[Sequence[Sentence]], rows: Sequence[Mapping[str, str]],
-                     sources: Sequence[RowSources] | None = None) -> list[list[SentenceVerdict]]:
+                     sources: Sequence[RowSources] | None = None,
+                     flag_threshold: float | None = None) -> list[list[SentenceVerdict]]:
     """The verifier's verdicts for some sentences of each letter (split_sentences' output, or the part of it a
     decoder just wrote: generate/repair.py), one batched pass; body sentences only are judged. An exact rule's
     finding (years, a number, a degree, the hiring company as employer...) flags a sentence whatever the model
-    says. `sources`: each row's RowSources, when the caller keeps them."""
+    says. `sources`: each row's RowSources, when the caller keeps them. `flag_threshold`: the verifier's flag
+    threshold (None: its own, chosen for F1; sentence repair may flag more, scripts/repair_threshold.py)."""
     from coverlora.scoring.claims import verifier
 
-    threshold = verifier.flag_threshold()
+    threshold = verifier.flag_threshold() if flag_threshold is None else flag_threshold
     sources = sources or [RowSources.of(row) for row in rows]
     drafts, body = [], []
     for i, letter_sentences in enumerate(sentences):
