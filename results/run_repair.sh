@@ -6,6 +6,9 @@
 #               the fine-tuned model's greedy validation letters.
 #   STEP tune:  repair on the validation rows for each TRIES:TEMPERATURE in SETTINGS (default "2:0.7 4:0.7 4:1.0"),
 #               one after the other, then scripts/tune_repair.py picks one (validation only).
+#   STEP threshold: repair at the flag threshold scripts/repair_threshold.py chose on the readings' validation
+#               part (THRESHOLD, default 0.06), for each TRIES:TEMPERATURE in THRESHOLD_SETTINGS (default
+#               "2:0.7 4:0.7"): validation letters (for scripts/tune_repair.py) and test letters.
 #   STEP test:  the fine-tuned model's greedy letters alone (the time repair is held to), repair on the test rows
 #               with the chosen setting, then grounded decoding (8 samples at 0.7). On a GPU all three decode on
 #               the slot engine (kv_cache auto).
@@ -43,6 +46,16 @@ elif [ "$STEP" = tune ]; then
     stamp "repair K$tries T$t on the validation rows"
   done
   $PY scripts/tune_repair.py "$RUN" "${runs[@]}" --out "$OUT_DIR/repair_validation.md" | tee "$OUT_DIR/tune.log"
+elif [ "$STEP" = threshold ]; then
+  threshold=${THRESHOLD:-0.06}
+  for setting in ${THRESHOLD_SETTINGS:-2:0.7 4:0.7}; do
+    tries=${setting%:*}; t=${setting#*:}; run=$OUT_DIR/repair-thr$threshold-k$tries-t$t
+    copy_run "$RUN" "$run"
+    flags=(--models finetuned --decoding repair --repair_tries "$tries" --temperature "$t" --repair_threshold "$threshold")
+    $PY test.py --config $CFG --run "$run" --split validation "${flags[@]}" > "$run.validation.log" 2>&1
+    $PY test.py --config $CFG --run "$run" --data "$DATA" "${flags[@]}" > "$run.test.log" 2>&1
+    stamp "repair at threshold $threshold, K$tries T$t: validation and test letters"
+  done
 elif [ "$STEP" = test ]; then
   read -r _ tries t < <(grep '^chosen:' "$OUT_DIR/tune.log")
   copy_run "$RUN" "$OUT_DIR/greedy"; copy_run "$RUN" "$OUT_DIR/repair"; copy_run "$RUN" "$OUT_DIR/grounded"
