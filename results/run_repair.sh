@@ -57,13 +57,14 @@ elif [ "$STEP" = threshold ]; then
     stamp "repair at threshold $threshold, K$tries T$t: validation and test letters"
   done
 elif [ "$STEP" = test ]; then
-  read -r _ tries t < <(grep '^chosen:' "$OUT_DIR/tune.log")
+  read -r _ tries t threshold < <(grep '^chosen:' "$OUT_DIR/tune.log")
+  chosen=(--repair_tries "$tries" --temperature "$t" ${threshold:+--repair_threshold "$threshold"})
   copy_run "$RUN" "$OUT_DIR/greedy"; copy_run "$RUN" "$OUT_DIR/repair"; copy_run "$RUN" "$OUT_DIR/grounded"
   # one after the other: each stage's time is its own (the manifests' seconds, eval.csv's per-row seconds)
   $PY test.py --config $CFG --run "$OUT_DIR/greedy" --data "$DATA" --models finetuned > "$OUT_DIR/greedy.test.log" 2>&1
   stamp "greedy test letters (fine-tuned alone)"
-  $PY test.py --config $CFG --run "$OUT_DIR/repair" --data "$DATA" --models finetuned --decoding repair \
-    --repair_tries "$tries" --temperature "$t" > "$OUT_DIR/repair.test.log" 2>&1
+  $PY test.py --config $CFG --run "$OUT_DIR/repair" --data "$DATA" --models finetuned --decoding repair "${chosen[@]}" \
+    > "$OUT_DIR/repair.test.log" 2>&1
   stamp "repair test letters"
   $PY test.py --config $CFG --run "$OUT_DIR/grounded" --data "$DATA" --models finetuned --decoding grounded \
     --candidates 8 --temperature 0.7 > "$OUT_DIR/grounded.test.log" 2>&1

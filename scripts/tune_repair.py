@@ -65,7 +65,8 @@ def main() -> None:
     for run in args.runs:
         table, test = validation_letters(run)
         decoding = test.get("decoding", "greedy")
-        setting = (int(test["repair_tries"]), float(test["temperature"])) if decoding == "repair" else None
+        setting = ((int(test["repair_tries"]), float(test["temperature"]), test.get("repair_threshold"))
+                   if decoding == "repair" else None)
         results.append({"run": Path(run).name, "decoding": decoding, "setting": setting, **score(table)})
     greedy = next((r for r in results if r["decoding"] == "greedy"), None)
     repaired = [r for r in results if r["setting"] is not None]
@@ -73,22 +74,26 @@ def main() -> None:
         raise UserError("give one greedy run and at least one repair run", where="command line")
     pool = [r for r in repaired if acceptable(r, greedy)] or repaired
     best = min(pool, key=lambda r: (r["flagged"], -r["rouge_l"]))
-    lines = ["| decoding | tries | temperature | flagged letters | specific | supported claims / letter | words | "
-             "ROUGE-L | rewritten / letter | left out / letter |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| decoding | tries | temperature | flag threshold | flagged letters | specific | supported claims / letter "
+             "| words | ROUGE-L | rewritten / letter | left out / letter |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        tries, temperature = r["setting"] or ("–", "–")
-        lines.append(f"| {r['decoding']} | {tries} | {temperature} | {r['flagged']:.3f} | {r['specific']:.3f} | "
+        tries, temperature, threshold = r["setting"] or ("–", "–", "–")
+        threshold = "verifier's" if threshold is None else threshold
+        lines.append(f"| {r['decoding']} | {tries} | {temperature} | {threshold} | {r['flagged']:.3f} | {r['specific']:.3f} | "
                      f"{r['supported']:.2f} | {r['words']:.0f} | {r['rouge_l']:.3f} | {r['rewritten']:.2f} | "
                      f"{r['left_out']:.2f} |")
     rule = "" if best in [r for r in repaired if acceptable(r, greedy)] else " (no setting met the guard: fewest flagged)"
-    text = "\n".join(lines) + (f"\n\nValidation rows: {len(validation_letters(args.runs[0])[0])}, by the claim verifier. "
-                               f"Chosen{rule}: {best['setting'][0]} tries at temperature {best['setting'][1]:g} "
+    tries, temperature, threshold = best["setting"]
+    at = "" if threshold is None else f", flag threshold {threshold:g}"
+    text = "\n".join(lines) + (f"\n\nValidation rows: {len(validation_letters(args.runs[0])[0])}, by the claim verifier "
+                               f"at its own threshold. Chosen{rule}: {tries} tries at temperature {temperature:g}{at} "
                                "(fewest flagged letters with words within 20% of greedy's and supported claims at "
                                "least greedy's, then ROUGE-L).\n")
     if args.out:
         write_text_atomic(args.out, text)
     print(text)
-    print(f"chosen: {best['setting'][0]} {best['setting'][1]:g}")
+    print(f"chosen: {tries} {temperature:g}" + ("" if threshold is None else f" {threshold:g}"))
 
 
 if __name__ == "__main__":
