@@ -95,7 +95,7 @@ def load_rows(train_csv: str, tokenizer_path: str, vocab: int):
     frame["cover_letter"] = frame["cover_letter"].map(data_mod.clean_letter)
     train_rows, _ = data_mod.train_val_split(frame, 0.1, 42)
     tokenizer = load_tokenizer(tokenizer_path)
-    dataset, dropped = tokenize_rows(train_rows, PromptFormat.for_tokenizer(tokenizer), 768)
+    dataset, dropped, _ = tokenize_rows(train_rows, PromptFormat.for_tokenizer(tokenizer), 768)
     if len(tokenizer) > vocab:
         # Fold ids into the model's vocabulary; special ids (< 3 for SmolLM2) stay as they are.
         dataset = dataset.map(lambda ex: {"input_ids": [i if i < vocab else 3 + (i - 3) % (vocab - 3)

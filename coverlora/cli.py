@@ -12,6 +12,7 @@ from coverlora.options import parse_cli
 
 RESUME_HINTS = {
     "train": "rerun the same command with --resume to continue from the last checkpoint",
+    "prefer": "rerun the same command with --resume: sampled pairs are kept and DPO continues from its last checkpoint",
     "merge": "rerun merge.py: it starts over and replaces merged/ only when done",
     "test": "rerun the same command: finished rows are kept",
     "metrics": "rerun metrics.py: outputs are only replaced when complete",

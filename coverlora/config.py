@@ -88,6 +88,8 @@ class TrainConfig:
     chat_template: ChatTemplate = opt("auto", "'auto' uses the tokenizer's chat template when it has one; 'on' requires it; 'off' uses the plain prompt.")
     system_prompt: str | None = opt(None, "System message for chat templates; null keeps the template's default.")
     max_length: int = opt(768, "Longest prompt + letter in tokens; longer rows are left out (and counted in the log).")
+    unbacked_sentences: Literal["train", "mask", "delete"] = opt("train", "What training does with a letter's sentences the claim verifier flags (borrowed or unsupported, scoring/claims): 'train' on them like the rest; 'mask': no loss on their tokens (the rest of the letter trains); 'delete': cut from the target. Counted in the log and the run manifest (coverlora/train/targets.py).")
+    sign_off: bool = opt(False, "A training letter that never names the applicant gains the usual sign-off with the name (or the name after a bare closing): counted in the log and the manifest.")
     quantization: Literal["auto", "nf4", "none"] = opt("auto", "'auto' = 4-bit NF4 with double quantization on CUDA, none on CPU.")
     precision: Precision = opt("auto", "Compute dtype: 'auto' = bf16 where supported, fp16 on older GPUs (T4), fp32 on CPU.")
     kbit_upcast: Literal["auto", "all", "none"] = opt("auto", "4-bit only: 'all' = peft's prepare_model_for_kbit_training keeps the frozen norms, embeddings and lm_head in fp32 (an fp32 residual stream, whose casts cost a third of a 7B step); 'none' = they stay in the compute dtype (29% faster on a 7B step, same loss and letters within the seed spread: bench/README.md); 'auto' = none in bf16, all in fp16 (whose narrow range the upcast protects).")
@@ -157,6 +159,47 @@ class MergeConfig:
         require(bool(self.run), "run", "is required: the run folder that train.py wrote (e.g. --run runs/demo)")
         require(self.check_prompts >= 1, "check_prompts", f"must be at least 1, got {self.check_prompts}")
         require(self.max_logit_diff >= 0, "max_logit_diff", f"must be ≥ 0, got {self.max_logit_diff}")
+
+
+@dataclass
+class PreferConfig:
+    run: str = opt("", "The SFT run (train.py's output_dir, with adapter/): its model samples the pairs, and DPO trains its adapter further.")
+    output_dir: str = opt("", "Run folder for the preferred model (adapter/, pairs.jsonl, checkpoints/); merge.py, test.py and metrics.py take it as they take any run. Empty = <run>-dpo.")
+    resume: bool = opt(False, "Continue after a kill: sampled rows are kept, and DPO goes on from the last checkpoint.")
+    max_rows: int = opt(0, "Sample pairs on the first N training rows only (0 = all). Never the validation or test rows.")
+    samples: int = opt(4, "Letters sampled per training row besides the greedy one; pairs are chosen among all of them.")
+    temperature: float = opt(0.8, "Sampling temperature of those letters.")
+    sample_seed: int = opt(0, "Seed of the samples (generate/sampling.py: the same letters on the engine and on generate).")
+    max_new_tokens: int = opt(512, "Longest sampled letter in new tokens.")
+    words_within: float = opt(0.2, "Length match: a rejected letter's words within this share of the chosen one's when any is; else the closest. The chosen letter must also keep this share of the row's median words (no winning by saying nothing).")
+    beta: float = opt(0.1, "DPO's beta: how far the policy may move from the reference (the SFT model itself, a frozen copy of its adapter).")
+    learning_rate: float = opt(5e-6, "Peak learning rate of the adapter.")
+    epochs: float = opt(1.0, "Passes over the pairs.")
+    batch_size: int = opt(4, "Pairs per device step.")
+    gradient_accumulation_steps: int = opt(1, "Steps accumulated per optimizer step.")
+    max_length: int = opt(1024, "Longest prompt + letter in tokens (longer pairs are truncated at the end).")
+    save_steps: int = opt(50, "Checkpoint every N optimizer steps (resume goes on from the last complete one).")
+    logging_steps: int = opt(10, "Log every N steps.")
+    precision: Precision = opt("auto", "'auto' = bf16 where supported, fp16 on older GPUs, fp32 on CPU.")
+    seed: int = opt(42, "Training seed.")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        require(bool(self.run), "run", "is required: the SFT run folder (e.g. --run runs/filtered-42)")
+        require(1 <= self.samples <= 32, "samples", f"must be in [1, 32], got {self.samples}")
+        require(0.05 <= self.temperature <= 2.0, "temperature", f"must be in [0.05, 2], got {self.temperature}")
+        require(0.0 < self.words_within < 1.0, "words_within", f"must be in (0, 1), got {self.words_within}")
+        require(self.beta > 0, "beta", f"must be positive, got {self.beta}")
+        require(self.learning_rate > 0, "learning_rate", f"must be positive, got {self.learning_rate}")
+        require(self.epochs > 0, "epochs", f"must be positive, got {self.epochs}")
+        for key in ("batch_size", "gradient_accumulation_steps", "max_length", "max_new_tokens", "save_steps",
+                    "logging_steps"):
+            require(getattr(self, key) >= 1, key, f"must be at least 1, got {getattr(self, key)}")
+        require(self.max_rows >= 0 and self.sample_seed >= 0, "max_rows", "must be ≥ 0")
+
+    @property
+    def output(self) -> str:
+        return self.output_dir or self.run.rstrip("/") + "-dpo"
 
 
 @dataclass
@@ -320,6 +363,6 @@ def origin_regex(patterns: str) -> re.Pattern:
     return re.compile("(?i)^(?:" + "|".join(parts or ["(?!)"]) + ")$")
 
 
-STAGE_CONFIGS: dict[str, type] = {"train": TrainConfig, "merge": MergeConfig, "test": TestConfig, "metrics": MetricsConfig,
-                                  "serve": ServeConfig}
+STAGE_CONFIGS: dict[str, type] = {"train": TrainConfig, "prefer": PreferConfig, "merge": MergeConfig, "test": TestConfig,
+                                  "metrics": MetricsConfig, "serve": ServeConfig}
 STAGES = tuple(STAGE_CONFIGS)

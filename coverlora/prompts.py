@@ -8,7 +8,7 @@ converts the embedded GGUF with EOS = `<|im_start|>`, the token that *opens* a t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from coverlora.errors import ConfigError
@@ -147,11 +147,16 @@ class PromptFormat:
     def text_ids(self, text: str) -> list[int]:
         """`text` as ordinary tokens: the text of a control token in it ("<|im_end|>" inside a posting or a letter)
         is spelled out in plain tokens instead of becoming the control token (split_special_tokens)."""
-        ids = list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+        return self._encode(text)[0]
+
+    def _encode(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """text_ids and each token's character span in `text`."""
+        encoded = self.tokenizer(text, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True)
+        ids = list(encoded["input_ids"])
         if self.control_ids.intersection(ids):  # a tokenizer that ignores split_special_tokens: never let it pass
             raise ConfigError("this tokenizer turns text into control tokens even with split_special_tokens",
                               where="config key 'model'", fix="use a fast (tokenizers) tokenizer")
-        return ids
+        return ids, [tuple(span) for span in encoded["offset_mapping"]]
 
     def prompt_ids(self, row: Mapping[str, str]) -> list[int]:
         """Token ids the model sees before the letter, at training and at generation alike.
@@ -179,7 +184,12 @@ class PromptFormat:
         """The letter's ids plus the end-of-turn id: the model must learn where a letter ends, and only there."""
         return self.text_ids(letter) + [self.end_id]
 
-    def training_example(self, row: Mapping[str, str]) -> dict[str, list[int]]:
-        """input_ids with a completion_mask: TRL turns the 0s (the prompt) into -100 labels."""
-        prompt, completion = self.prompt_ids(row), self.completion_ids(row["cover_letter"])
-        return {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + [1] * len(completion)}
+    def training_example(self, row: Mapping[str, str],
+                         masked: Sequence[tuple[int, int]] = ()) -> dict[str, list[int]]:
+        """input_ids with a completion_mask: TRL turns the 0s (the prompt) into -100 labels. `masked`: character
+        spans of the letter whose tokens carry no loss either (train/targets.py: unbacked sentences); a token
+        touching a span is masked. The end-of-turn token always trains."""
+        prompt = self.prompt_ids(row)
+        ids, spans = self._encode(row["cover_letter"])
+        trains = [int(not any(start < end_ and end > start_ for start_, end_ in masked)) for start, end in spans]
+        return {"input_ids": prompt + ids + [self.end_id], "completion_mask": [0] * len(prompt) + trains + [1]}

@@ -50,7 +50,7 @@ def test_letter_happy_path(make_client, writer):
 def test_prompt_is_the_training_prompt_and_posting_fills_in(make_client, writer, tmp_path):
     """The service's prompt for a job and resume is the one training built from the same dataset row."""
     csv_row = make_row(3)  # keyed by the dataset's CSV headers
-    examples, _ = tokenize_rows(read_csv(write_csv(tmp_path / "train.csv", [csv_row])), writer.format, 10_000)
+    examples, _, _ = tokenize_rows(read_csv(write_csv(tmp_path / "train.csv", [csv_row])), writer.format, 10_000)
     trained = examples[0]
     training_prompt = [t for t, in_letter in zip(trained["input_ids"], trained["completion_mask"]) if not in_letter]
     job = {"title": csv_row["Job Title"], "company": csv_row["Hiring Company"]}

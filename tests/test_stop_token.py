@@ -78,7 +78,7 @@ def test_real_collated_batch_ends_each_completion_with_the_end_of_turn(tiny_mode
     tokenizer = load_tokenizer(tiny_model_path)
     fmt = PromptFormat.for_tokenizer(tokenizer)
     assert tokenizer.pad_token_id == fmt.end_id  # the trap
-    dataset, _ = tokenize_rows(load_split(str(data_dir), "train"), fmt, max_length=768)
+    dataset, _, _ = tokenize_rows(load_split(str(data_dir), "train"), fmt, max_length=768)
     cfg = TrainConfig(model=tiny_model_path, data=str(data_dir), output_dir=str(tmp_path / "run"), batch_size=4,
                       group_by_length=False)
     trainer = build_trainer(cfg, RunLayout(tmp_path / "run"), load_model(tiny_model_path, torch.float32), tokenizer,

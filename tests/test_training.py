@@ -28,7 +28,7 @@ def test_real_batch_masks_prompt_and_padding_but_keeps_eos(tiny_model_path, data
     assert tokenizer.pad_token_id == tokenizer.eos_token_id  # the trap this test is about
     fmt = PromptFormat.for_tokenizer(tokenizer)
     frame = load_split(str(data_dir), "train")
-    dataset, _ = tokenize_rows(frame, fmt, max_length=768)
+    dataset, _, _ = tokenize_rows(frame, fmt, max_length=768)
     cfg = tiny_cfg(tiny_model_path, data_dir, tmp_path / "run", group_by_length=False)
     trainer = build_trainer(cfg, RunLayout(tmp_path / "run"), load_model(tiny_model_path, torch.float32),
                             tokenizer, dataset, None, torch.float32)

@@ -14,6 +14,7 @@ import pandas as pd
 from coverlora.fields import TARGET_FIELD
 from coverlora.metrics.leakage import swap_entities
 from coverlora.prompts import JOB_LINES, RESUME_LINES
+from coverlora.scoring.sentences import USUAL_CLOSING
 from coverlora.text import as_text
 from coverlora.train.filters import input_text
 
@@ -23,7 +24,7 @@ TEMPLATE = (
     "I am writing to apply for the {title} position at {company}. I believe my experience and skills make me a "
     "strong candidate for this role, and I am excited about the opportunity to contribute to your team.\n\n"
     "Thank you for considering my application. I look forward to hearing from you.\n\n"
-    "Sincerely,\n{name}"
+    + USUAL_CLOSING + "\n{name}"
 )
 
 

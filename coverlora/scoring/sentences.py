@@ -41,6 +41,14 @@ _PUNKT = _tokenizer()
 _AFTER_LEGAL_SUFFIX = re.compile(r"\b(?:Inc|Ltd|Corp|Co|LLC)\.\s+(?=(?:I|My|We|Our|In|As|With|This|Thank|At|During)\b)")
 _GREETING = re.compile(r"^\s*(?:dear|to whom it may concern|hello|hi|greetings|good (?:morning|afternoon))\b", re.I)
 _CLOSING_LINE = re.compile(rf"^\s*(?:{CLOSING_PHRASES})\s*[,.!:\u2013\u2014-]?\s*$", re.I)
+# The closing a letter signs off with where it has none of its own (the template baseline's, training's sign-off).
+USUAL_CLOSING = "Sincerely,"
+
+
+def ends_with_closing(text: str) -> bool:
+    """Whether the letter's last line is a bare closing ("Sincerely,"), with no name after it."""
+    lines = [line for line in text.rstrip().splitlines() if line.strip()]
+    return bool(lines) and bool(_CLOSING_LINE.match(lines[-1]))
 # Lines of a letterhead: an e-mail, a phone number, a date, a street address, a bracketed slot.
 _CONTACT = re.compile(
     r"@|\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}|^\s*\[[^\]]*\]\s*$|^\s*(?:january|february|march|april|may|june|july"

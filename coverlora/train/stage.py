@@ -49,21 +49,19 @@ def refuse_control_tokens(frame, tokenizer, where: str) -> None:
                             fix="remove the chat markup from that letter (or drop the row: scripts/filter.py)")
 
 
-def tokenize_rows(frame, fmt: PromptFormat, max_length: int):
-    """Rows → a datasets.Dataset of input_ids + completion_mask; rows over max_length are left out.
+def tokenize_rows(frame, fmt: PromptFormat, max_length: int, *, unbacked: str = "train", sign_off: bool = False):
+    """Rows → a datasets.Dataset of input_ids + completion_mask (targets.training_examples: unbacked sentences
+    trained on, masked or deleted; the sign-off), rows over max_length left out, and the targets' TargetStats.
 
     Truncating instead would cut the EOS off and teach the model to never stop.
     """
     import datasets
 
-    examples, too_long = [], 0
-    for row in frame.to_dict("records"):
-        example = fmt.training_example(row)
-        if len(example["input_ids"]) > max_length:
-            too_long += 1
-            continue
-        examples.append(example)
-    return datasets.Dataset.from_list(examples), too_long
+    from coverlora.train.targets import training_examples
+
+    examples, stats = training_examples(frame.to_dict("records"), fmt, unbacked=unbacked, sign_off=sign_off)
+    kept = [example for example in examples if len(example["input_ids"]) <= max_length]
+    return datasets.Dataset.from_list(kept), len(examples) - len(kept), stats
 
 
 def one_gpu_per_process(args):
@@ -324,8 +322,11 @@ def _fit(cfg: TrainConfig, layout: RunLayout, model_path: str, frame, train_rows
     log.info("letters end with %r (id %d)", fmt.end_token, fmt.end_id)
     source = Path(cfg.data) / "train.csv" if Path(cfg.data).is_dir() else Path(cfg.data)
     refuse_control_tokens(pd.concat([train_rows, val_rows]), tokenizer, str(source))
-    train_set, dropped = tokenize_rows(train_rows, fmt, cfg.max_length)
-    val_set, val_dropped = tokenize_rows(val_rows, fmt, cfg.max_length)
+    targets = {"unbacked": cfg.unbacked_sentences, "sign_off": cfg.sign_off}  # validation measures the same objective
+    train_set, dropped, target_stats = tokenize_rows(train_rows, fmt, cfg.max_length, **targets)
+    val_set, val_dropped, _ = tokenize_rows(val_rows, fmt, cfg.max_length, **targets)
+    if cfg.unbacked_sentences != "train" or cfg.sign_off:
+        log.info("%s", target_stats.line(cfg.unbacked_sentences))
     if len(train_set) == 0:
         raise UserError(f"no training row fits max_length={cfg.max_length}", where=cfg.data, fix="raise --max_length")
     if dropped or val_dropped:
@@ -350,6 +351,7 @@ def _fit(cfg: TrainConfig, layout: RunLayout, model_path: str, frame, train_rows
         write_manifest(layout, "train", cfg, {
             "model_path": model_path, "data_hash": data_mod.frame_hash(frame), "train_rows": len(train_set),
             "val_rows": len(val_set), "rows_too_long": dropped + val_dropped, "chat_template": fmt.use_chat_template,
+            "targets": {**targets, **target_stats.record()},
             **processes,
         })
     tracker_environment(cfg.report_to, layout)
