@@ -114,3 +114,18 @@ def test_a_non_editable_install_imports_every_subpackage_outside_the_repository(
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(target)}
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+
+
+def test_the_test_stage_starts_without_the_training_scoring_or_service_stacks():
+    """test.py's start imports what decoding needs: no plotting, scikit-learn, TRL, datasets, PEFT (loaded only for
+    an unmerged adapter) or the service's web stack (issue 26: start-up in seconds)."""
+    import subprocess
+    import sys
+
+    heavy = ["matplotlib", "sklearn", "scipy", "trl", "datasets", "peft", "fastapi", "starlette", "uvicorn", "bert_score"]
+    code = ("import sys; import coverlora.cli, coverlora.generate.stage; "
+            f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"imported at start: {done.stdout.strip()}"
