@@ -8,6 +8,7 @@ the letters known in advance; the real verifier judges them.
 
 import pytest
 import torch
+from flagged_row import INVENTED, LETTER, ROW  # tests/flagged_row.py
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from coverlora.generate import repair
@@ -16,12 +17,6 @@ from coverlora.generate.repair import SentenceEnds, TokenTable, repair_letters
 from coverlora.models import load_model, load_tokenizer
 from coverlora.scoring.claims.verdicts import check_claims
 
-ROW = {"job_title": "Data Analyst", "hiring_company": "Acme Corp", "applicant_name": "Ana Silva",
-       "preferred_qualifications": "Tableau", "current_experience": "Data Analyst at Bar Inc for 3 years, SQL reports",
-       "past_experience": "Junior Analyst at Foo Ltd", "skillsets": "SQL, Excel", "qualifications": "BSc in Statistics"}
-INVENTED = "I led 12 engineers at NASA for 9 years."
-LETTER = ("Dear Hiring Manager,\n\nI am applying for the Data Analyst role at Acme Corp. " + INVENTED
-          + " I write SQL reports at Bar Inc.\n\nSincerely,\nAna Silva")
 REWRITE = "I studied Statistics for my BSc."
 
 

@@ -135,6 +135,21 @@ def test_a_rewind_leaves_the_row_as_if_the_rewound_tokens_were_never_written(tin
     assert [got[i] for i in range(len(prompts))] == greedy and all(n >= 3 for n in reviews.values())
 
 
+# a repetition penalty makes the random model end sentences ("........... pledge pledge ...")
+REPAIR = dict(tries=2, temperature=1.0, seed=11, repetition_penalty=1.3)
+
+
+def repaired_both_ways(model, tokenizer, prompts):
+    """Each prompt's repaired letter by generate's rounds, and by a fresh slot engine (3 slots: rows wait)."""
+    rows = [{"job_title": "Chef"}] * len(prompts)
+    expected = repair_letters(model, tokenizer, prompts, rows, 40, **REPAIR)
+    got = {}
+    model._slot_engine = None
+    slot_repair_letters(model, tokenizer, prompts, rows, list(range(len(prompts))), 40, most_slots=3,
+                        on_done=lambda done, repaired, s: got.update(zip(done, repaired)), **REPAIR)
+    return expected, [got[i] for i in range(len(prompts))]
+
+
 @pytest.mark.parametrize("judge", ["greedy tries flagged", "everything flagged", "nothing flagged"])
 def test_repair_on_the_engine_writes_generates_repaired_letters(tiny, prompts, monkeypatch, judge):
     """The engine's repair (rows decode on; each sync's sentences judged together) and generate's rounds write
@@ -143,15 +158,8 @@ def test_repair_on_the_engine_writes_generates_repaired_letters(tiny, prompts, m
     rules = {"greedy tries flagged": lambda letter: letter.tries == 0, "everything flagged": lambda letter: True,
              "nothing flagged": lambda letter: False}[judge]
     monkeypatch.setattr(repair, "judge", lambda tok, letters, *rest: [rules(letter) for letter in letters])
-    rows = [{"job_title": "Chef"}] * len(prompts)
-    # a repetition penalty makes the random model end sentences ("........... pledge pledge ...")
-    options = dict(tries=2, temperature=1.0, seed=11, repetition_penalty=1.3)
-    expected = repair_letters(model, tokenizer, prompts, rows, 40, **options)
-    got = {}
-    model._slot_engine = None
-    slot_repair_letters(model, tokenizer, prompts, rows, list(range(len(prompts))), 40, most_slots=3,
-                        on_done=lambda done, repaired, s: got.update(zip(done, repaired)), **options)
-    assert [got[i] for i in range(len(prompts))] == expected
+    expected, got = repaired_both_ways(model, tokenizer, prompts)
+    assert got == expected
     if judge != "nothing flagged":
         assert sum(r.samples for r in expected) >= len(prompts)
     else:
@@ -174,11 +182,5 @@ def test_cuda_graphs_sample_and_rewind_as_generate_does(tiny_model_path, prompts
     assert [got[i] for i in range(len(prompts))] == list(zip(candidates, counts))
     assert len(model._slot_engine.graphs) >= 1
     monkeypatch.setattr(repair, "judge", lambda tok, letters, *rest: [letter.tries == 0 for letter in letters])
-    rows = [{"job_title": "Chef"}] * len(prompts)
-    options = dict(tries=2, temperature=1.0, seed=11, repetition_penalty=1.3)
-    expected = repair_letters(model, tokenizer, prompts, rows, 40, **options)
-    repaired = {}
-    model._slot_engine = None
-    slot_repair_letters(model, tokenizer, prompts, rows, list(range(len(prompts))), 40, most_slots=3,
-                        on_done=lambda done, letters, s: repaired.update(zip(done, letters)), **options)
-    assert [repaired[i] for i in range(len(prompts))] == expected and model._slot_engine.graphs
+    expected, got = repaired_both_ways(model, tokenizer, prompts)
+    assert got == expected and model._slot_engine.graphs

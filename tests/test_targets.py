@@ -6,19 +6,13 @@ import json
 import pandas as pd
 import pytest
 import torch
+from flagged_row import INVENTED, LETTER, ROW  # tests/flagged_row.py
 
 from coverlora.models import load_model, load_tokenizer
 from coverlora.prompts import PromptFormat
 from coverlora.runs.layout import RunLayout
 from coverlora.train.stage import build_trainer, tokenize_rows
 from coverlora.train.targets import training_examples, with_sign_off
-
-ROW = {"job_title": "Data Analyst", "hiring_company": "Acme Corp", "applicant_name": "Ana Silva",
-       "preferred_qualifications": "Tableau", "current_experience": "Data Analyst at Bar Inc for 3 years, SQL reports",
-       "past_experience": "Junior Analyst at Foo Ltd", "skillsets": "SQL, Excel", "qualifications": "BSc in Statistics"}
-INVENTED = "I led 12 engineers at NASA for 9 years."
-LETTER = ("Dear Hiring Manager,\n\nI am applying for the Data Analyst role at Acme Corp. " + INVENTED
-          + " I write SQL reports at Bar Inc.\n\nSincerely,\nAna Silva")
 
 
 @pytest.fixture(scope="module")
