@@ -123,6 +123,18 @@ def repairing(cfg: TestConfig, save, rows: list[dict], prompts: list[list[int]])
     return decode, slot_decode, on_batch
 
 
+def decoders(cfg: TestConfig, save, rows: list[dict], prompts: list[list[int]]):
+    """cfg.decoding's decode step on generate and on the slot engine (None, None: greedy), and a context holding
+    the on_batch that saves what they write."""
+    if cfg.decoding == "grounded":
+        decode, slot_decode = candidates_of(cfg)
+        return decode, slot_decode, choosing(save, rows, cfg.claim_similarity)
+    if cfg.decoding == "repair":
+        decode, slot_decode, on_batch = repairing(cfg, save, rows, prompts)
+        return decode, slot_decode, contextlib.nullcontext(on_batch)
+    return None, None, contextlib.nullcontext(save)
+
+
 def saver(partial: PartialResults, tag: str, rows: list[dict], prompts: list[list[int]]):
     """An on_batch that appends `tag`'s finished letters (and any per-row extra fields) to the partial file."""
 
@@ -314,13 +326,7 @@ def _run_test(cfg: TestConfig) -> tuple[TrainedRun, pd.DataFrame]:
             continue
         for later in cfg.model_tags[position + 1:]:  # the next model's files load while this one decodes
             prefetch(generator_source(run, later)[0])
-        decode = slot_decode = None
-        handling = contextlib.nullcontext(save)
-        if cfg.decoding == "grounded":
-            (decode, slot_decode), handling = candidates_of(cfg), choosing(save, rows, cfg.claim_similarity)
-        elif cfg.decoding == "repair":
-            decode, slot_decode, on_batch = repairing(cfg, save, rows, prompts)
-            handling = contextlib.nullcontext(on_batch)
+        decode, slot_decode, handling = decoders(cfg, save, rows, prompts)
         with handling as on_batch:
             generate_all(model, tokenizer, prompts, todo, max_new_tokens=cfg.max_new_tokens,
                          batch_size=_auto_batch_size(cfg), on_batch=on_batch, desc=desc, stop_ids=fmt.stop_ids,
