@@ -6,6 +6,10 @@
     # 2. a blind reading task: letters shuffled under opaque ids; the key stays with whoever made the task
     .venv/bin/python scripts/reading_tasks.py task --data DATA --letters greedy:test:3,grounded:test:3 \\
         --out task.txt --key key.json
+    # 2b. a blind reading of several systems over fresh novel rows, split over readers: each row's letters go to
+    #     different readers (task_K.txt, .key_K.json under --out-dir); rows already read anywhere are skipped
+    .venv/bin/python scripts/reading_tasks.py blind --data DATA --seen runs/x/seen_in_training.csv \
+        --sources greedy-v2,grounded-v2,repair --rows 40 --seed 2026 --out-dir /tmp/blind
     # 3. the reader's labels (letter, sentence, sha, label, severity) into a reading file of data/claims/readings
     .venv/bin/python scripts/reading_tasks.py collect labels.csv --key key.json --out data/claims/readings/batch8.csv
 
@@ -23,7 +27,7 @@ import random
 from pathlib import Path
 
 import _bootstrap
-from readings import MODEL_LETTERS, Letters
+from readings import MODEL_LETTERS, READINGS, Letters
 
 from coverlora.errors import UserError
 from coverlora.fields import INPUT_FIELDS
@@ -77,7 +81,7 @@ def make_task(args) -> None:
 
     source_of = Letters(args.data, Path(args.model_letters))
     wanted = [tuple(item.split(":")) for item in args.letters.split(",")]
-    random.Random(args.seed).shuffle(wanted)
+    random.Random(getattr(args, "seed_task", args.seed)).shuffle(wanted)
     key, blocks = {}, []
     for number, (source, split, row) in enumerate(wanted, start=1):
         letter, fields = source_of.get(source, split, int(row))
@@ -89,6 +93,36 @@ def make_task(args) -> None:
     write_text_atomic(Path(args.out), "\n\n".join(blocks) + "\n")
     write_text_atomic(Path(args.key), json.dumps(key, indent=1) + "\n")
     print(f"{len(blocks)} letters in {args.out}; key in {args.key}")
+
+
+def read_rows(split: str, readings: Path) -> set[int]:
+    """The rows of `split` that any reading file in `readings` already holds."""
+    out = set()
+    for path in readings.glob("*.csv"):
+        with open(path, encoding="utf-8", newline="") as handle:
+            out |= {int(r["row"]) for r in csv.DictReader(handle) if r["split"] == split}
+    return out
+
+
+def make_blind(args) -> None:
+    """Fresh novel test rows (never read before), drawn with --seed; K readers; reader k gets, for the i-th row,
+    the letter of source (i + k) mod K, so no reader sees one row twice and each reads every source."""
+    import pandas as pd
+
+    seen = pd.read_csv(args.seen)
+    novel = [int(r) for r in seen.loc[seen["novel"].astype(bool), "row_id"]
+             if int(r) not in read_rows("test", Path(args.readings))]
+    if len(novel) < args.rows:
+        raise UserError(f"only {len(novel)} novel test rows were never read", where=args.seen)
+    rows = sorted(random.Random(args.seed).sample(novel, args.rows))
+    sources = args.sources.split(",")
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for k in range(len(sources)):
+        args.letters = ",".join(f"{sources[(i + k) % len(sources)]}:test:{row}" for i, row in enumerate(rows))
+        args.out, args.key, args.seed_task = str(out / f"task_{k + 1}.txt"), str(out / f".key_{k + 1}.json"), 100 + k
+        make_task(args)
+    print(f"rows: {','.join(map(str, rows))}")
 
 
 def collect_labels(args) -> None:
@@ -126,14 +160,22 @@ def main() -> None:
     task.add_argument("--out", required=True)
     task.add_argument("--key", required=True)
     task.add_argument("--seed", type=int, default=0)
-    for command in (letters, task):
+    blind = commands.add_parser("blind", help="a blind reading of several systems over fresh novel test rows")
+    blind.add_argument("--data", required=True)
+    blind.add_argument("--seen", required=True, help="a run's seen_in_training.csv (metrics.py): its novel rows")
+    blind.add_argument("--sources", required=True, help="the systems' sources in model_letters.jsonl, comma-separated")
+    blind.add_argument("--rows", type=int, default=40)
+    blind.add_argument("--seed", type=int, default=0)
+    blind.add_argument("--out-dir", required=True)
+    blind.add_argument("--readings", default=str(READINGS), help="the reading files whose rows are not fresh")
+    for command in (letters, task, blind):
         command.add_argument("--model-letters", default=str(MODEL_LETTERS), help="the model letters' file")
     labels = commands.add_parser("collect", help="a reader's labels into a reading file")
     labels.add_argument("labels")
     labels.add_argument("--key", required=True)
     labels.add_argument("--out", required=True)
     args = parser.parse_args()
-    {"letters": collect_letters, "task": make_task, "collect": collect_labels}[args.command](args)
+    {"letters": collect_letters, "task": make_task, "blind": make_blind, "collect": collect_labels}[args.command](args)
 
 
 if __name__ == "__main__":

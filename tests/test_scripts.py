@@ -112,3 +112,29 @@ def test_a_blind_reading_task_round_trips_to_a_reading_file(tmp_path, data_dir):
     done = script("reading_tasks", "collect", str(tmp_path / "labels.csv"), "--key", str(tmp_path / "key.json"),
                   "--out", str(tmp_path / "bad.csv"))
     assert done.returncode == 2 and "line 2: label 'true'" in done.stderr and not (tmp_path / "bad.csv").exists()
+
+
+def test_a_blind_reading_splits_fresh_novel_rows_over_readers(tmp_path, data_dir):
+    """reading_tasks.py blind: only novel rows no reading holds, each reader gets every row once, and each row's
+    letters of the three systems go to three different readers."""
+    rows = [make_row(i) for i in range(6)]
+    write_csv(data_dir / "test.csv", rows)
+    letters = tmp_path / "model_letters.jsonl"
+    letters.write_text("".join(json.dumps({"source": s, "split": "test", "row": r, "letter": f"I am {s} {r}."}) + "\n"
+                               for s in ("a", "b", "c") for r in range(6)))
+    pd.DataFrame({"row_id": range(6), "novel": [True, True, True, True, False, True]}).to_csv(tmp_path / "seen.csv")
+    readings = tmp_path / "readings"
+    readings.mkdir()
+    (readings / "old.csv").write_text("source,split,row,sentence,sha,label,severity\na,test,5,0,00000000,supported,\n")
+    done = script("reading_tasks", "blind", "--data", str(data_dir), "--seen", str(tmp_path / "seen.csv"),
+                  "--sources", "a,b,c", "--rows", "3", "--seed", "1", "--out-dir", str(tmp_path / "blind"),
+                  "--readings", str(readings), "--model-letters", str(letters))
+    assert done.returncode == 0, done.stderr
+    keys = [json.loads((tmp_path / "blind" / f".key_{k}.json").read_text()) for k in (1, 2, 3)]
+    picked = {row for key in keys for _, _, row in key.values()}
+    assert len(picked) == 3 and picked <= {0, 1, 2, 3}  # novel and never read (4 is not novel, 5 was read)
+    for key in keys:
+        assert sorted(row for _, _, row in key.values()) == sorted(picked)  # each reader: every row once
+    for row in picked:
+        assert sorted(s for key in keys for s, _, r in key.values() if r == row) == ["a", "b", "c"]
+    assert "I am a" in (tmp_path / "blind" / "task_1.txt").read_text() and "a:" not in done.stdout
