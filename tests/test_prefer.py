@@ -85,6 +85,11 @@ def test_the_stage_writes_a_run_that_later_stages_take_and_resumes(sft_run, tmp_
     manifest = json.loads(out.versions.read_text())["prefer"]
     assert manifest["pairs"]["pairs"] == 4 and manifest["steps"] >= 1
     assert (out.root / "train_config.yaml").is_file()
+    from coverlora.config import MergeConfig
+    from coverlora.merge.stage import merge
+
+    merged, max_diff = merge(MergeConfig(run=str(out.root)))  # a later stage takes the preferred run as any run
+    assert (merged.layout.merged / "config.json").is_file() and max_diff < 1e-3
     with pytest.raises(Exception, match="already holds"):
         stage.prefer(cfg)
     # resume: the judged rows are kept, nothing is sampled again
