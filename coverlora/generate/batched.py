@@ -189,12 +189,13 @@ def generate_candidates(model, tokenizer, prompts: list[list[int]], max_new_toke
     do (slots.slot_candidates): the same letters on either path, whatever the batch."""
     from transformers import LogitsProcessorList
 
-    from coverlora.generate.sampling import SeededSampler, row_seed
+    from coverlora.generate.sampling import SeededSampler, candidate_draws
 
     greedy, greedy_counts = generate_batch(model, tokenizer, prompts, max_new_tokens, **kwargs)
     repeated = [prompt for prompt in prompts for _ in range(samples)]
-    sampler = SeededSampler(seed=[row_seed(seed, p) for p in repeated], stream=[k + 1 for _ in prompts for k in range(samples)],
-                            first=[0] * len(repeated), temperature=[temperature] * len(repeated),
+    draws = [draw for prompt in prompts for draw in candidate_draws(prompt, samples, seed, temperature)[1:]]
+    seeds, streams, temperatures = zip(*draws)
+    sampler = SeededSampler(seed=seeds, stream=streams, first=[0] * len(repeated), temperature=temperatures,
                             width=max(map(len, prompts)), top_p=top_p)
     generate_kwargs = dict(kwargs.pop("generate_kwargs", None) or {})
     generate_kwargs["logits_processor"] = LogitsProcessorList([*(generate_kwargs.get("logits_processor") or []), sampler])

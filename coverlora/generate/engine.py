@@ -172,9 +172,7 @@ class SlotEngine:
         self.count[rows] = keep
         self.live[rows] = keep < self.limit[rows]
         if self.sampling:
-            self.stream[rows] = torch.tensor([r.stream for r in rewinds], device=self.device)
-            self.temperature[rows] = torch.tensor([r.temperature for r in rewinds], dtype=torch.float32,
-                                                  device=self.device)
+            self._set_draws(rows, [r.stream for r in rewinds], [r.temperature for r in rewinds])
         elif any(r.temperature > 0 for r in rewinds):
             raise ValueError("a rewind asked for sampling from an engine built without it")
         if self.seen is not None:
@@ -182,6 +180,13 @@ class SlotEngine:
                 kept = torch.tensor(prompt, device=self.device), self.out[slot, :rewind.to]
                 self.seen[slot] = False
                 self.seen[slot, torch.cat(kept)] = True
+
+    def _set_draws(self, rows: torch.Tensor, streams, temperatures, seeds=None) -> None:
+        """Each row's stream and temperature for its next draws (and its seed, at a prefill)."""
+        if seeds is not None:
+            self.seed[rows] = torch.tensor(seeds, device=self.device)
+        self.stream[rows] = torch.tensor(streams, device=self.device)
+        self.temperature[rows] = torch.tensor(temperatures, dtype=torch.float32, device=self.device)
 
     def _step(self, batch: int, length: int) -> None:
         if not self.cuda_graphs:
@@ -239,9 +244,7 @@ class SlotEngine:
         self.count[rows] = 0
         if self.sampling:
             seeds, streams, temperatures = zip(*(sampling or [(0, 0, 0.0)] * len(slots)))
-            self.seed[rows] = torch.tensor(seeds, device=self.device)
-            self.stream[rows] = torch.tensor(streams, device=self.device)
-            self.temperature[rows] = torch.tensor(temperatures, dtype=torch.float32, device=self.device)
+            self._set_draws(rows, streams, temperatures, seeds)
         self.limit[rows] = torch.tensor(limits, device=self.device)
         if self.seen is not None:  # HF penalises the prompt's tokens too; padding is not the row's (its last token is)
             real = torch.where(mask, ids, ids[:, -1:])

@@ -41,6 +41,13 @@ def row_seed(seed: int, prompt: Sequence[int]) -> int:
     return zlib.crc32(data, seed & _MASK) & 0x7FFFFFFF
 
 
+def candidate_draws(prompt: Sequence[int], samples: int, seed: int, temperature: float) -> list[tuple[int, int, float]]:
+    """(seed, stream, temperature) of each of a prompt's grounded-decoding candidates: the greedy letter first
+    (stream 0, temperature 0), then sample k on stream k. The one rule both decoding paths draw by."""
+    key = row_seed(seed, prompt)
+    return [(key, k, temperature if k else 0.0) for k in range(samples + 1)]
+
+
 def gumbel_noise(seed: torch.Tensor, stream: torch.Tensor, position: torch.Tensor, vocab: int) -> torch.Tensor:
     """Gumbel(0, 1) noise [rows, vocab] for each row's (seed, stream, position): int64 tensors of [rows]."""
     key = _mix(_mix(_mix(seed & _MASK) ^ (stream & _MASK)) ^ (position & _MASK))

@@ -87,11 +87,11 @@ def slot_candidates(model, tokenizer, prompts: list[list[int]], indices: list[in
     """Grounded decoding's candidates on the slot engine: per row the greedy letter (stream 0) and `samples` draws
     (streams 1..samples, sampling.row_seed(seed, prompt)), as batched.generate_candidates writes them. Every
     candidate is a request of its own; on_batch gets a row's list of letters once all of them are done."""
-    from coverlora.generate.sampling import row_seed
+    from coverlora.generate.sampling import candidate_draws
 
     width = samples + 1
     requests = [prompts[i] for i in indices for _ in range(width)]
-    sampling = [(row_seed(seed, prompts[i]), k, temperature if k else 0.0) for i in indices for k in range(width)]
+    sampling = [draw for i in indices for draw in candidate_draws(prompts[i], samples, seed, temperature)]
     done: dict[int, dict[int, tuple[str, int]]] = {}
 
     def per_request(batch: list[int], texts: list[str], counts: list[int], seconds: float) -> None:

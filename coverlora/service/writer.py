@@ -258,12 +258,12 @@ class LetterWriter:
         engine = slot_engine(self.model, self.tokenizer, capacity=positions, stop_ids=self.format.stop_ids,
                              repetition_penalty=self.decoding.get("repetition_penalty", 1.0), most_slots=slots)
         self._count(prompts)
-        started, letters = time.monotonic(), {}
+        letters = {}
         engine.run(prompts, list(range(len(prompts))), [max_new_tokens] * len(prompts),
                    lambda rows, tokens: letters.update(zip(rows, tokens)),
                    on_progress=(lambda rows, tokens: [streamer.put_row(r, t) for r, t in zip(rows, tokens)])
                    if streamer is not None else None,
-                   should_stop=lambda: (stop is not None and stop.is_set()) or time.monotonic() - started >= max_seconds)
+                   should_stop=self._stop_check(max_seconds, stop))
         if streamer is not None:
             streamer.end()
         return letters_from(self.tokenizer, [letters[i] for i in range(len(prompts))], self.format.stop_ids)

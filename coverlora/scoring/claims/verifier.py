@@ -59,15 +59,16 @@ def read_sentences(sentences: Sequence[str], rows: Sequence[Mapping[str, str]],
     model = _model()
     weights, bias = model["weights"], model["bias"]  # feature -> per-class weights; per-class bias
     severity = model["severity"]  # feature -> weight of "specific"; its bias
-    sources: dict[int, RowSources] = {}
+    if row_sources is None:  # a letter's sentences share their row: read its fields once
+        by_row: dict[int, RowSources] = {}
+        for row in rows:
+            if id(row) not in by_row:
+                by_row[id(row)] = RowSources.of(row)
+        row_sources = [by_row[id(row)] for row in rows]
     scores, specific = [], []
-    for k, (sentence, row) in enumerate(zip(sentences, rows)):
-        if row_sources is not None:
-            sources[id(row)] = row_sources[k]
-        elif id(row) not in sources:  # a letter's sentences share their row: read its fields once
-            sources[id(row)] = RowSources.of(row)
+    for sentence, sources in zip(sentences, row_sources):
         logits, severity_logit = list(bias), severity["bias"]
-        for name, value in verifier_features(sentence, sources[id(row)]).items():
+        for name, value in verifier_features(sentence, sources).items():
             for k, w in enumerate(weights.get(name, ())):
                 logits[k] += w * value
             severity_logit += severity["weights"].get(name, 0.0) * value
