@@ -5,6 +5,9 @@
 # Usage: bash results/run_smollm2.sh DATA_DIR OUT_DIR [extra train args...]
 #   SEEDS="42 43 44" (default)  VARIANTS="full filtered" (default)  VALIDATION=1 also writes validation letters.
 #   BASE=0 skips the base model's letters (they do not depend on the training args).
+#   Variants: full (all training rows), filtered (scripts/filter.py's quality rules), and on the filtered rows
+#   mask / delete (the verifier's unbacked sentences get no loss / leave the target; the sign-off names the
+#   applicant: train.py --unbacked_sentences, --sign_off).
 # Then, on any machine: python metrics.py --run OUT_DIR/full-42 --train_data DATA_DIR   (and so on for each run)
 set -euo pipefail
 DATA=$1; OUT_DIR=$2; shift 2
@@ -28,9 +31,15 @@ RUNS=()
 for variant in $VARIANTS; do for seed in $SEEDS; do RUNS+=("$OUT_DIR/$variant-$seed"); done; done
 
 train_one() {
-  local run=$1 name; name=$(basename "$1"); local data=$DATA
-  [ "${name%-*}" = filtered ] && data=$OUT_DIR/data-filtered
-  $PY train.py --config configs/smollm2-gpu.yaml --data "$data" --output_dir "$run" --seed "${name##*-}" "${TRAIN_ARGS[@]}"
+  local run=$1 name variant; name=$(basename "$1"); variant=${name%-*}; local data=$DATA targets=()
+  case $variant in
+    full) ;;
+    filtered) data=$OUT_DIR/data-filtered ;;
+    mask|delete) data=$OUT_DIR/data-filtered; targets=(--unbacked_sentences "$variant" --sign_off true) ;;
+    *) echo "unknown variant: $variant (full, filtered, mask, delete)" >&2; return 2 ;;
+  esac
+  $PY train.py --config configs/smollm2-gpu.yaml --data "$data" --output_dir "$run" --seed "${name##*-}" \
+    "${targets[@]}" "${TRAIN_ARGS[@]}"
 }
 TRAIN_ARGS=("$@")
 STEP=train together train_one
