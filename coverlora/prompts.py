@@ -184,12 +184,13 @@ class PromptFormat:
         """The letter's ids plus the end-of-turn id: the model must learn where a letter ends, and only there."""
         return self.text_ids(letter) + [self.end_id]
 
-    def training_example(self, row: Mapping[str, str],
-                         masked: Sequence[tuple[int, int]] = ()) -> dict[str, list[int]]:
+    def training_example(self, row: Mapping[str, str], masked: Sequence[tuple[int, int]] = (),
+                         prompt: Sequence[int] | None = None) -> dict[str, list[int]]:
         """input_ids with a completion_mask: TRL turns the 0s (the prompt) into -100 labels. `masked`: character
         spans of the letter whose tokens carry no loss either (train/targets.py: unbacked sentences); a token
-        touching a span is masked. The end-of-turn token always trains."""
-        prompt = self.prompt_ids(row)
+        touching a span is masked. The end-of-turn token always trains. `prompt`: the row's prompt_ids, when the
+        caller has them already."""
+        prompt = list(self.prompt_ids(row) if prompt is None else prompt)
         ids, spans = self._encode(row["cover_letter"])
         trains = [int(not any(start < end_ and end > start_ for start_, end_ in masked)) for start, end in spans]
         return {"input_ids": prompt + ids + [self.end_id], "completion_mask": [0] * len(prompt) + trains + [1]}

@@ -4,7 +4,7 @@
 # together: a 135M model leaves most of a GPU idle, so one H200 runs six trainings in about the time of one.
 # Usage: bash results/run_smollm2.sh DATA_DIR OUT_DIR [extra train args...]
 #   SEEDS="42 43 44" (default)  VARIANTS="full filtered" (default)  VALIDATION=1 also writes validation letters.
-#   BASE=0 skips the base model's letters (they do not depend on the training args).
+#   BASE=0 skips the base model's letters (they do not depend on the training args). NO_TEST=1 stops after merge.
 #   Variants: full (all training rows), filtered (scripts/filter.py's quality rules), and on the filtered rows
 #   mask / delete (the verifier's unbacked sentences get no loss / leave the target; the sign-off names the
 #   applicant: train.py --unbacked_sentences, --sign_off).
@@ -56,5 +56,6 @@ test_one() {
     $PY test.py --config configs/smollm2-gpu.yaml --run "$1" --models $models --split validation
   fi
 }
+[ -n "${NO_TEST:-}" ] && exit 0  # NO_TEST=1: trained and merged only
 STEP=test together test_one
 stamp test

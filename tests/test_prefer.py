@@ -43,17 +43,17 @@ def alternate_judge(monkeypatch):
 def test_the_reference_is_the_sft_model_and_only_the_policy_adapter_moves(sft_run, tmp_path):
     from peft import PeftModel
 
-    from coverlora import data as data_mod
     from coverlora.models import load_model, resolve_dtype
-    from coverlora.prefer.stage import dpo_trainer
+    from coverlora.prefer.stage import dpo_trainer, pair_rows
     from coverlora.runs.trained import TrainedRun
 
     run = TrainedRun.open(str(sft_run.root))
     cfg = PreferConfig(run=str(sft_run.root), output_dir=str(tmp_path / "dpo"), batch_size=2, learning_rate=5e-2,
                        save_steps=100)
-    rows = data_mod.load_split(run.train.data, "train")["row_id"].astype(str).tolist()[:2]
-    pairs = [{"row_id": row, "chosen": "I write SQL reports.", "rejected": "I led NASA."} for row in rows]
-    trainer, _ = dpo_trainer(cfg, run, RunLayout(tmp_path / "dpo"), pairs, resolve_dtype("fp32"))
+    rows = pair_rows(cfg, run)
+    pairs = [{"row_id": str(row["row_id"]), "chosen": "I write SQL reports.", "rejected": "I led NASA."}
+             for row in rows[:2]]
+    trainer, _ = dpo_trainer(cfg, run, RunLayout(tmp_path / "dpo"), rows, pairs, resolve_dtype("fp32"))
     model = trainer.model
     assert set(model.peft_config) == {"default", "ref"}
     batch = {"input_ids": torch.tensor([[5, 6, 7, 8, 9]]), "attention_mask": torch.ones(1, 5, dtype=torch.long)}

@@ -72,15 +72,20 @@ def _read_partial(path: Path, fingerprint: dict) -> list[dict]:
     return records
 
 
-def sample_pairs(cfg: PreferConfig, run: TrainedRun, out: RunLayout, dtype: torch.dtype) -> list[dict]:
+def pair_rows(cfg: PreferConfig, run: TrainedRun) -> list[dict]:
+    """The rows pairs are sampled on: the run's training rows only, never validation, never test."""
+    _, rows, _ = data_mod.training_rows(run.train)
+    return (rows.head(cfg.max_rows) if cfg.max_rows else rows).to_dict("records")
+
+
+def sample_pairs(cfg: PreferConfig, run: TrainedRun, out: RunLayout, rows: list[dict],
+                 dtype: torch.dtype) -> list[dict]:
     """One record per training row (its pair, or why none), appended as rows finish: a kill loses no row."""
     from coverlora.generate.batched import generate_candidates
     from coverlora.generate.letters import generate_all
     from coverlora.generate.loading import load_generator
     from coverlora.generate.slots import slot_candidates
 
-    _, rows, _ = data_mod.training_rows(run.train)  # the training rows only: never validation, never test
-    rows = (rows.head(cfg.max_rows) if cfg.max_rows else rows).to_dict("records")
     fingerprint = {"data": data_mod.frame_hash(data_mod.load_split(run.train.data, "train")),
                    "adapter": file_sha256(run.layout.adapter / "adapter_model.safetensors"), "samples": cfg.samples,
                    "temperature": cfg.temperature, "sample_seed": cfg.sample_seed, "max_new_tokens": cfg.max_new_tokens,
@@ -126,14 +131,15 @@ def dpo_config(cfg: PreferConfig, out: RunLayout, dtype: torch.dtype):
                      disable_tqdm=True)
 
 
-def dpo_trainer(cfg: PreferConfig, run: TrainedRun, out: RunLayout, pairs: list[dict], dtype: torch.dtype):
+def dpo_trainer(cfg: PreferConfig, run: TrainedRun, out: RunLayout, rows: list[dict], pairs: list[dict],
+                dtype: torch.dtype):
     """The DPOTrainer: the SFT adapter trainable on its base, TRL's frozen copy of it as the reference."""
     import datasets
     from peft import PeftModel
 
     tokenizer = load_tokenizer(str(run.layout.adapter))
     fmt = run.prompt_format(tokenizer)
-    by_id = {str(row["row_id"]): row for row in data_mod.load_split(run.train.data, "train").to_dict("records")}
+    by_id = {str(row["row_id"]): row for row in rows}
     examples = [{"prompt_ids": fmt.prompt_ids(by_id[p["row_id"]]), "chosen_ids": fmt.completion_ids(p["chosen"]),
                  "rejected_ids": fmt.completion_ids(p["rejected"])} for p in pairs]
     model = PeftModel.from_pretrained(load_model(run.base_model_path(), dtype), str(run.layout.adapter),
@@ -155,7 +161,8 @@ def prefer(cfg: PreferConfig) -> RunLayout:
     with run_lock(out.root, "prefer"):
         out.root.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run.layout.stage_config("train"), out.stage_config("train"))  # the same base, data, prompt
-        records = sample_pairs(cfg, run, out, dtype)
+        rows = pair_rows(cfg, run)
+        records = sample_pairs(cfg, run, out, rows, dtype)
         stats = stats_of(records)
         pairs = [r for r in records if "reason" not in r]
         write_text_atomic(out.root / "pairs.jsonl", "".join(json.dumps(r) + "\n" for r in records))
@@ -164,7 +171,7 @@ def prefer(cfg: PreferConfig) -> RunLayout:
         if not pairs:
             raise UserError("no training row gave a pair (a clean and a flagged letter)", where=str(out.root),
                             fix="sample more letters per row (--samples) or at a higher --temperature")
-        trainer, tokenizer = dpo_trainer(cfg, run, out, pairs, dtype)
+        trainer, tokenizer = dpo_trainer(cfg, run, out, rows, pairs, dtype)
         last = _last_checkpoint(out) if cfg.resume else None
         trainer.train(resume_from_checkpoint=str(last) if last else None)
         staging = out.root / ".adapter.tmp"

@@ -85,9 +85,10 @@ def training_examples(rows: Sequence[Mapping[str, str]], fmt: PromptFormat, *, u
     for row, letter, flagged in zip(rows, letters, spans):
         if unbacked == "delete":
             letter, flagged = cut(letter, flagged), []
-        example = fmt.training_example({**row, "cover_letter": letter}, masked=flagged if unbacked == "mask" else ())
-        prompt = len(fmt.prompt_ids(row))
-        stats.masked_tokens += example["completion_mask"][prompt:].count(0)
+        prompt = fmt.prompt_ids(row)
+        example = fmt.training_example({**row, "cover_letter": letter}, masked=flagged if unbacked == "mask" else (),
+                                       prompt=prompt)
+        stats.masked_tokens += example["completion_mask"][len(prompt):].count(0)
         examples.append(example)
     stats.deleted_sentences = stats.unbacked_sentences if unbacked == "delete" else 0
     return examples, stats
