@@ -33,8 +33,8 @@ for variant in $VARIANTS; do for seed in $SEEDS; do RUNS+=("$OUT_DIR/$variant-$s
 train_one() {
   local run=$1 name variant; name=$(basename "$1"); variant=${name%-*}; local data=$DATA targets=()
   case $variant in
-    full) ;;
-    filtered) data=$OUT_DIR/data-filtered ;;
+    full) targets=(--unbacked_sentences train --sign_off false) ;;  # the letters as they are, whatever the preset
+    filtered) data=$OUT_DIR/data-filtered; targets=(--unbacked_sentences train --sign_off false) ;;
     mask|delete) data=$OUT_DIR/data-filtered; targets=(--unbacked_sentences "$variant" --sign_off true) ;;
     *) echo "unknown variant: $variant (full, filtered, mask, delete)" >&2; return 2 ;;
   esac

@@ -138,3 +138,33 @@ def test_a_blind_reading_splits_fresh_novel_rows_over_readers(tmp_path, data_dir
     for row in picked:
         assert sorted(s for key in keys for s, _, r in key.values() if r == row) == ["a", "b", "c"]
     assert "I am a" in (tmp_path / "blind" / "task_1.txt").read_text() and "a:" not in done.stdout
+
+
+def test_tune_dpo_keeps_the_setting_that_flags_less_without_saying_less(tmp_path):
+    """scripts/tune_dpo.py: per setting the mean over its seeds' validation letters, and the chosen setting is the
+    one with fewer flagged letters that keeps supported claims and words; the terse setting, which flags nothing,
+    fails that guard."""
+    from flagged_row import INVENTED, LETTER, ROW
+
+    clean = LETTER.replace(INVENTED + " ", "I have 3 years as a Data Analyst at Bar Inc, writing SQL reports. ")
+    terse = "Dear Hiring Manager,\n\nI am applying for the Data Analyst role at Acme Corp.\n\nSincerely,\nAna Silva"
+    settings = {"sft": [LETTER, clean], "calm": [clean, clean], "terse": [terse, terse]}
+    args = []
+    for name, letters in settings.items():
+        runs = []
+        for seed in (1, 2):
+            run = tmp_path / f"{name}-{seed}"
+            run.mkdir()
+            rows = [{**ROW, "reference": clean, "finetuned_output": letter} for letter in letters]
+            pd.DataFrame(rows).to_csv(run / "eval_validation.csv", index=False)
+            (run / "test_validation_config.yaml").write_text("test:\n  decoding: greedy\n", encoding="utf-8")
+            runs.append(str(run))
+        args.append(f"{name}={','.join(runs)}")
+    done = script("tune_dpo", *args, "--out", str(tmp_path / "t.md"))
+    assert done.returncode == 0, done.stderr
+    table = (tmp_path / "t.md").read_text()
+    assert "| sft | 2 | 0.500 ± 0.000 |" in table and "| calm | 2 | 0.000 ± 0.000 |" in table
+    assert done.stdout.strip().splitlines()[-1] == "chosen: calm"
+    for wrong, said in ((["sft=" + args[0].split("=")[1]], "give the SFT runs"), ([args[0], "calm"], "NAME=RUN")):
+        bad = script("tune_dpo", *wrong)
+        assert bad.returncode == 2 and said in bad.stderr and "Traceback" not in bad.stderr
