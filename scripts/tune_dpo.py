@@ -35,10 +35,12 @@ def setting(spec: str) -> tuple[str, list[str]]:
     return name, runs.split(",")
 
 
-def mean_of(runs: list[str]) -> dict:
-    scored = [score(validation_letters(run)[0]) for run in runs]
+def mean_of(runs: list[str]) -> tuple[dict, int]:
+    """Each KEY's (mean, std) over the runs' validation letters, and how many rows a run's letters cover."""
+    tables = [validation_letters(run)[0] for run in runs]
+    scored = [score(table) for table in tables]
     return {key: (statistics.mean(s[key] for s in scored),
-                  statistics.stdev(s[key] for s in scored) if len(scored) > 1 else 0.0) for key in KEYS}
+                  statistics.stdev(s[key] for s in scored) if len(scored) > 1 else 0.0) for key in KEYS}, len(tables[0])
 
 
 def main() -> None:
@@ -48,7 +50,9 @@ def main() -> None:
     args = parser.parse_args()
     if len(args.settings) < 2:
         raise UserError("give the SFT runs and at least one DPO setting", where="command line")
-    results = {name: mean_of(runs) for name, runs in map(setting, args.settings)}
+    settings = [setting(spec) for spec in args.settings]
+    scored = {name: mean_of(runs) for name, runs in settings}
+    results = {name: stats for name, (stats, _) in scored.items()}
     (sft_name, sft), *tried = results.items()
     means = lambda r: {key: r[key][0] for key in KEYS}  # noqa: E731
     passing = [name for name, r in tried
@@ -56,12 +60,12 @@ def main() -> None:
     chosen = min(passing, key=lambda name: results[name]["flagged"][0]) if passing else None
     lines = ["| setting | seeds | flagged letters | specific | supported claims / letter | words | ROUGE-L |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    for (name, runs), r in zip(map(setting, args.settings), results.values()):
+    for (name, runs), r in zip(settings, results.values()):
         cells = [f"{r[k][0]:.3f} ± {r[k][1]:.3f}" for k in ("flagged", "specific")]
         cells += [f"{r['supported'][0]:.2f} ± {r['supported'][1]:.2f}", f"{r['words'][0]:.0f} ± {r['words'][1]:.0f}",
                   f"{r['rouge_l'][0]:.3f} ± {r['rouge_l'][1]:.3f}"]
         lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
-    rows = len(validation_letters(setting(args.settings[0])[1][0])[0])
+    rows = scored[sft_name][1]
     text = "\n".join(lines) + (
         f"\n\nValidation rows: {rows} per run, by the claim verifier; mean ± std over seeds. Chosen: "
         f"{chosen or 'none'} (fewest flagged letters with words within 20% of {sft_name}'s, supported claims at "

@@ -50,7 +50,7 @@ def test_the_reference_is_the_sft_model_and_only_the_policy_adapter_moves(sft_ru
     run = TrainedRun.open(str(sft_run.root))
     cfg = PreferConfig(run=str(sft_run.root), output_dir=str(tmp_path / "dpo"), batch_size=2, learning_rate=5e-2,
                        save_steps=100)
-    rows = pair_rows(cfg, run)
+    rows, _ = pair_rows(cfg, run)
     pairs = [{"row_id": str(row["row_id"]), "chosen": "I write SQL reports.", "rejected": "I led NASA."}
              for row in rows[:2]]
     trainer, _ = dpo_trainer(cfg, run, RunLayout(tmp_path / "dpo"), rows, pairs, resolve_dtype("fp32"))

@@ -3,12 +3,13 @@ where it can run, else transformers' generate in length-sorted batches."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
-from coverlora.generate.batched import BatchDone, batched_letters, generate_batch
+from coverlora.generate.batched import BatchDone, batched_letters, generate_batch, generate_candidates
 from coverlora.generate.engine import UnsupportedModel
-from coverlora.generate.slots import slot_letters
+from coverlora.generate.slots import slot_candidates, slot_letters
 
 log = logging.getLogger("coverlora")
 
@@ -42,3 +43,10 @@ def generate_all(model, tokenizer, prompts: list[list[int]], indices: list[int],
     batched_letters(model, tokenizer, prompts, indices, max_new_tokens=max_new_tokens, batch_size=batch_size,
                     on_batch=on_batch, desc=desc, stop_ids=stop_ids, kv_cache=kv_cache, decode=decode or generate_batch,
                     **decoding)
+
+
+def candidate_decoders(*, samples: int, temperature: float, seed: int, top_p: float = 1.0) -> tuple[Callable, Callable]:
+    """Grounded decoding's candidates (the greedy letter and `samples` draws per row) as generate_all's `decode`
+    and `slot_decode`: the same letters on generate and on the slot engine for the same seed."""
+    options = {"samples": samples, "temperature": temperature, "seed": seed, "top_p": top_p}
+    return functools.partial(generate_candidates, **options), functools.partial(slot_candidates, **options)

@@ -91,9 +91,10 @@ class SeededSampler(LogitsProcessor):
         self.width, self.top_p = width, top_p
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        device = scores.device
-        position = self.first.to(device) + (input_ids.shape[1] - self.width)
-        tokens = sample_tokens(scores.float(), self.temperature.to(device), self.seed.to(device),
-                               self.stream.to(device), position, self.top_p)
+        if self.seed.device != scores.device:  # once: every later step finds them on the scores' device
+            self.seed, self.stream, self.first, self.temperature = (
+                t.to(scores.device) for t in (self.seed, self.stream, self.first, self.temperature))
+        position = self.first + (input_ids.shape[1] - self.width)
+        tokens = sample_tokens(scores.float(), self.temperature, self.seed, self.stream, position, self.top_p)
         forced = torch.full_like(scores, float("-inf"))
         return forced.scatter_(1, tokens[:, None], 0.0)

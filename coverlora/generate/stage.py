@@ -24,8 +24,7 @@ from coverlora.config import TestConfig
 from coverlora.data import frame_hash
 from coverlora.errors import UserError
 from coverlora.fields import FIELDS
-from coverlora.generate.batched import generate_candidates
-from coverlora.generate.letters import generate_all
+from coverlora.generate.letters import candidate_decoders, generate_all
 from coverlora.generate.loading import generator_source, load_generator
 from coverlora.generate.vllm import VllmLetters
 from coverlora.models import has_cuda, load_tokenizer, load_weights_into, prefetch, resolve_dtype
@@ -60,10 +59,8 @@ def _auto_batch_size(cfg: TestConfig) -> int:
 def candidates_of(cfg: TestConfig):
     """Grounded decoding's decode steps, on generate and on the slot engine (the same letters for the same seed):
     the greedy letter and cfg.candidates samples per row."""
-    from coverlora.generate.slots import slot_candidates
-
-    options = {"samples": cfg.candidates, "temperature": cfg.temperature, "seed": cfg.sample_seed, "top_p": cfg.top_p}
-    return functools.partial(generate_candidates, **options), functools.partial(slot_candidates, **options)
+    return candidate_decoders(samples=cfg.candidates, temperature=cfg.temperature, seed=cfg.sample_seed,
+                              top_p=cfg.top_p)
 
 
 @contextlib.contextmanager

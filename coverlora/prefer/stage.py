@@ -13,7 +13,6 @@ test.py and metrics.py take it unchanged.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import shutil
@@ -72,21 +71,21 @@ def _read_partial(path: Path, fingerprint: dict) -> list[dict]:
     return records
 
 
-def pair_rows(cfg: PreferConfig, run: TrainedRun) -> list[dict]:
-    """The rows pairs are sampled on: the run's training rows only, never validation, never test."""
+def pair_rows(cfg: PreferConfig, run: TrainedRun) -> tuple[list[dict], str]:
+    """The rows pairs are sampled on (the run's training rows only, never validation, never test) and their
+    hash, which the pairs' fingerprint keeps."""
     _, rows, _ = data_mod.training_rows(run.train)
-    return (rows.head(cfg.max_rows) if cfg.max_rows else rows).to_dict("records")
+    rows = rows.head(cfg.max_rows) if cfg.max_rows else rows
+    return rows.to_dict("records"), data_mod.frame_hash(rows)
 
 
-def sample_pairs(cfg: PreferConfig, run: TrainedRun, out: RunLayout, rows: list[dict],
+def sample_pairs(cfg: PreferConfig, run: TrainedRun, out: RunLayout, rows: list[dict], rows_hash: str,
                  dtype: torch.dtype) -> list[dict]:
     """One record per training row (its pair, or why none), appended as rows finish: a kill loses no row."""
-    from coverlora.generate.batched import generate_candidates
-    from coverlora.generate.letters import generate_all
+    from coverlora.generate.letters import candidate_decoders, generate_all
     from coverlora.generate.loading import load_generator
-    from coverlora.generate.slots import slot_candidates
 
-    fingerprint = {"data": data_mod.frame_hash(data_mod.load_split(run.train.data, "train")),
+    fingerprint = {"data": rows_hash,
                    "adapter": file_sha256(run.layout.adapter / "adapter_model.safetensors"), "samples": cfg.samples,
                    "temperature": cfg.temperature, "sample_seed": cfg.sample_seed, "max_new_tokens": cfg.max_new_tokens,
                    "words_within": cfg.words_within, "max_rows": cfg.max_rows}
@@ -101,7 +100,8 @@ def sample_pairs(cfg: PreferConfig, run: TrainedRun, out: RunLayout, rows: list[
         model.eval()
         fmt = run.prompt_format(tokenizer)
         prompts = [fmt.prompt_ids(row) for row in rows]
-        options = {"samples": cfg.samples, "temperature": cfg.temperature, "seed": cfg.sample_seed}
+        decode, slot_decode = candidate_decoders(samples=cfg.samples, temperature=cfg.temperature,
+                                                 seed=cfg.sample_seed)
 
         def on_batch(batch, candidates, counts, seconds) -> None:
             judged = row_records(candidates, [rows[i] for i in batch], cfg.words_within)
@@ -112,8 +112,7 @@ def sample_pairs(cfg: PreferConfig, run: TrainedRun, out: RunLayout, rows: list[
         generate_all(model, tokenizer, prompts, todo, max_new_tokens=cfg.max_new_tokens,
                      batch_size=512 if has_cuda() else 8, on_batch=on_batch, desc="pair candidates",
                      stop_ids=fmt.stop_ids, kv_cache="slots" if has_cuda() else "preallocated",
-                     decode=functools.partial(generate_candidates, **options),
-                     slot_decode=functools.partial(slot_candidates, **options))
+                     decode=decode, slot_decode=slot_decode)
         del model
     order = {str(row["row_id"]): k for k, row in enumerate(rows)}
     return sorted(records, key=lambda r: order[r["row_id"]])
@@ -161,8 +160,8 @@ def prefer(cfg: PreferConfig) -> RunLayout:
     with run_lock(out.root, "prefer"):
         out.root.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run.layout.stage_config("train"), out.stage_config("train"))  # the same base, data, prompt
-        rows = pair_rows(cfg, run)
-        records = sample_pairs(cfg, run, out, rows, dtype)
+        rows, rows_hash = pair_rows(cfg, run)
+        records = sample_pairs(cfg, run, out, rows, rows_hash, dtype)
         stats = stats_of(records)
         pairs = [r for r in records if "reason" not in r]
         write_text_atomic(out.root / "pairs.jsonl", "".join(json.dumps(r) + "\n" for r in records))

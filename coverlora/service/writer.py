@@ -223,7 +223,8 @@ class LetterWriter:
             return [r.text for r in repaired], [r.new_tokens for r in repaired], [r.record() for r in repaired]
         repaired = repair_letters(self.model, self.tokenizer, prompts, rows, max_new_tokens, tries=self.repair["tries"],
                                   temperature=self.repair["temperature"], seed=self.repair["seed"],
-                                  top_p=self.repair["top_p"], threshold=self.repair["threshold"], stop_ids=self.format.stop_ids, max_seconds=max_seconds,
+                                  top_p=self.repair["top_p"], threshold=self.repair["threshold"],
+                                  stop_ids=self.format.stop_ids, max_seconds=max_seconds,
                                   should_stop=stop.is_set if stop is not None else None,
                                   generate_kwargs={"stopping_criteria": _stopping(stop)}, **self.decoding)
         return [r.text for r in repaired], [r.new_tokens for r in repaired], [r.record() for r in repaired]
