@@ -6,7 +6,7 @@ its held-out scores come from scripts/train_verifier.py (coverlora/scoring/claim
     .venv/bin/python scripts/readings.py --data ../shared/data/cover-letter-dataset --lexical  # without MiniLM
 
 A reading file is one annotator's labels under data/claims/PROTOCOL.md: source, split, row, sentence, sha, label,
-severity. `second.csv` re-reads sentences of the batch files by another annotator: kappa is measured on those.
+severity. `second*.csv` re-read sentences of the other files by another annotator: kappa is measured on those.
 MiniLM runs on the CPU: run it under the shared lock (flock /tmp/coverlora-heavy.lock ...).
 """
 
@@ -27,7 +27,13 @@ from coverlora.scoring.claims.verdicts import FLAGGED_LABELS, LABELS, check_lett
 from coverlora.scoring.sentences import split_sentences
 
 READINGS = Path(__file__).resolve().parents[1] / "data" / "claims" / "readings"
-SECOND = "second.csv"
+SECOND = "second*.csv"  # second readings: never trained on; kappa is measured on them
+
+
+def first_readings() -> list[Path]:
+    """The reading files of first readings (every file but the second readings)."""
+    seconds = set(READINGS.glob(SECOND))
+    return sorted(p for p in READINGS.glob("*.csv") if p not in seconds)
 # The model letters read (source greedy / grounded / sample / base): their text, since it is in no data file.
 MODEL_LETTERS = READINGS.parent / "model_letters.jsonl"
 
@@ -178,7 +184,7 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="the dataset folder (train.csv, test.csv)")
     parser.add_argument("--lexical", action="store_true", help="the checker without MiniLM")
     args = parser.parse_args()
-    files = sorted(p for p in READINGS.glob("*.csv") if p.name != SECOND)
+    files = first_readings()
     if not files:
         raise UserError("no reading files", where=str(READINGS))
     first = {}
@@ -188,8 +194,9 @@ def main() -> None:
     print(f"readings: {len(first)} sentences of {len({k[:3] for k in first})} letters in {len(files)} files: "
           + ", ".join(f"{label} {counts[label]}" for label in LABELS)
           + f"; specific {sum(specific(r) for r in first.values())}")
-    if (READINGS / SECOND).is_file():
-        agreement(first, read(READINGS / SECOND))
+    for path in sorted(READINGS.glob(SECOND)):
+        print(f"{path.name}:")
+        agreement(first, read(path))
     checker_against(first, args.data, embeddings=not args.lexical)
     systems_table(first, args.data)
 

@@ -7,7 +7,7 @@ letter: a fixed fifth of the letters is held out (never trained or tuned on, rep
 (the regularisation and the flag threshold are chosen there), the rest trains the logistic regression. The
 weights (weights/verifier.json) and report.json (split sizes, validation and held-out scores of the verifier and
 of the lexical checker) are written beside verifier.py and committed, so a fresh clone needs neither the data
-nor this script. second.csv (the second reading) is left out of training. Takes about a minute on the CPU.
+nor this script. second*.csv (the second readings) are left out of training. Takes about a minute on the CPU.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import time
 
 import _bootstrap
-from readings import READINGS, SECOND, Letters, read, specific
+from readings import READINGS, Letters, first_readings, read, specific
 
 from coverlora.errors import UserError
 from coverlora.scoring.claims.features import verifier_features
@@ -39,7 +39,7 @@ def part_of(split: str, row: int) -> str:
 
 def examples(data: str) -> list[dict]:
     records = {}
-    for path in sorted(p for p in READINGS.glob("*.csv") if p.name != SECOND):
+    for path in first_readings():
         records |= read(path)
     source_of, split_letters, out, stale = Letters(data), {}, [], 0
     for (source, split, row, index), record in sorted(records.items()):
