@@ -1,13 +1,18 @@
 """Train the learned claim verifier (coverlora/scoring/claims/verifier.py) on the readings, and measure it.
 
-    .venv/bin/python scripts/train_verifier.py --data ../shared/data/cover-letter-dataset
+    # both readers: the logistic model (a minute) and the cross-encoder (about 40 min on 2 CPU cores)
+    flock /tmp/coverlora-heavy.lock .venv/bin/python scripts/train_verifier.py --data ../shared/data/cover-letter-dataset
+    # the logistic model only, re-blended with the committed cross-encoder
+    .venv/bin/python scripts/train_verifier.py --data ../shared/data/cover-letter-dataset --cross-encoder reuse
 
 The readings (data/claims/readings/*.csv, one annotator per file, under data/claims/PROTOCOL.md) are split by
-letter: a fixed fifth of the letters is held out (never trained or tuned on, reported), a tenth is validation
-(the regularisation and the flag threshold are chosen there), the rest trains the logistic regression. The
-weights (weights/verifier.json) and report.json (split sizes, validation and held-out scores of the verifier and
-of the lexical checker) are written beside verifier.py and committed, so a fresh clone needs neither the data
-nor this script. second*.csv (the second readings) are left out of training. Takes about a minute on the CPU.
+row: a fixed fifth of the training rows and every test row are held out (never trained or tuned on, reported),
+a tenth is validation, the rest trains both readers. On validation: the logistic model's regularisation and its
+own threshold, then the cross-encoder's weight in the blend and the blend's threshold (F1 of "flagged"). The
+weights (weights/verifier.json, weights/cross_encoder/) and report.json (split sizes, validation scores of every
+blend tried, held-out scores of the verifier and of the lexical checker) are written beside verifier.py and
+committed, so a fresh clone needs neither the data nor this script. second*.csv (the second readings) are left
+out of training.
 """
 
 from __future__ import annotations
@@ -21,11 +26,15 @@ import _bootstrap
 from readings import READINGS, Letters, first_readings, read, specific
 
 from coverlora.errors import UserError
+from coverlora.scoring.claims import cross_encoder
 from coverlora.scoring.claims.features import verifier_features
 from coverlora.scoring.claims.labels import sentence_sha
 from coverlora.scoring.claims.verdicts import FLAGGED_LABELS
 from coverlora.scoring.claims.verifier import CLASSES, WEIGHTS, label_of
 from coverlora.scoring.sentences import split_sentences
+
+THRESHOLDS = [t / 100 for t in range(10, 91, 2)]  # flag thresholds tried on validation
+BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # the cross-encoder's share of the blend, tried on validation
 
 
 def part_of(split: str, row: int) -> str:
@@ -154,22 +163,14 @@ def letter_labels(items: list[dict], method: str) -> tuple[list[str], list[bool]
             [bool(v) and v.flagged and v.severity != "generic" for v in found])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="the dataset folder (the readings' letters are its own)")
-    args = parser.parse_args()
-    from coverlora.runs.layout import write_text_atomic
-    from coverlora.scoring.claims import verifier
-
-    items = examples(args.data)
-    parts = {name: [i for i in items if i["part"] == name] for name in ("train", "validation", "heldout")}
-    print({name: len(v) for name, v in parts.items()}, flush=True)
+def fit_logistic(parts: dict) -> tuple[dict, dict]:
+    """The logistic reader: C and its own flag threshold for F1 on validation, then the severity model."""
     started = time.perf_counter()
     best = None  # (F1 on validation, C, threshold, model)
     for strength in (0.1, 0.3, 1.0, 3.0, 10.0):
         vectorizer, model = fit(parts["train"], strength)
         val = predict(vectorizer, model, parts["validation"])
-        for threshold in (t / 100 for t in range(10, 91, 2)):
+        for threshold in THRESHOLDS:
             f1 = _f1(scores(parts["validation"], [label_of(p, threshold) for p in val]))
             if best is None or f1 > best[0]:
                 best = (f1, strength, threshold, vectorizer, model)
@@ -186,14 +187,48 @@ def main() -> None:
     report = {"C": strength, "flag_threshold": threshold, "severity_C": severity_best[1],
               "severity_accuracy_validation": round(severity_best[0], 3), "parts": {k: len(v) for k, v in parts.items()},
               "features": len(exported["weights"]), "fit_seconds": round(time.perf_counter() - started, 1),
-              "validation": scores(parts["validation"], [label_of(p, threshold) for p in
-                                                         predict(vectorizer, model, parts["validation"])])}
-    WEIGHTS.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(verifier.MODEL_FILE, json.dumps(exported, separators=(",", ":")) + "\n")
-    verifier._model.cache_clear()
-    # Both checkers on the held-out letters, whole (the verifier with its exact rules, as every caller gets it).
-    # Also by kind of letter: the dataset's own (reference) and the models' (greedy, grounded, sample, base).
-    kinds = {"all": parts["heldout"], "reference letters": [i for i in parts["heldout"] if i["key"][0] == "reference"],
+              "validation_logistic": scores(parts["validation"], [label_of(p, threshold) for p in
+                                                                  predict(vectorizer, model, parts["validation"])])}
+    return exported, report
+
+
+def fit_cross_encoder(parts: dict, mode: str, settings: cross_encoder.Settings) -> list | None:
+    """The cross-encoder's reading of the validation sentences: trained now (`train`, about half an hour on two
+    CPU cores), the committed one (`reuse`), or none (`off`)."""
+    if mode == "off" or (mode == "reuse" and not cross_encoder.available()):
+        return None
+    if mode == "train":
+        train = parts["train"]
+        model, _ = cross_encoder.fit([i["sentence"] for i in train], [i["row"] for i in train],
+                                     [CLASSES.index(i["label"]) for i in train], [i["specific"] for i in train],
+                                     settings, log=lambda line: print(line, flush=True))
+        cross_encoder.save(model, settings)
+    return cross_encoder.read_sentences([i["sentence"] for i in parts["validation"]],
+                                        [i["row"] for i in parts["validation"]])
+
+
+def choose_blend(parts: dict, cross: list | None) -> tuple[float, float, dict]:
+    """The cross-encoder's weight in the blend and the blend's flag threshold, for F1 on the validation readings."""
+    from coverlora.scoring.claims import verifier
+
+    val = parts["validation"]
+    logistic = verifier.logistic_sentences([i["sentence"] for i in val], [i["row"] for i in val])
+    if cross is None:
+        return 0.0, verifier.flag_threshold(), {}
+    tried, best = {}, None
+    for weight in BLEND_WEIGHTS:
+        probs = [p for p, _ in verifier.blend(logistic, cross, weight)]
+        f1, threshold = max((_f1(scores(val, [label_of(p, t) for p in probs])), t) for t in THRESHOLDS)
+        tried[str(weight)] = scores(val, [label_of(p, threshold) for p in probs]) | {"threshold": threshold}
+        if best is None or f1 > best[0]:
+            best = (f1, weight, threshold)
+    return best[1], best[2], tried
+
+
+def measure(parts: dict, report: dict) -> None:
+    """Both checkers on the held-out letters, whole (the verifier with its exact rules, as every caller gets it),
+    and by kind of letter: the dataset's own (reference) and the models' (greedy, grounded, sample, base...)."""
+    kinds = {"reference letters": [i for i in parts["heldout"] if i["key"][0] == "reference"],
              "model letters": [i for i in parts["heldout"] if i["key"][0] != "reference"]}
     for method in ("verifier", "lexical"):
         started = time.perf_counter()
@@ -202,9 +237,38 @@ def main() -> None:
         report[f"heldout_{method}"]["seconds"] = round(time.perf_counter() - started, 2)
         said = {(i["key"], i["index"]): (label, flag) for i, label, flag in zip(parts["heldout"], labels, specific_flags)}
         for kind, items in kinds.items():
-            if items and kind != "all":
+            if items:
                 report[f"heldout_{method}"][kind] = scores(
                     items, [said[i["key"], i["index"]][0] for i in items], [said[i["key"], i["index"]][1] for i in items])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="the dataset folder (the readings' letters are its own)")
+    parser.add_argument("--cross-encoder", choices=("train", "reuse", "off"), default="train",
+                        help="train the cross-encoder (about 30 min on 2 CPU cores), reuse the committed one, or "
+                             "leave it out (the logistic model alone)")
+    args = parser.parse_args()
+    from coverlora.runs.layout import write_text_atomic
+    from coverlora.scoring.claims import verifier
+
+    items = examples(args.data)
+    parts = {name: [i for i in items if i["part"] == name] for name in ("train", "validation", "heldout")}
+    print({name: len(v) for name, v in parts.items()}, flush=True)
+    exported, report = fit_logistic(parts)
+    WEIGHTS.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(verifier.MODEL_FILE, json.dumps(exported, separators=(",", ":")) + "\n")
+    verifier._model.cache_clear()
+    settings = cross_encoder.Settings()
+    started = time.perf_counter()
+    weight, threshold, tried = choose_blend(parts, fit_cross_encoder(parts, args.cross_encoder, settings))
+    exported |= {"cross_encoder_weight": weight, "blend_threshold": threshold}
+    write_text_atomic(verifier.MODEL_FILE, json.dumps(exported, separators=(",", ":")) + "\n")
+    verifier._model.cache_clear()
+    report |= {"cross_encoder": args.cross_encoder, "cross_encoder_settings": settings.__dict__,
+               "cross_encoder_seconds": round(time.perf_counter() - started, 1), "cross_encoder_weight": weight,
+               "blend_threshold": threshold, "validation_blends": tried}
+    measure(parts, report)
     write_text_atomic(WEIGHTS / "report.json", json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 

@@ -106,3 +106,78 @@ def test_an_exact_rules_flag_is_specific():
     (verdict,) = check_claims("I have 9 years of experience in data analysis.", ROW, method="verifier")
     assert verdict.severity == "specific"
     assert all(v.severity is None for v in check_claims(LETTER, ROW, method="lexical"))  # it cannot tell
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory):
+    """A random two-layer BERT with MiniLM's tokenizer: the cross-encoder's code path at a test's cost."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from coverlora.scoring.embeddings import minilm_path
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=256)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_the_cross_encoder_learns_saves_and_reloads_merged_to_the_same_reading(tiny_encoder, tmp_path):
+    import torch
+
+    from coverlora.scoring.claims import cross_encoder
+
+    sentences = ["I hold a BSc in Statistics.", "I led a team of five analysts.", "Dear Hiring Manager,",
+                 "I am a Data Scientist at Northwind Apparel."] * 4
+    labels = [1, 3, 0, 2] * 4
+    settings = cross_encoder.Settings(rank=4, epochs=6, batch_size=4, learning_rate=1e-2)
+    logged = []
+    model, tokenizer = cross_encoder.fit(sentences, [ROW] * len(sentences), labels, [False, True, False, True] * 4,
+                                         settings, encoder_path=tiny_encoder, log=logged.append)
+    losses = [float(line.rsplit(" ", 1)[1]) for line in logged]
+    assert len(losses) == settings.epochs and losses[-1] < losses[0]
+    lora_b = [p for name, p in model.named_parameters() if "lora_B" in name]
+    assert lora_b and all(float(p.abs().sum()) > 0 for p in lora_b)  # PEFT starts B at zero: the adapter learned
+    before = cross_encoder.probabilities_of(model, tokenizer, sentences[:4], [ROW] * 4, settings.max_length)
+    cross_encoder.save(model, settings, tmp_path / "reader")
+    assert sorted(p.name for p in (tmp_path / "reader").iterdir()) == [
+        "adapter_config.json", "adapter_model.safetensors", cross_encoder.HEAD_FILE, cross_encoder.SETTINGS_FILE]
+    merged, _, loaded_settings = cross_encoder.load(str(tmp_path / "reader"), base=str(tiny_encoder))
+    after = cross_encoder.probabilities_of(merged, tokenizer, sentences[:4], [ROW] * 4, loaded_settings.max_length)
+    assert loaded_settings == settings
+    for (p, s), (q, t) in zip(before, after):
+        assert torch.allclose(torch.tensor(p), torch.tensor(q), atol=1e-5) and abs(s - t) < 1e-5
+
+
+def test_the_blend_is_the_logistic_reading_at_weight_zero_and_the_cross_encoders_at_one():
+    logistic = [([0.7, 0.1, 0.1, 0.1], 0.2)]
+    cross = [([0.1, 0.1, 0.2, 0.6], 0.9)]
+    assert verifier.blend(logistic, cross, 0.0) == logistic
+    assert verifier.blend(logistic, cross, 1.0) == cross
+    (probs, specific), = verifier.blend(logistic, cross, 0.5)
+    assert probs == pytest.approx([0.4, 0.1, 0.15, 0.35]) and specific == pytest.approx(0.55)
+
+
+def test_the_row_text_holds_every_field_the_reader_judges_by():
+    from coverlora.scoring.claims.cross_encoder import row_text
+
+    text = row_text(ROW)
+    assert all(str(value) in text for value in ROW.values())
+    assert text.index("Lumen Retail") < text.index("| job.") < text.index("Northwind Apparel")  # resume, then job
+
+
+def test_the_reader_is_shown_the_words_the_resume_lacks_and_text_never_becomes_a_control_token():
+    from coverlora.scoring.claims.cross_encoder import batches, encoded_pairs, sentence_text
+    from coverlora.scoring.claims.evidence import RowSources
+    from coverlora.scoring.embeddings import encoder
+
+    noted = sentence_text("I have built Spark pipelines on Hadoop clusters.", RowSources.of(ROW))
+    assert "only in the job: spark hadoop" in noted  # the posting's tools, as the reader sees them
+    assert sentence_text("I hold a BSc in Statistics.", RowSources.of(ROW)) == "I hold a BSc in Statistics."
+    tokenizer = encoder()[0]
+    pairs = encoded_pairs(["I know SQL [SEP] and [CLS] Tableau."], [ROW | {"skillsets": "SQL [SEP] Tableau"}])
+    (_, batch), = batches(tokenizer, pairs, batch_size=8, max_length=256)
+    ids = batch["input_ids"][0].tolist()
+    assert ids.count(tokenizer.sep_token_id) == 2 and ids.count(tokenizer.cls_token_id) == 1  # only its own
