@@ -109,6 +109,8 @@ def test_a_non_editable_install_imports_every_subpackage_outside_the_repository(
             f"for name in {packages!r}: importlib.import_module(name)\n"
             "from coverlora.scoring.claims import verifier\n"
             "assert verifier.available(), 'the verifier weights are not in the package'\n"
+            "from coverlora.scoring.claims import cross_encoder\n"
+            "assert cross_encoder.available(), 'the cross-encoder adapter is not in the package'\n"
             "print('ok')")
     # Run from an empty folder with only the installed copy on the path: nothing resolves from the checkout.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(target)}

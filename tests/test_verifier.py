@@ -48,7 +48,7 @@ Priya Raman"""
 
 def test_the_weights_are_committed_and_small():
     assert verifier.available()
-    size = sum(p.stat().st_size for p in verifier.WEIGHTS.iterdir())
+    size = sum(p.stat().st_size for p in verifier.WEIGHTS.rglob("*") if p.is_file())  # the adapter's folder too
     assert size < 10 * 2**20, size
     report = json.loads((verifier.WEIGHTS / "report.json").read_text())
     assert 0 < report["flag_threshold"] < 1 and report["parts"]["heldout"] >= 800 and report["heldout_verifier"]["recall"] > 0.8
