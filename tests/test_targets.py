@@ -43,10 +43,18 @@ def test_a_real_batch_carries_no_loss_on_exactly_the_unbacked_sentence(tiny_mode
     assert labels[-1] == fmt.end_id and stats.masked_tokens == 4 * labels[prompt:].count(-100)
 
 
-def test_the_run_manifest_and_log_count_what_the_targets_changed(tiny_model_path, data_dir, tmp_path, caplog):
+def test_the_run_manifest_and_log_count_what_the_targets_changed(tiny_model_path, tmp_path, caplog):
+    from conftest import make_row, write_csv
+
     from coverlora.config import TrainConfig
     from coverlora.train.stage import train
 
+    data_dir = tmp_path / "data"  # the hand-made rows, each letter with one claim its resume does not back
+    data_dir.mkdir()
+    rows = [make_row(i) for i in range(12)]
+    for row in rows:
+        row["Cover Letter"] = row["Cover Letter"].replace("\n\nSincerely", " " + INVENTED + "\n\nSincerely")
+    write_csv(data_dir / "train.csv", rows)
     cfg = TrainConfig(model=tiny_model_path, data=str(data_dir), output_dir=str(tmp_path / "run"), epochs=1,
                       batch_size=4, lora_r=4, lora_alpha=8, unbacked_sentences="mask", sign_off=True)
     with caplog.at_level("INFO", logger="coverlora"):
