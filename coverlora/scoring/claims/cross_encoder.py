@@ -25,9 +25,8 @@ from coverlora.scoring.claims.evidence import (
     RESUME_FIELDS,
     UNSUPPORTED,
     RowSources,
-    content_stems,
+    missing_words,
     stem,
-    word_evidence,
 )
 from coverlora.text import field_text, padded_words
 
@@ -50,7 +49,7 @@ def row_text(row: Mapping[str, str]) -> str:
 def sentence_text(sentence: str, sources: RowSources) -> str:
     """The sentence, then what a reader checks first: its content words the resume lacks, those the job has and
     those neither has (evidence.word_evidence), so the encoder weighs them in context rather than finding them."""
-    kinds = {item.source: set(item.items) for item in word_evidence(content_stems(sentence), sources)}
+    kinds = {item.source: set(item.items) for item in missing_words(sentence, sources)}
     words = padded_words(sentence).split()
     notes = [f"{name}: {' '.join(dict.fromkeys(w for w in words if stem(w) in kinds[source]))}"
              for source, name in ((BORROWED, "only in the job"), (UNSUPPORTED, "in neither")) if kinds.get(source)]
@@ -90,14 +89,16 @@ def _head_and_pool(torch):
     return Reader
 
 
-def encoded_pairs(sentences: Sequence[str], rows: Sequence[Mapping[str, str]]) -> list[tuple[str, str]]:
-    """(sentence_text, row_text) per sentence; a letter's sentences share their row, read once."""
-    sources: dict[int, RowSources] = {}
+def encoded_pairs(sentences: Sequence[str], rows: Sequence[Mapping[str, str]],
+                  row_sources: Sequence[RowSources] | None = None) -> list[tuple[str, str]]:
+    """(sentence_text, row_text) per sentence; a letter's sentences share their row, read once (row_sources[i]
+    are rows[i]'s, when the caller keeps them)."""
     texts: dict[int, str] = {}
     for row in rows:
-        if id(row) not in sources:
-            sources[id(row)], texts[id(row)] = RowSources.of(row), row_text(row)
-    return [(sentence_text(s, sources[id(row)]), texts[id(row)]) for s, row in zip(sentences, rows)]
+        if id(row) not in texts:
+            texts[id(row)] = row_text(row)
+    row_sources = row_sources or RowSources.per_row(rows)
+    return [(sentence_text(s, sources), texts[id(row)]) for s, row, sources in zip(sentences, rows, row_sources)]
 
 
 def batches(tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int, max_length: int,
@@ -113,14 +114,15 @@ def batches(tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int, max_le
 
 
 def probabilities_of(model, tokenizer, sentences: Sequence[str], rows: Sequence[Mapping[str, str]],
-                     max_length: int, batch_size: int = 64) -> list[tuple[list[float], float]]:
+                     max_length: int, batch_size: int = 64,
+                     row_sources: Sequence[RowSources] | None = None) -> list[tuple[list[float], float]]:
     """Per sentence: the four class probabilities and P(specific)."""
     import torch
 
     out: list = [None] * len(sentences)
     device = next(model.parameters()).device
     with torch.inference_mode():
-        for chosen, batch in batches(tokenizer, encoded_pairs(sentences, rows), batch_size, max_length):
+        for chosen, batch in batches(tokenizer, encoded_pairs(sentences, rows, row_sources), batch_size, max_length):
             logits = model(**batch.to(device)).float()
             probs = torch.softmax(logits[:, :N_CLASSES], dim=-1).tolist()
             specific = torch.sigmoid(logits[:, N_CLASSES]).tolist()
@@ -149,12 +151,13 @@ def load(folder: str = str(FOLDER), base: str | None = None):
     return model.to("cuda" if torch.cuda.is_available() else "cpu").eval(), tokenizer, settings
 
 
-def read_sentences(sentences: Sequence[str], rows: Sequence[Mapping[str, str]]) -> list[tuple[list[float], float]]:
+def read_sentences(sentences: Sequence[str], rows: Sequence[Mapping[str, str]],
+                   row_sources: Sequence[RowSources] | None = None) -> list[tuple[list[float], float]]:
     """The committed reader's class probabilities and P(specific) for each sentence (sentences[i] of rows[i])."""
     if not sentences:
         return []
     model, tokenizer, settings = load()
-    return probabilities_of(model, tokenizer, sentences, rows, settings.max_length)
+    return probabilities_of(model, tokenizer, sentences, rows, settings.max_length, row_sources=row_sources)
 
 
 def fit(sentences: Sequence[str], rows: Sequence[Mapping[str, str]], labels: Sequence[int],

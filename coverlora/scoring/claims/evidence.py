@@ -8,7 +8,7 @@ Resume fields back a claim; the job's fields (title, company, preferred qualific
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -106,6 +106,15 @@ class RowSources:
     years: float | None = None
     years_known: bool = True
     job_years: set[float] = field(default_factory=set)
+
+    @classmethod
+    def per_row(cls, rows: Sequence[Mapping[str, str]]) -> list[RowSources]:
+        """rows[i]'s RowSources for each i; a row given many times (a letter's sentences) is read once."""
+        by_row: dict[int, RowSources] = {}
+        for row in rows:
+            if id(row) not in by_row:
+                by_row[id(row)] = cls.of(row)
+        return [by_row[id(row)] for row in rows]
 
     @classmethod
     def of(cls, row: Mapping[str, str]) -> RowSources:
@@ -208,3 +217,9 @@ def word_evidence(stems: list[str], sources: RowSources) -> list[Evidence]:
             key = (UNSUPPORTED, None)
         groups.setdefault(key, []).append(word)
     return [Evidence("words", source, tuple(words), name) for (source, name), words in groups.items()]
+
+
+
+def missing_words(sentence: str, sources: RowSources) -> tuple[Evidence, ...]:
+    """What a reader checks first: the sentence's content words the resume lacks (only in the job, or nowhere)."""
+    return tuple(item for item in word_evidence(content_stems(sentence), sources) if item.source != SUPPORTED)

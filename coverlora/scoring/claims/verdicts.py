@@ -29,9 +29,8 @@ from coverlora.scoring.claims.evidence import (
     UNSUPPORTED,
     Evidence,
     RowSources,
-    content_stems,
     hard_evidence,
-    word_evidence,
+    missing_words,
     written_words,
 )
 from coverlora.scoring.claims.features import candidate_evidence
@@ -235,15 +234,9 @@ def verify_sentences(sentences: Sequence[Sequence[Sentence]], rows: Sequence[Map
             drafts[i][j] = (replace(verdict, label=label, evidence=exact + (said,), severity="specific"), exact)
         else:
             severity = ("specific" if p_specific >= 0.5 else "generic") if said.source in FLAGGED_LABELS else None
-            words = _missing_words(verdict.text, sources[i]) if said.source in FLAGGED_LABELS else ()
+            words = missing_words(verdict.text, sources[i]) if said.source in FLAGGED_LABELS else ()
             drafts[i][j] = (replace(verdict, label=said.source, evidence=(*words, said), severity=severity), exact)
     return [[verdict for verdict, _ in draft] for draft in drafts]
-
-
-def _missing_words(sentence: str, sources: RowSources) -> tuple[Evidence, ...]:
-    """What a reader checks first: the sentence's content words the resume lacks (only in the job, or nowhere)."""
-    evidence = word_evidence(content_stems(sentence), sources)
-    return tuple(item for item in evidence if item.source != SUPPORTED)
 
 
 def _finish(verdict: SentenceVerdict, candidate: tuple[Evidence, ...] | None, scores: tuple | None,

@@ -65,12 +65,7 @@ def logistic_sentences(sentences: Sequence[str], rows: Sequence[Mapping[str, str
     model = _model()
     weights, bias = model["weights"], model["bias"]  # feature -> per-class weights; per-class bias
     severity = model["severity"]  # feature -> weight of "specific"; its bias
-    if row_sources is None:  # a letter's sentences share their row: read its fields once
-        by_row: dict[int, RowSources] = {}
-        for row in rows:
-            if id(row) not in by_row:
-                by_row[id(row)] = RowSources.of(row)
-        row_sources = [by_row[id(row)] for row in rows]
+    row_sources = row_sources or RowSources.per_row(rows)
     scores, specific = [], []
     for sentence, sources in zip(sentences, row_sources):
         logits, severity_logit = list(bias), severity["bias"]
@@ -101,9 +96,10 @@ def read_sentences(sentences: Sequence[str], rows: Sequence[Mapping[str, str]],
     """Per sentence (sentences[i] belongs to rows[i], whose RowSources are row_sources[i] when the caller keeps
     them): its class probabilities (CLASSES order) and the probability that, if flagged, it is specific rather
     than generic: the blend of both readers."""
+    row_sources = row_sources or RowSources.per_row(rows)  # both readers read the row's fields once
     logistic = logistic_sentences(sentences, rows, row_sources)
     weight = cross_encoder_weight()
-    return blend(logistic, cross_encoder.read_sentences(sentences, rows), weight) if weight else logistic
+    return blend(logistic, cross_encoder.read_sentences(sentences, rows, row_sources), weight) if weight else logistic
 
 
 def probabilities(sentences: Sequence[str], rows: Sequence[Mapping[str, str]]) -> list[list[float]]:
