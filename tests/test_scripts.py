@@ -168,3 +168,26 @@ def test_tune_dpo_keeps_the_setting_that_flags_less_without_saying_less(tmp_path
     for wrong, said in ((["sft=" + args[0].split("=")[1]], "give the SFT runs"), ([args[0], "calm"], "NAME=RUN")):
         bad = script("tune_dpo", *wrong)
         assert bad.returncode == 2 and said in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_score_letters_rescores_stored_letters_on_their_rows(tmp_path, data_dir):
+    """score_letters.py: each source's stored letters judged against their own rows by the chosen checker, with
+    supported claims and words beside the flags; a source the store lacks is one line, exit 2, nothing written."""
+    rows = [make_row(100 + i) for i in range(4)]
+    invented = "I led the COBOL migration at NASA for 12 years, managing a team of 40 engineers."
+    letters = tmp_path / "model_letters.jsonl"
+    letters.write_text("".join(
+        json.dumps({"source": s, "split": "test", "row": r, "letter": text}) + "\n" for r, row in enumerate(rows)
+        for s, text in (("invents", invented), ("quiet", f"Dear Hiring Manager,\nSincerely,\n{row['Applicant Name']}"))))
+    out = tmp_path / "table.md"
+    done = script("score_letters", "--data", str(data_dir), "--sources", "invents,quiet", "--claims", "lexical",
+                  "--model-letters", str(letters), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    table = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in out.read_text().splitlines()
+             if line.startswith("| invents") or line.startswith("| quiet")}
+    assert table["invents"][:2] == ["4", "1.000"] and table["quiet"][:2] == ["4", "0.000"]
+    assert table["quiet"][4] == "0.00" and int(table["invents"][5].rstrip(" |")) == len(invented.split())
+    done = script("score_letters", "--data", str(data_dir), "--sources", "nobody", "--claims", "lexical",
+                  "--model-letters", str(letters), "--out", str(tmp_path / "none.md"))
+    assert done.returncode == 2 and "nobody" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "none.md").exists()
