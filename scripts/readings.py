@@ -4,6 +4,8 @@ its held-out scores come from scripts/train_verifier.py (coverlora/scoring/claim
 
     .venv/bin/python scripts/readings.py --data ../shared/data/cover-letter-dataset            # agreement + checker
     .venv/bin/python scripts/readings.py --data ../shared/data/cover-letter-dataset --lexical  # without MiniLM
+    # the learned verifier on readings it never trained on (test rows are all held out)
+    .venv/bin/python scripts/readings.py --data ../shared/data/cover-letter-dataset --files 'blind8-*.csv' --verifier
 
 A reading file is one annotator's labels under data/claims/PROTOCOL.md: source, split, row, sentence, sha, label,
 severity. `second*.csv` re-read sentences of the other files by another annotator: kappa is measured on those.
@@ -30,10 +32,10 @@ READINGS = Path(__file__).resolve().parents[1] / "data" / "claims" / "readings"
 SECOND = "second*.csv"  # second readings: never trained on; kappa is measured on them
 
 
-def first_readings() -> list[Path]:
-    """The reading files of first readings (every file but the second readings)."""
+def first_readings(pattern: str = "*.csv") -> list[Path]:
+    """The reading files of first readings matching `pattern` (every file but the second readings)."""
     seconds = set(READINGS.glob(SECOND))
-    return sorted(p for p in READINGS.glob("*.csv") if p not in seconds)
+    return sorted(p for p in READINGS.glob(pattern) if p not in seconds)
 # The model letters read (source greedy / grounded / sample / base): their text, since it is in no data file.
 MODEL_LETTERS = READINGS.parent / "model_letters.jsonl"
 
@@ -104,7 +106,7 @@ def agreement(first: dict, second: dict) -> None:
           f"{sum(a == b for a, b in letter_flags) / len(letter_flags):.3f}, kappa {kappa(letter_flags):.3f}")
 
 
-def checker_against(readings: dict, data: str, embeddings: bool) -> None:
+def checker_against(readings: dict, data: str, embeddings: bool, method: str = "lexical") -> None:
     source_of = Letters(data)
     letters, rows, keys = [], [], []
     for source, split, row in sorted({k[:3] for k in readings}):
@@ -113,11 +115,12 @@ def checker_against(readings: dict, data: str, embeddings: bool) -> None:
         rows.append(fields)
         keys.append((source, split, row))
     started = time.perf_counter()
-    verdicts = check_letters(letters, rows, embeddings=embeddings, method="lexical")  # the verifier learned from these
+    verdicts = check_letters(letters, rows, embeddings=embeddings, method=method)
     seconds = time.perf_counter() - started
     tp = fp = fn = spec_tp = spec_fn = stale = 0
-    letter_pairs = []
+    letter_pairs, by_source = [], {}  # by_source: source -> [tp, fp, fn]
     for key, letter, letter_verdicts in zip(keys, letters, verdicts):
+        counts = by_source.setdefault(key[0], [0, 0, 0])
         by_index = {s.index: s for s in split_sentences(letter)}
         read_specific = checker_flag = False
         for verdict in letter_verdicts:
@@ -129,18 +132,24 @@ def checker_against(readings: dict, data: str, embeddings: bool) -> None:
                 continue
             truth, said = record["label"] in FLAGGED_LABELS, verdict.label in FLAGGED_LABELS
             tp, fp, fn = tp + (truth and said), fp + (said and not truth), fn + (truth and not said)
+            counts[0], counts[1], counts[2] = counts[0] + (truth and said), counts[1] + (said and not truth), \
+                counts[2] + (truth and not said)
             if specific(record):
                 spec_tp, spec_fn = spec_tp + said, spec_fn + (not said)
                 read_specific = True
             checker_flag |= said
         letter_pairs.append((read_specific, checker_flag))
-    name = "lexical checker + MiniLM" if embeddings else "lexical checker (no MiniLM)"
+    name = "the learned verifier" if method == "verifier" else (
+        "lexical checker + MiniLM" if embeddings else "lexical checker (no MiniLM)")
     print(f"{name} against the readings ({len(keys)} letters, {seconds:.1f} s; {stale} stale shas):")
     print(f"  flagged: precision {tp / max(1, tp + fp):.3f}, recall {tp / max(1, tp + fn):.3f} "
           f"(tp {tp}, fp {fp}, fn {fn}); recall on the specific ones {spec_tp / max(1, spec_tp + spec_fn):.3f}")
     agree = sum(a == b for a, b in letter_pairs) / max(1, len(letter_pairs))
     print(f"  letters with a specific unbacked claim: reading {sum(a for a, _ in letter_pairs) / len(letter_pairs):.3f}, "
           f"checker flags {sum(b for _, b in letter_pairs) / len(letter_pairs):.3f}; letter-level agreement {agree:.3f}")
+    if 1 < len(by_source) <= 12:  # letters a decoder or a training run optimised against the checker read differently
+        print("  by source: " + "; ".join(f"{source} precision {t / max(1, t + f):.3f} recall {t / max(1, t + n):.3f}"
+                                          f" ({t + n} read unbacked)" for source, (t, f, n) in sorted(by_source.items())))
 
 
 def system_row(keys: list, read: dict, checked: dict, texts: dict) -> list[str]:
@@ -183,8 +192,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="the dataset folder (train.csv, test.csv)")
     parser.add_argument("--lexical", action="store_true", help="the checker without MiniLM")
+    parser.add_argument("--files", default="*.csv", help="only the reading files matching this pattern")
+    parser.add_argument("--verifier", action="store_true",
+                        help="measure the learned verifier instead of the lexical checker: honest only on files it "
+                             "never trained on (test rows, e.g. --files 'blind8-*.csv'; every test row is held out)")
     args = parser.parse_args()
-    files = first_readings()
+    files = first_readings(args.files)
     if not files:
         raise UserError("no reading files", where=str(READINGS))
     first = {}
@@ -194,10 +207,11 @@ def main() -> None:
     print(f"readings: {len(first)} sentences of {len({k[:3] for k in first})} letters in {len(files)} files: "
           + ", ".join(f"{label} {counts[label]}" for label in LABELS)
           + f"; specific {sum(specific(r) for r in first.values())}")
-    for path in sorted(READINGS.glob(SECOND)):
+    for path in sorted(READINGS.glob(SECOND)) if args.files == "*.csv" else ():  # kappa: on all first readings
         print(f"{path.name}:")
         agreement(first, read(path))
-    checker_against(first, args.data, embeddings=not args.lexical)
+    checker_against(first, args.data, embeddings=not args.lexical and not args.verifier,
+                    method="verifier" if args.verifier else "lexical")
     systems_table(first, args.data)
 
 
