@@ -30,9 +30,10 @@ from coverlora.scoring.sentences import split_sentences
 
 READINGS = Path(__file__).resolve().parents[1] / "data" / "claims" / "readings"
 SECOND = "second*.csv"  # second readings: never trained on; kappa is measured on them
+EVERY_FILE = "*.csv"
 
 
-def first_readings(pattern: str = "*.csv") -> list[Path]:
+def first_readings(pattern: str = EVERY_FILE) -> list[Path]:
     """The reading files of first readings matching `pattern` (every file but the second readings)."""
     seconds = set(READINGS.glob(SECOND))
     return sorted(p for p in READINGS.glob(pattern) if p not in seconds)
@@ -117,8 +118,8 @@ def checker_against(readings: dict, data: str, embeddings: bool, method: str = "
     started = time.perf_counter()
     verdicts = check_letters(letters, rows, embeddings=embeddings, method=method)
     seconds = time.perf_counter() - started
-    tp = fp = fn = spec_tp = spec_fn = stale = 0
-    letter_pairs, by_source = [], {}  # by_source: source -> [tp, fp, fn]
+    spec_tp = spec_fn = stale = 0
+    letter_pairs, by_source = [], {}  # by_source: source -> [tp, fp, fn] of the flagged sentences
     for key, letter, letter_verdicts in zip(keys, letters, verdicts):
         counts = by_source.setdefault(key[0], [0, 0, 0])
         by_index = {s.index: s for s in split_sentences(letter)}
@@ -131,14 +132,15 @@ def checker_against(readings: dict, data: str, embeddings: bool, method: str = "
                 stale += 1
                 continue
             truth, said = record["label"] in FLAGGED_LABELS, verdict.label in FLAGGED_LABELS
-            tp, fp, fn = tp + (truth and said), fp + (said and not truth), fn + (truth and not said)
-            counts[0], counts[1], counts[2] = counts[0] + (truth and said), counts[1] + (said and not truth), \
-                counts[2] + (truth and not said)
+            counts[0] += truth and said
+            counts[1] += said and not truth
+            counts[2] += truth and not said
             if specific(record):
                 spec_tp, spec_fn = spec_tp + said, spec_fn + (not said)
                 read_specific = True
             checker_flag |= said
         letter_pairs.append((read_specific, checker_flag))
+    tp, fp, fn = (sum(column) for column in zip(*by_source.values())) if by_source else (0, 0, 0)
     name = "the learned verifier" if method == "verifier" else (
         "lexical checker + MiniLM" if embeddings else "lexical checker (no MiniLM)")
     print(f"{name} against the readings ({len(keys)} letters, {seconds:.1f} s; {stale} stale shas):")
@@ -192,7 +194,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="the dataset folder (train.csv, test.csv)")
     parser.add_argument("--lexical", action="store_true", help="the checker without MiniLM")
-    parser.add_argument("--files", default="*.csv", help="only the reading files matching this pattern")
+    parser.add_argument("--files", default=EVERY_FILE, help="only the reading files matching this pattern")
     parser.add_argument("--verifier", action="store_true",
                         help="measure the learned verifier instead of the lexical checker: honest only on files it "
                              "never trained on (test rows, e.g. --files 'blind8-*.csv'; every test row is held out)")
@@ -207,7 +209,7 @@ def main() -> None:
     print(f"readings: {len(first)} sentences of {len({k[:3] for k in first})} letters in {len(files)} files: "
           + ", ".join(f"{label} {counts[label]}" for label in LABELS)
           + f"; specific {sum(specific(r) for r in first.values())}")
-    for path in sorted(READINGS.glob(SECOND)) if args.files == "*.csv" else ():  # kappa: on all first readings
+    for path in sorted(READINGS.glob(SECOND)) if args.files == EVERY_FILE else ():  # kappa: on all first readings
         print(f"{path.name}:")
         agreement(first, read(path))
     checker_against(first, args.data, embeddings=not args.lexical and not args.verifier,

@@ -23,7 +23,7 @@ from readings import MODEL_LETTERS, Letters
 
 from coverlora.config import MetricsConfig
 from coverlora.errors import UserError
-from coverlora.runs.layout import atomic_path
+from coverlora.runs.layout import write_text_atomic
 
 CLAIMS = {f.name: f for f in dataclasses.fields(MetricsConfig)}["claims"]  # metrics.py's checker choice, one home
 COLUMNS = ("letters", "any unbacked claim", "specific unbacked", "specific, novel", "supported claims / letter",
@@ -80,8 +80,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text, end="")
     if args.out:
-        with atomic_path(Path(args.out)) as tmp:
-            tmp.write_text(text, encoding="utf-8")
+        write_text_atomic(Path(args.out), text)
 
 
 if __name__ == "__main__":
