@@ -248,6 +248,8 @@ def main() -> None:
     parser.add_argument("--cross-encoder", choices=("train", "reuse", "off"), default="train",
                         help="train the cross-encoder (about 30 min on 2 CPU cores), reuse the committed one, or "
                              "leave it out (the logistic model alone)")
+    parser.add_argument("--no-heldout", dest="heldout", action="store_false",
+                        help="fit and choose only, the held-out readings unread (before a sweep's choice)")
     args = parser.parse_args()
     from coverlora.runs.layout import write_text_atomic
     from coverlora.scoring.claims import verifier
@@ -268,13 +270,15 @@ def main() -> None:
     report |= {"cross_encoder": args.cross_encoder, "cross_encoder_settings": settings.__dict__,
                "cross_encoder_seconds": round(time.perf_counter() - started, 1), "cross_encoder_weight": weight,
                "blend_threshold": threshold, "validation_blends": tried}
-    measure(parts, report)
+    if args.heldout:
+        measure(parts, report)
     write_text_atomic(WEIGHTS / "report.json", json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 
 def _f1(s: dict) -> float:
     return 2 * s["precision"] * s["recall"] / max(1e-9, s["precision"] + s["recall"])
+
 
 
 if __name__ == "__main__":

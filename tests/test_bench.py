@@ -131,3 +131,14 @@ def test_generation_report_rows():
 def test_serve_load_percentile_interpolates():
     assert serve_load.percentile([4.0, 1.0, 3.0, 2.0], 0.5) == 2.5
     assert serve_load.percentile([1.0, 2.0], 0.95) == pytest.approx(1.95)
+
+
+def test_the_verifier_sweep_averages_its_seeds_sentence_by_sentence():
+    from bench import verifier_sweep
+
+    seed_a = [([0.7, 0.1, 0.1, 0.1], 0.2), ([0.1, 0.1, 0.2, 0.6], 0.9)]
+    seed_b = [([0.5, 0.3, 0.1, 0.1], 0.4), ([0.1, 0.1, 0.6, 0.2], 0.5)]
+    averaged = verifier_sweep.average([seed_a, seed_b])
+    assert [round(x, 6) for x in averaged[0][0]] == [0.6, 0.2, 0.1, 0.1] and round(averaged[0][1], 6) == 0.3
+    assert [round(x, 6) for x in averaged[1][0]] == [0.1, 0.1, 0.4, 0.4] and round(averaged[1][1], 6) == 0.7
+    assert verifier_sweep.average([seed_a]) == seed_a

@@ -151,6 +151,28 @@ def test_the_cross_encoder_learns_saves_and_reloads_merged_to_the_same_reading(t
         assert torch.allclose(torch.tensor(p), torch.tensor(q), atol=1e-5) and abs(s - t) < 1e-5
 
 
+def test_the_cross_encoder_trains_and_reads_in_full_precision_from_a_half_precision_copy(tiny_encoder, tmp_path):
+    """A GPU call carries MiniLM as an fp16 copy (64 MiB a call): the reader must still train and merge in fp32
+    (transformers 5 would otherwise keep the checkpoint's dtype, and AdamW would step fp16 LoRA weights)."""
+    import shutil
+
+    import torch
+    from transformers import BertModel
+
+    from coverlora.scoring.claims import cross_encoder
+
+    half = tmp_path / "half"
+    shutil.copytree(tiny_encoder, half)
+    BertModel.from_pretrained(tiny_encoder).half().save_pretrained(half)
+    settings = cross_encoder.Settings(rank=4, epochs=1, batch_size=4)
+    model, _ = cross_encoder.fit(["I led a team of five analysts.", "Dear Hiring Manager,"] * 2, [ROW] * 4,
+                                 [3, 0, 3, 0], [True, False] * 2, settings, encoder_path=half, log=lambda _: None)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    cross_encoder.save(model, settings, tmp_path / "reader")
+    merged, _, _ = cross_encoder.load(str(tmp_path / "reader"), base=str(half))
+    assert {p.dtype for p in merged.parameters()} == {torch.float32}
+
+
 def test_the_blend_is_the_logistic_reading_at_weight_zero_and_the_cross_encoders_at_one():
     logistic = [([0.7, 0.1, 0.1, 0.1], 0.2)]
     cross = [([0.1, 0.1, 0.2, 0.6], 0.9)]

@@ -144,7 +144,9 @@ def load(folder: str = str(FOLDER), base: str | None = None):
 
     path, base = Path(folder), base or str(minilm_path())
     settings = Settings(**json.loads((path / SETTINGS_FILE).read_text(encoding="utf-8")))
-    encoder = PeftModel.from_pretrained(AutoModel.from_pretrained(base, local_files_only=True), path).merge_and_unload()
+    # fp32 whatever the checkpoint's dtype (transformers 5 keeps it): the merge and the reading in full precision
+    encoder = AutoModel.from_pretrained(base, local_files_only=True, dtype=torch.float32)
+    encoder = PeftModel.from_pretrained(encoder, path).merge_and_unload()
     model = _head_and_pool(torch)(encoder)
     model.head.load_state_dict(load_file(path / HEAD_FILE))
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
@@ -175,10 +177,11 @@ def fit(sentences: Sequence[str], rows: Sequence[Mapping[str, str]], labels: Seq
     torch.manual_seed(settings.seed)
     path = encoder_path or minilm_path()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    encoder = get_peft_model(AutoModel.from_pretrained(path, local_files_only=True),
+    encoder = get_peft_model(AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32),
                              LoraConfig(r=settings.rank, lora_alpha=2 * settings.rank, lora_dropout=0.1,
                                         target_modules=TARGETS))
-    model = _head_and_pool(torch)(encoder).train()
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # minutes on a GPU, about 40 on two CPU cores
+    model = _head_and_pool(torch)(encoder).to(device).train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.01)
     per_epoch = math.ceil(len(sentences) / settings.batch_size)
@@ -187,14 +190,15 @@ def fit(sentences: Sequence[str], rows: Sequence[Mapping[str, str]], labels: Seq
     pairs = encoded_pairs(sentences, rows)
     by_length = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
     groups = [by_length[k:k + settings.batch_size] for k in range(0, len(by_length), settings.batch_size)]
-    shuffler, y, spec = random.Random(settings.seed), torch.tensor(list(labels)), torch.tensor(list(specific))
+    shuffler = random.Random(settings.seed)
+    y, spec = torch.tensor(list(labels), device=device), torch.tensor(list(specific), device=device)
     for epoch in range(settings.epochs):
         shuffler.shuffle(groups)  # batches of similar lengths, in a fresh order each epoch
         total = 0.0
         for chosen, batch in batches(tokenizer, pairs, settings.batch_size, settings.max_length,
                                      order=[i for group in groups for i in group]):
-            logits = model(**batch)
-            index = torch.tensor(chosen)
+            logits = model(**batch.to(device))
+            index = torch.tensor(chosen, device=device)
             loss = torch.nn.functional.cross_entropy(logits[:, :N_CLASSES], y[index])
             flagged = y[index] >= 2  # borrowed or unsupported
             if flagged.any():
@@ -223,7 +227,7 @@ def save(model, settings: Settings, folder: Path = FOLDER) -> None:
     config = json.loads((partial / "adapter_config.json").read_text(encoding="utf-8"))
     config["base_model_name_or_path"] = "sentence-transformers/all-MiniLM-L6-v2"  # not this machine's path
     (partial / "adapter_config.json").write_text(json.dumps(config, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, partial / HEAD_FILE)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}, partial / HEAD_FILE)
     (partial / SETTINGS_FILE).write_text(json.dumps(settings.__dict__, indent=1) + "\n", encoding="utf-8")
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
