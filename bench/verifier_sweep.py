@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import _bootstrap  # noqa: E402
 from train_verifier import BLEND_WEIGHTS, THRESHOLDS, _f1, examples, scores  # noqa: E402
 
+from coverlora.runs.layout import write_text_atomic  # noqa: E402
 from coverlora.scoring.claims import cross_encoder  # noqa: E402
 from coverlora.scoring.claims.verifier import CLASSES, label_of  # noqa: E402
 
@@ -51,7 +52,7 @@ def train(args) -> None:
     val = parts["validation"]
     probs = cross_encoder.probabilities_of(model, tokenizer, [i["sentence"] for i in val], [i["row"] for i in val],
                                            settings.max_length)
-    (folder / PROBS_FILE).write_text(json.dumps({"seconds": round(seconds, 1), "probabilities": probs}) + "\n")
+    write_text_atomic(folder / PROBS_FILE, json.dumps({"seconds": round(seconds, 1), "probabilities": probs}) + "\n")
     print(f"{args.name}: trained in {seconds:.0f} s", flush=True)
 
 
@@ -63,7 +64,7 @@ def reread(folder: Path, val: list) -> list:
         model, tokenizer, settings = cross_encoder.load(str(folder))
         probs = cross_encoder.probabilities_of(model, tokenizer, [i["sentence"] for i in val], [i["row"] for i in val],
                                                settings.max_length)
-        cached.write_text(json.dumps(probs) + "\n")
+        write_text_atomic(cached, json.dumps(probs) + "\n")
     return json.loads(cached.read_text())
 
 
@@ -90,7 +91,6 @@ def best_blend(val: list, logistic: list, cross: list) -> dict:
 
 
 def choose(args) -> None:
-    from coverlora.runs.layout import write_text_atomic
     from coverlora.scoring.claims import verifier
 
     val = parts_of(args.data)["validation"]
@@ -113,7 +113,8 @@ def choose(args) -> None:
     lines.append(f"| none (the logistic reader alone) | – | 0 | {verifier._model()['flag_threshold']} | {alone['precision']} | "
                  f"{alone['recall']} | {alone['recall_specific']} | {alone['letter_agreement_any_flag']} | {round(_f1(alone), 3)} |")
     text = (f"Validation readings: {len(val)} sentences. Command: `{' '.join(sys.argv)}`\n\n" + "\n".join(lines) + "\n")
-    write_text_atomic(Path(args.out), text) if args.out else None
+    if args.out:
+        write_text_atomic(Path(args.out), text)
     print(text)
 
 

@@ -4,6 +4,8 @@
     flock /tmp/coverlora-heavy.lock .venv/bin/python scripts/train_verifier.py --data ../shared/data/cover-letter-dataset
     # the logistic model only, re-blended with the committed cross-encoder
     .venv/bin/python scripts/train_verifier.py --data ../shared/data/cover-letter-dataset --cross-encoder reuse
+    # nothing fitted: the committed verifier on the held-out part as the readings stand today
+    flock /tmp/coverlora-heavy.lock .venv/bin/python scripts/train_verifier.py --data ../shared/data/cover-letter-dataset --measure-only
 
 The readings (data/claims/readings/*.csv, one annotator per file, under data/claims/PROTOCOL.md) are split by
 row: a fixed fifth of the training rows and every test row are held out (never trained or tuned on, reported),
@@ -248,6 +250,9 @@ def main() -> None:
     parser.add_argument("--cross-encoder", choices=("train", "reuse", "off"), default="train",
                         help="train the cross-encoder (about 30 min on 2 CPU cores), reuse the committed one, or "
                              "leave it out (the logistic model alone)")
+    parser.add_argument("--measure-only", action="store_true",
+                        help="fit nothing: the committed verifier (and the lexical checker) on today's held-out part, "
+                             "printed; the weights and report.json stay as they are")
     parser.add_argument("--no-heldout", dest="heldout", action="store_false",
                         help="fit and choose only, the held-out readings unread (before a sweep's choice)")
     args = parser.parse_args()
@@ -257,6 +262,11 @@ def main() -> None:
     items = examples(args.data)
     parts = {name: [i for i in items if i["part"] == name] for name in ("train", "validation", "heldout")}
     print({name: len(v) for name, v in parts.items()}, flush=True)
+    if args.measure_only:
+        measured: dict = {}
+        measure(parts, measured)
+        print(json.dumps(measured, indent=2))
+        return
     exported, report = fit_logistic(parts)
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     write_text_atomic(verifier.MODEL_FILE, json.dumps(exported, separators=(",", ":")) + "\n")
