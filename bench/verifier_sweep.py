@@ -6,9 +6,9 @@
     # logistic reader at the weight and threshold that give the best F1 on validation, as train_verifier.py does
     .venv/bin/python bench/verifier_sweep.py choose --data DATA --dir OUT --out bench/results/verifier_sweep.md
 
-`train` saves the adapter and head (cross_encoder.save) and the validation sentences' probabilities; `choose`
-reads only those probabilities, so the held-out readings stay unseen until the chosen settings are committed and
-scripts/train_verifier.py measures them.
+`train` saves the adapter and head (cross_encoder.save); `choose` reads the validation sentences with each and keeps
+their probabilities beside it. Neither reads the held-out readings: they stay unseen until the chosen settings are
+committed and scripts/train_verifier.py measures them.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import _bootstrap  # noqa: E402
-from train_verifier import BLEND_WEIGHTS, THRESHOLDS, _f1, examples, scores  # noqa: E402
+from train_verifier import _f1, best_blend, examples, scores  # noqa: E402
 
 from coverlora.runs.layout import write_text_atomic  # noqa: E402
 from coverlora.scoring.claims import cross_encoder  # noqa: E402
 from coverlora.scoring.claims.verifier import CLASSES, label_of  # noqa: E402
 
-PROBS_FILE = "validation.json"
-CPU_PROBS_FILE = "validation_cpu.json"  # the same sentences read here, on the full-precision MiniLM, as shipped
+TRAINED_FILE = "trained.json"  # written last by `train`: the config finished (and how long it took)
+PROBS_FILE = "validation_cpu.json"  # the validation sentences read here, on the full-precision MiniLM, as shipped
 
 
 def parts_of(data: str) -> dict:
@@ -42,24 +42,21 @@ def train(args) -> None:
                                       epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     started = time.perf_counter()
     items = parts["train"][:args.limit] if args.limit else parts["train"]
-    model, tokenizer = cross_encoder.fit([i["sentence"] for i in items], [i["row"] for i in items],
+    model, _ = cross_encoder.fit([i["sentence"] for i in items], [i["row"] for i in items],
                                          [CLASSES.index(i["label"]) for i in items], [i["specific"] for i in items],
                                          settings, log=lambda line: print(args.name, line, flush=True))
     seconds = time.perf_counter() - started
     folder = Path(args.out) / args.name
     folder.parent.mkdir(parents=True, exist_ok=True)
     cross_encoder.save(model, settings, folder)
-    val = parts["validation"]
-    probs = cross_encoder.probabilities_of(model, tokenizer, [i["sentence"] for i in val], [i["row"] for i in val],
-                                           settings.max_length)
-    write_text_atomic(folder / PROBS_FILE, json.dumps({"seconds": round(seconds, 1), "probabilities": probs}) + "\n")
+    write_text_atomic(folder / TRAINED_FILE, json.dumps({"seconds": round(seconds, 1)}) + "\n")
     print(f"{args.name}: trained in {seconds:.0f} s", flush=True)
 
 
 def reread(folder: Path, val: list) -> list:
-    """The validation sentences read by the adapter in `folder` on this machine (train's own reading ran on the
-    GPU, where the base weights may have come as an fp16 copy); kept beside the adapter."""
-    cached = folder / CPU_PROBS_FILE
+    """The validation sentences read by the adapter in `folder` on this machine, where MiniLM is the full-precision
+    copy the verifier ships with (on the GPU it may have come as an fp16 copy); kept beside the adapter."""
+    cached = folder / PROBS_FILE
     if not cached.is_file():
         model, tokenizer, settings = cross_encoder.load(str(folder))
         probs = cross_encoder.probabilities_of(model, tokenizer, [i["sentence"] for i in val], [i["row"] for i in val],
@@ -77,25 +74,12 @@ def average(readings: list[list]) -> list:
     return out
 
 
-def best_blend(val: list, logistic: list, cross: list) -> dict:
-    from coverlora.scoring.claims import verifier
-
-    best = None
-    for weight in BLEND_WEIGHTS:
-        probs = [p for p, _ in verifier.blend(logistic, cross, weight)]
-        for threshold in THRESHOLDS:
-            s = scores(val, [label_of(p, threshold) for p in probs])
-            if best is None or _f1(s) > best["f1"]:
-                best = s | {"f1": round(_f1(s), 3), "weight": weight, "threshold": threshold}
-    return best
-
-
 def choose(args) -> None:
     from coverlora.scoring.claims import verifier
 
     val = parts_of(args.data)["validation"]
     logistic = verifier.logistic_sentences([i["sentence"] for i in val], [i["row"] for i in val])
-    readings = {p.parent.name: reread(p.parent, val) for p in sorted(Path(args.dir).glob(f"*/{PROBS_FILE}"))}
+    readings = {p.parent.name: reread(p.parent, val) for p in sorted(Path(args.dir).glob(f"*/{TRAINED_FILE}"))}
     settings = {name: json.loads((Path(args.dir) / name / cross_encoder.SETTINGS_FILE).read_text()) for name in readings}
     groups: dict[str, list[str]] = {}
     for name in readings:  # a config's seeds: names that differ only in their "-s<seed>" ending
@@ -104,11 +88,11 @@ def choose(args) -> None:
     lines = ["| cross-encoder | settings | blend weight | threshold | precision | recall | recall specific | letter agreement | F1 |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, members in candidates.items():
-        b = best_blend(val, logistic, average([readings[m] for m in members]))
-        s = settings[members[0]]
-        lines.append(f"| {name} | r{s['rank']} e{s['epochs']} lr{s['learning_rate']:g} b{s['batch_size']} | {b['weight']} | "
-                     f"{b['threshold']} | {b['precision']} | {b['recall']} | {b['recall_specific']} | "
-                     f"{b['letter_agreement_any_flag']} | {b['f1']} |")
+        weight, threshold, tried = best_blend(val, logistic, average([readings[m] for m in members]))
+        b, s = tried[str(weight)], settings[members[0]]
+        lines.append(f"| {name} | r{s['rank']} e{s['epochs']} lr{s['learning_rate']:g} b{s['batch_size']} | {weight} | "
+                     f"{threshold} | {b['precision']} | {b['recall']} | {b['recall_specific']} | "
+                     f"{b['letter_agreement_any_flag']} | {round(_f1(b), 3)} |")
     alone = scores(val, [label_of(p, verifier._model()["flag_threshold"]) for p, _ in logistic])
     lines.append(f"| none (the logistic reader alone) | – | 0 | {verifier._model()['flag_threshold']} | {alone['precision']} | "
                  f"{alone['recall']} | {alone['recall_specific']} | {alone['letter_agreement_any_flag']} | {round(_f1(alone), 3)} |")
@@ -121,7 +105,7 @@ def choose(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    one = commands.add_parser("train", help="train one config and read the validation sentences")
+    one = commands.add_parser("train", help="train one config and save it")
     defaults = cross_encoder.Settings()
     for flag, value in (("--rank", defaults.rank), ("--epochs", defaults.epochs), ("--lr", defaults.learning_rate),
                         ("--batch-size", defaults.batch_size), ("--max-length", defaults.max_length),

@@ -217,6 +217,14 @@ def choose_blend(parts: dict, cross: list | None) -> tuple[float, float, dict]:
     logistic = verifier.logistic_sentences([i["sentence"] for i in val], [i["row"] for i in val])
     if cross is None:
         return 0.0, verifier.flag_threshold(), {}
+    return best_blend(val, logistic, cross)
+
+
+def best_blend(val: list[dict], logistic: list, cross: list) -> tuple[float, float, dict]:
+    """Of the blends of two readings of `val` (BLEND_WEIGHTS), the weight and flag threshold with the best F1, and
+    every weight's scores at its own best threshold (keyed by str(weight))."""
+    from coverlora.scoring.claims import verifier
+
     tried, best = {}, None
     for weight in BLEND_WEIGHTS:
         probs = [p for p, _ in verifier.blend(logistic, cross, weight)]
@@ -288,7 +296,6 @@ def main() -> None:
 
 def _f1(s: dict) -> float:
     return 2 * s["precision"] * s["recall"] / max(1e-9, s["precision"] + s["recall"])
-
 
 
 if __name__ == "__main__":
