@@ -66,6 +66,14 @@ class Settings:
     seed: int = 0
 
 
+def device() -> str:
+    """Where the reader trains and reads: the GPU when there is one (minutes to train, against about 40 on two CPU
+    cores; the test stage's sentence repair reads often), else the CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def available() -> bool:
     return (FOLDER / HEAD_FILE).is_file() and (FOLDER / "adapter_config.json").is_file()
 
@@ -120,10 +128,10 @@ def probabilities_of(model, tokenizer, sentences: Sequence[str], rows: Sequence[
     import torch
 
     out: list = [None] * len(sentences)
-    device = next(model.parameters()).device
+    where = next(model.parameters()).device
     with torch.inference_mode():
         for chosen, batch in batches(tokenizer, encoded_pairs(sentences, rows, row_sources), batch_size, max_length):
-            logits = model(**batch.to(device)).float()
+            logits = model(**batch.to(where)).float()
             probs = torch.softmax(logits[:, :N_CLASSES], dim=-1).tolist()
             specific = torch.sigmoid(logits[:, N_CLASSES]).tolist()
             for position, p, s in zip(chosen, probs, specific):
@@ -150,7 +158,7 @@ def load(folder: str = str(FOLDER), base: str | None = None):
     model = _head_and_pool(torch)(encoder)
     model.head.load_state_dict(load_file(path / HEAD_FILE))
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
-    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval(), tokenizer, settings
+    return model.to(device()).eval(), tokenizer, settings
 
 
 def read_sentences(sentences: Sequence[str], rows: Sequence[Mapping[str, str]],
@@ -180,8 +188,8 @@ def fit(sentences: Sequence[str], rows: Sequence[Mapping[str, str]], labels: Seq
     encoder = get_peft_model(AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32),
                              LoraConfig(r=settings.rank, lora_alpha=2 * settings.rank, lora_dropout=0.1,
                                         target_modules=TARGETS))
-    device = "cuda" if torch.cuda.is_available() else "cpu"  # minutes on a GPU, about 40 on two CPU cores
-    model = _head_and_pool(torch)(encoder).to(device).train()
+    where = device()
+    model = _head_and_pool(torch)(encoder).to(where).train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.01)
     per_epoch = math.ceil(len(sentences) / settings.batch_size)
@@ -191,14 +199,14 @@ def fit(sentences: Sequence[str], rows: Sequence[Mapping[str, str]], labels: Seq
     by_length = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
     groups = [by_length[k:k + settings.batch_size] for k in range(0, len(by_length), settings.batch_size)]
     shuffler = random.Random(settings.seed)
-    y, spec = torch.tensor(list(labels), device=device), torch.tensor(list(specific), device=device)
+    y, spec = torch.tensor(list(labels), device=where), torch.tensor(list(specific), device=where)
     for epoch in range(settings.epochs):
         shuffler.shuffle(groups)  # batches of similar lengths, in a fresh order each epoch
         total = 0.0
         for chosen, batch in batches(tokenizer, pairs, settings.batch_size, settings.max_length,
                                      order=[i for group in groups for i in group]):
-            logits = model(**batch.to(device))
-            index = torch.tensor(chosen, device=device)
+            logits = model(**batch.to(where))
+            index = torch.tensor(chosen, device=where)
             loss = torch.nn.functional.cross_entropy(logits[:, :N_CLASSES], y[index])
             flagged = y[index] >= 2  # borrowed or unsupported
             if flagged.any():
