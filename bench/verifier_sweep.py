@@ -2,9 +2,13 @@
 
     # on a GPU (one config per process; several share the card), each into OUT/<name>/
     python bench/verifier_sweep.py train --data DATA --out OUT --name r16-e6 --rank 16 --epochs 6
+    # another base encoder than the offline MiniLM (a folder: config, weights, tokenizer), e.g. all-mpnet-base-v2
+    python bench/verifier_sweep.py train --data DATA --out OUT --name mpnet-r16 --encoder ENCODERS/all-mpnet-base-v2
     # here: each config (and each ensemble of a config's seeds, names joined by '+') blended with the committed
     # logistic reader at the weight and threshold that give the best F1 on validation, as train_verifier.py does
     .venv/bin/python bench/verifier_sweep.py choose --data DATA --dir OUT --out bench/results/verifier_sweep.md
+    # configs trained on another encoder find it by its folder's name under --encoders
+    .venv/bin/python bench/verifier_sweep.py choose --data DATA --dir OUT --encoders ENCODERS
 
 `train` saves the adapter and head (cross_encoder.save); `choose` reads the validation sentences with each and keeps
 their probabilities beside it. Neither reads the held-out readings: they stay unseen until the chosen settings are
@@ -23,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import _bootstrap  # noqa: E402
 from train_verifier import _f1, best_blend, examples, scores  # noqa: E402
 
+from coverlora.errors import UserError  # noqa: E402
 from coverlora.runs.layout import write_text_atomic  # noqa: E402
 from coverlora.scoring.claims import cross_encoder  # noqa: E402
 from coverlora.scoring.claims.verifier import CLASSES, label_of  # noqa: E402
@@ -40,25 +45,41 @@ def train(args) -> None:
     parts = parts_of(args.data)
     settings = cross_encoder.Settings(rank=args.rank, max_length=args.max_length, learning_rate=args.lr,
                                       epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    import torch
+
+    torch.set_float32_matmul_precision("high")  # TF32 on a GPU: the larger encoders train in a call's ten minutes
     started = time.perf_counter()
     items = parts["train"][:args.limit] if args.limit else parts["train"]
     model, _ = cross_encoder.fit([i["sentence"] for i in items], [i["row"] for i in items],
                                          [CLASSES.index(i["label"]) for i in items], [i["specific"] for i in items],
-                                         settings, log=lambda line: print(args.name, line, flush=True))
+                                         settings, encoder_path=args.encoder,
+                                         log=lambda line: print(args.name, line, flush=True))
     seconds = time.perf_counter() - started
     folder = Path(args.out) / args.name
     folder.parent.mkdir(parents=True, exist_ok=True)
     cross_encoder.save(model, settings, folder)
-    write_text_atomic(folder / TRAINED_FILE, json.dumps({"seconds": round(seconds, 1)}) + "\n")
+    marker = {"seconds": round(seconds, 1)} | ({"encoder": Path(args.encoder).name} if args.encoder else {})
+    write_text_atomic(folder / TRAINED_FILE, json.dumps(marker) + "\n")
     print(f"{args.name}: trained in {seconds:.0f} s", flush=True)
 
 
-def reread(folder: Path, val: list) -> list:
-    """The validation sentences read by the adapter in `folder` on this machine, where MiniLM is the full-precision
-    copy the verifier ships with (on the GPU it may have come as an fp16 copy); kept beside the adapter."""
+def encoder_of(folder: Path, encoders: str | None) -> str | None:
+    """The base encoder a config was trained on: None for the offline MiniLM, else its folder under `encoders`."""
+    name = json.loads((folder / TRAINED_FILE).read_text()).get("encoder")
+    if name is None:
+        return None
+    if encoders is None or not (Path(encoders) / name).is_dir():
+        raise UserError(f"{folder.name} was trained on the encoder {name!r}", where=str(folder / TRAINED_FILE),
+                        fix=f"pass --encoders DIR, a folder that holds {name}/")
+    return str(Path(encoders) / name)
+
+
+def reread(folder: Path, val: list, encoders: str | None = None) -> list:
+    """The validation sentences read by the adapter in `folder` on this machine, where the base encoder is the
+    full-precision copy (on the GPU it may have come as an fp16 copy); kept beside the adapter."""
     cached = folder / PROBS_FILE
     if not cached.is_file():
-        model, tokenizer, settings = cross_encoder.load(str(folder))
+        model, tokenizer, settings = cross_encoder.load(str(folder), encoder_of(folder, encoders))
         probs = cross_encoder.probabilities_of(model, tokenizer, [i["sentence"] for i in val], [i["row"] for i in val],
                                                settings.max_length)
         write_text_atomic(cached, json.dumps(probs) + "\n")
@@ -79,7 +100,7 @@ def choose(args) -> None:
 
     val = parts_of(args.data)["validation"]
     logistic = verifier.logistic_sentences([i["sentence"] for i in val], [i["row"] for i in val])
-    readings = {p.parent.name: reread(p.parent, val) for p in sorted(Path(args.dir).glob(f"*/{TRAINED_FILE}"))}
+    readings = {p.parent.name: reread(p.parent, val, args.encoders) for p in sorted(Path(args.dir).glob(f"*/{TRAINED_FILE}"))}
     settings = {name: json.loads((Path(args.dir) / name / cross_encoder.SETTINGS_FILE).read_text()) for name in readings}
     groups: dict[str, list[str]] = {}
     for name in readings:  # a config's seeds: names that differ only in their "-s<seed>" ending
@@ -114,9 +135,11 @@ def main() -> None:
     one.add_argument("--limit", type=int, default=0, help="train on the first N sentences only (a smoke test)")
     one.add_argument("--name", required=True, help="the config's folder under --out; '-s<seed>' ends a seed's name")
     one.add_argument("--out", required=True)
+    one.add_argument("--encoder", help="the base encoder's folder (default: the offline all-MiniLM-L6-v2)")
     pick = commands.add_parser("choose", help="blend each config with the logistic reader on validation")
     pick.add_argument("--dir", required=True)
     pick.add_argument("--out", help="the table's file (markdown)")
+    pick.add_argument("--encoders", help="where the encoders that configs name (trained.json) are, by folder name")
     for command in (one, pick):
         command.add_argument("--data", required=True)
     args = parser.parse_args()

@@ -142,3 +142,19 @@ def test_the_verifier_sweep_averages_its_seeds_sentence_by_sentence():
     assert [round(x, 6) for x in averaged[0][0]] == [0.6, 0.2, 0.1, 0.1] and round(averaged[0][1], 6) == 0.3
     assert [round(x, 6) for x in averaged[1][0]] == [0.1, 0.1, 0.4, 0.4] and round(averaged[1][1], 6) == 0.7
     assert verifier_sweep.average([seed_a]) == seed_a
+
+
+def test_the_verifier_sweep_finds_a_configs_encoder_by_name_or_says_where_to(tmp_path):
+    from bench import verifier_sweep
+    from coverlora.errors import UserError
+
+    minilm, mpnet = tmp_path / "r16", tmp_path / "mp-r16"
+    for folder, marker in ((minilm, {"seconds": 1.0}), (mpnet, {"seconds": 2.0, "encoder": "all-mpnet-base-v2"})):
+        folder.mkdir()
+        (folder / verifier_sweep.TRAINED_FILE).write_text(json.dumps(marker))
+    encoders = tmp_path / "encoders"
+    assert verifier_sweep.encoder_of(minilm, None) is None  # the offline MiniLM
+    with pytest.raises(UserError, match="all-mpnet-base-v2"):
+        verifier_sweep.encoder_of(mpnet, str(encoders))
+    (encoders / "all-mpnet-base-v2").mkdir(parents=True)
+    assert verifier_sweep.encoder_of(mpnet, str(encoders)) == str(encoders / "all-mpnet-base-v2")

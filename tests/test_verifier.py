@@ -173,6 +173,30 @@ def test_the_cross_encoder_trains_and_reads_in_full_precision_from_a_half_precis
     assert {p.dtype for p in merged.parameters()} == {torch.float32}
 
 
+def test_the_cross_encoder_adapts_every_linear_layer_of_an_mpnet_encoder_too(tmp_path):
+    """bench/verifier_sweep.py --encoder tries larger encoders (all-mpnet-base-v2): MPNet names its attention
+    projections q, k, v, o and takes no token_type_ids."""
+    from transformers import AutoTokenizer, MPNetConfig, MPNetModel
+
+    from coverlora.scoring.claims import cross_encoder
+    from coverlora.scoring.embeddings import minilm_path
+
+    folder = tmp_path / "tiny-mpnet"
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
+    MPNetModel(MPNetConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=258)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    settings = cross_encoder.Settings(rank=4, epochs=1, batch_size=4)
+    model, _ = cross_encoder.fit(["I led a team of five analysts.", "Dear Hiring Manager,"] * 2, [ROW] * 4,
+                                 [3, 0, 3, 0], [True, False] * 2, settings, encoder_path=folder, log=lambda _: None)
+    adapted = {name.split(".")[-1] for name, module in model.encoder.named_modules() if hasattr(module, "lora_A")}
+    assert adapted == {"q", "k", "v", "o", "dense"}
+    cross_encoder.save(model, settings, tmp_path / "reader")
+    merged, tokenizer, _ = cross_encoder.load(str(tmp_path / "reader"), base=str(folder))
+    (probs, _), = cross_encoder.probabilities_of(merged, tokenizer, ["I led a team."], [ROW], settings.max_length)
+    assert sum(probs) == pytest.approx(1.0)
+
+
 def test_the_blend_is_the_logistic_reading_at_weight_zero_and_the_cross_encoders_at_one():
     logistic = [([0.7, 0.1, 0.1, 0.1], 0.2)]
     cross = [([0.1, 0.1, 0.2, 0.6], 0.9)]

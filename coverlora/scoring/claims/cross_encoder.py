@@ -34,8 +34,9 @@ FOLDER = Path(__file__).resolve().parent / "weights" / "cross_encoder"
 HEAD_FILE = "head.safetensors"
 SETTINGS_FILE = "settings.json"
 N_CLASSES = 4  # not_a_claim, supported, borrowed, unsupported (verifier.CLASSES); logit 4 is "specific"
-# Every linear layer of the encoder's blocks (not the pooler: the head reads the hidden states, not its output).
-TARGETS = r".*encoder\.layer\.\d+\..*\.(query|key|value|dense)$"
+# Every linear layer of the encoder's blocks (not the pooler: the head reads the hidden states, not its output):
+# BERT's names (MiniLM: query, key, value, dense) and MPNet's (q, k, v, o; bench/verifier_sweep.py --encoder).
+TARGETS = r".*encoder\.layer\.\d+\..*\.(query|key|value|dense|q|k|v|o)$"
 
 
 def row_text(row: Mapping[str, str]) -> str:
@@ -88,8 +89,8 @@ def _head_and_pool(torch):
             self.head = torch.nn.Linear(2 * encoder.config.hidden_size, N_CLASSES + 1)
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                                  token_type_ids=token_type_ids).last_hidden_state
+            extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}  # MPNet has none
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
             return self.head(torch.cat([hidden[:, 0], mean], dim=-1))
