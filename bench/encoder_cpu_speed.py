@@ -5,7 +5,7 @@
 
 The cross-encoder's adapter is merged into its base when it loads, so reading costs the base's own forward pass:
 this times it on the test split's reference letters, every body sentence paired with its row exactly as the
-verifier reads it (cross_encoder.encoded_pairs, batched per letter, max_length 256), in full precision and with
+verifier reads it (cross_encoder.encoded_pairs, batched per letter, the reader's max_length), in full precision and with
 torch's dynamic int8 quantization of the linear layers. The verifier's target is 0.5 s a letter of about ten
 sentences on two CPU cores. MiniLM is timed alongside as the baseline.
 """
@@ -35,7 +35,7 @@ def seconds_per_letter(model, tokenizer, letters: list[tuple[list[str], dict]]) 
     with torch.inference_mode():
         for sentences, row in letters:
             pairs = cross_encoder.encoded_pairs(sentences, [row] * len(sentences))
-            _, batch = next(cross_encoder.batches(tokenizer, pairs, len(pairs), 256))
+            _, batch = next(cross_encoder.batches(tokenizer, pairs, len(pairs), cross_encoder.Settings().max_length))
             started = time.perf_counter()
             model(**batch)
             times.append(time.perf_counter() - started)

@@ -1,4 +1,5 @@
-"""Fixtures: a tiny random Llama with the SmolLM2 tokenizer, and small hand-made datasets. No network."""
+"""Fixtures: a tiny random Llama with the SmolLM2 tokenizer, a tiny random BERT with MiniLM's, and small hand-made
+datasets. No network."""
 
 from __future__ import annotations
 
@@ -150,3 +151,19 @@ def make_client(writer, tiny_model_path):
     yield make
     for client in clients:
         client.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory):
+    """A random two-layer BERT with MiniLM's tokenizer: the cross-encoder's code path at a test's cost."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from coverlora.scoring.embeddings import minilm_path
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=256)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -160,15 +160,13 @@ def test_the_verifier_sweep_finds_a_configs_encoder_by_name_or_says_where_to(tmp
     assert verifier_sweep.encoder_of(mpnet, str(encoders)) == str(encoders / "all-mpnet-base-v2")
 
 
-def test_the_encoder_speed_bench_reads_each_letter_as_the_verifier_pairs_it(tmp_path):
-    from transformers import AutoTokenizer, BertConfig, BertModel
+def test_the_encoder_speed_bench_reads_each_letter_as_the_verifier_pairs_it(tiny_encoder):
+    from transformers import AutoModel, AutoTokenizer
 
     from bench import encoder_cpu_speed
-    from coverlora.scoring.embeddings import minilm_path
 
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
-    model = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
-                                 num_attention_heads=2, intermediate_size=64)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder, local_files_only=True)
+    model = AutoModel.from_pretrained(tiny_encoder, local_files_only=True).eval()
     row = {"applicant_name": "Ana", "skillsets": "SQL", "job_title": "Analyst"}
     mean, median = encoder_cpu_speed.seconds_per_letter(model, tokenizer, [(["I know SQL.", "I led a team."], row)] * 3)
     assert 0 < median and 0 < mean < 5

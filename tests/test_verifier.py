@@ -108,22 +108,6 @@ def test_an_exact_rules_flag_is_specific():
     assert all(v.severity is None for v in check_claims(LETTER, ROW, method="lexical"))  # it cannot tell
 
 
-@pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory):
-    """A random two-layer BERT with MiniLM's tokenizer: the cross-encoder's code path at a test's cost."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from coverlora.scoring.embeddings import minilm_path
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=256)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def test_the_cross_encoder_learns_saves_and_reloads_merged_to_the_same_reading(tiny_encoder, tmp_path):
     import torch
 
@@ -175,7 +159,7 @@ def test_the_cross_encoder_trains_and_reads_in_full_precision_from_a_half_precis
 
 def test_the_cross_encoder_adapts_every_linear_layer_of_an_mpnet_encoder_too(tmp_path):
     """bench/verifier_sweep.py --encoder tries larger encoders (all-mpnet-base-v2): MPNet names its attention
-    projections q, k, v, o and takes no token_type_ids."""
+    projections q, k, v, o."""
     from transformers import AutoTokenizer, MPNetConfig, MPNetModel
 
     from coverlora.scoring.claims import cross_encoder

@@ -89,8 +89,8 @@ def _head_and_pool(torch):
             self.head = torch.nn.Linear(2 * encoder.config.hidden_size, N_CLASSES + 1)
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):
-            extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}  # MPNet has none
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                  token_type_ids=token_type_ids).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
             return self.head(torch.cat([hidden[:, 0], mean], dim=-1))
