@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import _bootstrap  # noqa: E402
-from train_verifier import _f1, best_blend, examples, scores  # noqa: E402
+from train_verifier import THRESHOLDS, _f1, best_blend, examples, scores  # noqa: E402
 
 from coverlora.errors import UserError  # noqa: E402
 from coverlora.runs.layout import write_text_atomic  # noqa: E402
@@ -50,6 +51,10 @@ def train(args) -> None:
     torch.set_float32_matmul_precision("high")  # TF32 on a GPU: the larger encoders train in a call's ten minutes
     started = time.perf_counter()
     items = parts["train"][:args.limit] if args.limit else parts["train"]
+    if args.sample:  # one fixed sample (not the training seed's): configs on other encoders read the same sentences
+        if args.sample > len(items):
+            raise UserError(f"--sample {args.sample} is more than the {len(items)} training sentences", where="--sample")
+        items = random.Random(0).sample(items, args.sample)
     model, _ = cross_encoder.fit([i["sentence"] for i in items], [i["row"] for i in items],
                                          [CLASSES.index(i["label"]) for i in items], [i["specific"] for i in items],
                                          settings, encoder_path=args.encoder,
@@ -58,7 +63,8 @@ def train(args) -> None:
     folder = Path(args.out) / args.name
     folder.parent.mkdir(parents=True, exist_ok=True)
     cross_encoder.save(model, settings, folder)
-    marker = {"seconds": round(seconds, 1)} | ({"encoder": Path(args.encoder).name} if args.encoder else {})
+    marker = ({"seconds": round(seconds, 1)} | ({"encoder": Path(args.encoder).name} if args.encoder else {})
+              | ({"sample": args.sample} if args.sample else {}))
     write_text_atomic(folder / TRAINED_FILE, json.dumps(marker) + "\n")
     print(f"{args.name}: trained in {seconds:.0f} s", flush=True)
 
@@ -95,6 +101,18 @@ def average(readings: list[list]) -> list:
     return out
 
 
+def alone_f1(val: list, reading: list) -> float:
+    """The cross-encoder's own F1 of "flagged" at its best threshold, unblended: what the reader adds, compared
+    across encoders without the logistic reader's share."""
+    return round(max(_f1(scores(val, [label_of(p, t) for p, _ in reading])) for t in THRESHOLDS), 3)
+
+
+def trained_on(out: str, name: str) -> str:
+    """What the config's trained.json says beyond its settings: its base encoder and training sample, if any."""
+    marker = json.loads((Path(out) / name / TRAINED_FILE).read_text())
+    return "".join(f" {key} {marker[key]}" for key in ("encoder", "sample") if key in marker)
+
+
 def choose(args) -> None:
     from coverlora.scoring.claims import verifier
 
@@ -106,17 +124,18 @@ def choose(args) -> None:
     for name in readings:  # a config's seeds: names that differ only in their "-s<seed>" ending
         groups.setdefault(name.rsplit("-s", 1)[0], []).append(name)
     candidates = {name: [name] for name in readings} | {"+".join(g): g for g in groups.values() if len(g) > 1}
-    lines = ["| cross-encoder | settings | blend weight | threshold | precision | recall | recall specific | letter agreement | F1 |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| cross-encoder | settings | blend weight | threshold | precision | recall | recall specific | letter agreement "
+             "| F1 | F1 alone |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, members in candidates.items():
-        weight, threshold, tried = best_blend(val, logistic, average([readings[m] for m in members]))
+        reading = average([readings[m] for m in members])
+        weight, threshold, tried = best_blend(val, logistic, reading)
         b, s = tried[str(weight)], settings[members[0]]
-        lines.append(f"| {name} | r{s['rank']} e{s['epochs']} lr{s['learning_rate']:g} b{s['batch_size']} | {weight} | "
-                     f"{threshold} | {b['precision']} | {b['recall']} | {b['recall_specific']} | "
-                     f"{b['letter_agreement_any_flag']} | {round(_f1(b), 3)} |")
+        lines.append(f"| {name} | r{s['rank']} e{s['epochs']} lr{s['learning_rate']:g} b{s['batch_size']}{trained_on(args.dir, members[0])} "
+                     f"| {weight} | {threshold} | {b['precision']} | {b['recall']} | {b['recall_specific']} | "
+                     f"{b['letter_agreement_any_flag']} | {round(_f1(b), 3)} | {alone_f1(val, reading)} |")
     alone = scores(val, [label_of(p, verifier._model()["flag_threshold"]) for p, _ in logistic])
     lines.append(f"| none (the logistic reader alone) | – | 0 | {verifier._model()['flag_threshold']} | {alone['precision']} | "
-                 f"{alone['recall']} | {alone['recall_specific']} | {alone['letter_agreement_any_flag']} | {round(_f1(alone), 3)} |")
+                 f"{alone['recall']} | {alone['recall_specific']} | {alone['letter_agreement_any_flag']} | {round(_f1(alone), 3)} | – |")
     text = (f"Validation readings: {len(val)} sentences. Command: `{' '.join(sys.argv)}`\n\n" + "\n".join(lines) + "\n")
     if args.out:
         write_text_atomic(Path(args.out), text)
@@ -133,6 +152,9 @@ def main() -> None:
                         ("--seed", defaults.seed)):
         one.add_argument(flag, type=type(value), default=value)
     one.add_argument("--limit", type=int, default=0, help="train on the first N sentences only (a smoke test)")
+    one.add_argument("--sample", type=int, default=0,
+                     help="train on a fixed random N of the training sentences (the same N for every config): "
+                          "encoders compared where training on all of them is too slow, e.g. on the CPU")
     one.add_argument("--name", required=True, help="the config's folder under --out; '-s<seed>' ends a seed's name")
     one.add_argument("--out", required=True)
     one.add_argument("--encoder", help="the base encoder's folder (default: the offline all-MiniLM-L6-v2)")
