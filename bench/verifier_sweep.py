@@ -7,8 +7,12 @@
     # here: each config (and each ensemble of a config's seeds, names joined by '+') blended with the committed
     # logistic reader at the weight and threshold that give the best F1 on validation, as train_verifier.py does
     .venv/bin/python bench/verifier_sweep.py choose --data DATA --dir OUT --out bench/results/verifier_sweep.md
-    # configs trained on another encoder find it by its folder's name under --encoders
-    .venv/bin/python bench/verifier_sweep.py choose --data DATA --dir OUT --encoders ENCODERS
+    # configs trained on another encoder find it by its folder's name under --encoders; --committed adds the
+    # shipped reader as a row
+    .venv/bin/python bench/verifier_sweep.py choose --data DATA --dir OUT --encoders ENCODERS --committed
+    # two encoders on the CPU, where all the training sentences would take hours: one fixed random sample each
+    .venv/bin/python bench/verifier_sweep.py train --data DATA --out OUT --name mpnet-n2000 --sample 2000 --epochs 2 \
+        --encoder ENCODERS/all-mpnet-base-v2
 
 `train` saves the adapter and head (cross_encoder.save); `choose` reads the validation sentences with each and keeps
 their probabilities beside it. Neither reads the held-out readings: they stay unseen until the chosen settings are
@@ -34,6 +38,7 @@ from coverlora.scoring.claims import cross_encoder  # noqa: E402
 from coverlora.scoring.claims.verifier import CLASSES, label_of  # noqa: E402
 
 TRAINED_FILE = "trained.json"  # written last by `train`: the config finished (and how long it took)
+COMMITTED = "committed (weights/cross_encoder)"  # choose --committed: the shipped reader's row
 PROBS_FILE = "validation_cpu.json"  # the validation sentences read here, on the full-precision MiniLM, as shipped
 
 
@@ -109,7 +114,10 @@ def alone_f1(val: list, reading: list) -> float:
 
 def trained_on(out: str, name: str) -> str:
     """What the config's trained.json says beyond its settings: its base encoder and training sample, if any."""
-    marker = json.loads((Path(out) / name / TRAINED_FILE).read_text())
+    path = Path(out) / name / TRAINED_FILE
+    if not path.is_file():  # the committed reader (--committed)
+        return ""
+    marker = json.loads(path.read_text())
     return "".join(f" {key} {marker[key]}" for key in ("encoder", "sample") if key in marker)
 
 
@@ -120,6 +128,9 @@ def choose(args) -> None:
     logistic = verifier.logistic_sentences([i["sentence"] for i in val], [i["row"] for i in val])
     readings = {p.parent.name: reread(p.parent, val, args.encoders) for p in sorted(Path(args.dir).glob(f"*/{TRAINED_FILE}"))}
     settings = {name: json.loads((Path(args.dir) / name / cross_encoder.SETTINGS_FILE).read_text()) for name in readings}
+    if args.committed:  # the shipped reader, read the same way: the table's yardstick
+        readings[COMMITTED] = cross_encoder.read_sentences([i["sentence"] for i in val], [i["row"] for i in val])
+        settings[COMMITTED] = json.loads((cross_encoder.FOLDER / cross_encoder.SETTINGS_FILE).read_text())
     groups: dict[str, list[str]] = {}
     for name in readings:  # a config's seeds: names that differ only in their "-s<seed>" ending
         groups.setdefault(name.rsplit("-s", 1)[0], []).append(name)
@@ -161,6 +172,7 @@ def main() -> None:
     pick = commands.add_parser("choose", help="blend each config with the logistic reader on validation")
     pick.add_argument("--dir", required=True)
     pick.add_argument("--out", help="the table's file (markdown)")
+    pick.add_argument("--committed", action="store_true", help="add the committed reader as a row, read the same way")
     pick.add_argument("--encoders", help="where the encoders that configs name (trained.json) are, by folder name")
     for command in (one, pick):
         command.add_argument("--data", required=True)

@@ -176,6 +176,7 @@ def test_the_verifier_sweep_scores_a_reader_alone_and_names_what_it_was_trained_
         (tmp_path / name / verifier_sweep.TRAINED_FILE).write_text(json.dumps(marker))
     assert verifier_sweep.trained_on(str(tmp_path), "r16") == ""
     assert verifier_sweep.trained_on(str(tmp_path), "mp") == " encoder mpnet sample 2000"
+    assert verifier_sweep.trained_on(str(tmp_path), verifier_sweep.COMMITTED) == ""  # the shipped reader: no marker
 
 
 def test_the_encoder_speed_bench_reads_each_letter_as_the_verifier_pairs_it(tiny_encoder):
