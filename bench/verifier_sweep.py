@@ -57,8 +57,9 @@ def train(args) -> None:
     started = time.perf_counter()
     items = parts["train"][:args.limit] if args.limit else parts["train"]
     if args.sample:  # one fixed sample (not the training seed's): configs on other encoders read the same sentences
-        if args.sample > len(items):
-            raise UserError(f"--sample {args.sample} is more than the {len(items)} training sentences", where="--sample")
+        if not 0 < args.sample <= len(items):
+            raise UserError(f"--sample {args.sample} is not between 1 and the {len(items)} training sentences",
+                            where="--sample")
         items = random.Random(0).sample(items, args.sample)
     model, _ = cross_encoder.fit([i["sentence"] for i in items], [i["row"] for i in items],
                                          [CLASSES.index(i["label"]) for i in items], [i["specific"] for i in items],
