@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import _bootstrap  # noqa: E402
-from train_verifier import THRESHOLDS, _f1, best_blend, examples, scores  # noqa: E402
+from train_verifier import _f1, best_blend, examples, scores  # noqa: E402
 
 from coverlora.errors import UserError  # noqa: E402
 from coverlora.runs.layout import write_text_atomic  # noqa: E402
@@ -107,18 +107,14 @@ def average(readings: list[list]) -> list:
     return out
 
 
-def alone_f1(val: list, reading: list) -> float:
-    """The cross-encoder's own F1 of "flagged" at its best threshold, unblended: what the reader adds, compared
-    across encoders without the logistic reader's share."""
-    return round(max(_f1(scores(val, [label_of(p, t) for p, _ in reading])) for t in THRESHOLDS), 3)
+def alone_f1(tried: dict) -> float:
+    """The cross-encoder's own F1 at its best threshold, unblended: best_blend's weight 1 (the last of
+    BLEND_WEIGHTS), which compares encoders without the logistic reader's share."""
+    return round(_f1(tried[str(1.0)]), 3)
 
 
-def trained_on(out: str, name: str) -> str:
-    """What the config's trained.json says beyond its settings: its base encoder and training sample, if any."""
-    path = Path(out) / name / TRAINED_FILE
-    if not path.is_file():  # the committed reader (--committed)
-        return ""
-    marker = json.loads(path.read_text())
+def trained_on(marker: dict) -> str:
+    """What a config's trained.json says beyond its settings: its base encoder and training sample, if any."""
     return "".join(f" {key} {marker[key]}" for key in ("encoder", "sample") if key in marker)
 
 
@@ -129,9 +125,11 @@ def choose(args) -> None:
     logistic = verifier.logistic_sentences([i["sentence"] for i in val], [i["row"] for i in val])
     readings = {p.parent.name: reread(p.parent, val, args.encoders) for p in sorted(Path(args.dir).glob(f"*/{TRAINED_FILE}"))}
     settings = {name: json.loads((Path(args.dir) / name / cross_encoder.SETTINGS_FILE).read_text()) for name in readings}
-    if args.committed:  # the shipped reader, read the same way: the table's yardstick
+    markers = {name: json.loads((Path(args.dir) / name / TRAINED_FILE).read_text()) for name in readings}
+    if args.committed:  # the shipped reader, read the same way: the table's yardstick (no marker: MiniLM, every sentence)
         readings[COMMITTED] = cross_encoder.read_sentences([i["sentence"] for i in val], [i["row"] for i in val])
         settings[COMMITTED] = json.loads((cross_encoder.FOLDER / cross_encoder.SETTINGS_FILE).read_text())
+        markers[COMMITTED] = {}
     groups: dict[str, list[str]] = {}
     for name in readings:  # a config's seeds: names that differ only in their "-s<seed>" ending
         groups.setdefault(name.rsplit("-s", 1)[0], []).append(name)
@@ -139,12 +137,11 @@ def choose(args) -> None:
     lines = ["| cross-encoder | settings | blend weight | threshold | precision | recall | recall specific | letter agreement "
              "| F1 | F1 alone |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, members in candidates.items():
-        reading = average([readings[m] for m in members])
-        weight, threshold, tried = best_blend(val, logistic, reading)
+        weight, threshold, tried = best_blend(val, logistic, average([readings[m] for m in members]))
         b, s = tried[str(weight)], settings[members[0]]
-        lines.append(f"| {name} | r{s['rank']} e{s['epochs']} lr{s['learning_rate']:g} b{s['batch_size']}{trained_on(args.dir, members[0])} "
+        lines.append(f"| {name} | r{s['rank']} e{s['epochs']} lr{s['learning_rate']:g} b{s['batch_size']}{trained_on(markers[members[0]])} "
                      f"| {weight} | {threshold} | {b['precision']} | {b['recall']} | {b['recall_specific']} | "
-                     f"{b['letter_agreement_any_flag']} | {round(_f1(b), 3)} | {alone_f1(val, reading)} |")
+                     f"{b['letter_agreement_any_flag']} | {round(_f1(b), 3)} | {alone_f1(tried)} |")
     alone = scores(val, [label_of(p, verifier._model()["flag_threshold"]) for p, _ in logistic])
     lines.append(f"| none (the logistic reader alone) | – | 0 | {verifier._model()['flag_threshold']} | {alone['precision']} | "
                  f"{alone['recall']} | {alone['recall_specific']} | {alone['letter_agreement_any_flag']} | {round(_f1(alone), 3)} | – |")

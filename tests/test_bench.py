@@ -160,23 +160,22 @@ def test_the_verifier_sweep_finds_a_configs_encoder_by_name_or_says_where_to(tmp
     assert verifier_sweep.encoder_of(mpnet, str(encoders)) == str(encoders / "all-mpnet-base-v2")
 
 
-def test_the_verifier_sweep_scores_a_reader_alone_and_names_what_it_was_trained_on(tmp_path):
+def test_the_verifier_sweep_scores_a_reader_alone_and_names_what_it_was_trained_on():
     from bench import verifier_sweep
 
+    best_blend = verifier_sweep.best_blend  # train_verifier's
     val = [{"key": ("greedy", "train", row), "label": label, "specific": label == "unsupported"}
            for row, label in enumerate(["supported", "unsupported", "not_a_claim", "borrowed"])]
     perfect = [([0.1, 0.9, 0.0, 0.0], 0.0), ([0.0, 0.1, 0.1, 0.8], 0.9), ([0.9, 0.1, 0.0, 0.0], 0.0),
                ([0.0, 0.3, 0.6, 0.1], 0.1)]
-    assert verifier_sweep.alone_f1(val, perfect) == 1.0
     backwards = [([0.0, 0.0, 0.1, 0.9], 0.0), ([0.1, 0.9, 0.0, 0.0], 0.9), ([0.0, 0.0, 0.9, 0.1], 0.0),
                  ([0.9, 0.1, 0.0, 0.0], 0.1)]
-    assert verifier_sweep.alone_f1(val, backwards) == 0.0  # at every threshold it flags only the two unflagged
-    for name, marker in (("r16", {"seconds": 1.0}), ("mp", {"seconds": 2.0, "encoder": "mpnet", "sample": 2000})):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / verifier_sweep.TRAINED_FILE).write_text(json.dumps(marker))
-    assert verifier_sweep.trained_on(str(tmp_path), "r16") == ""
-    assert verifier_sweep.trained_on(str(tmp_path), "mp") == " encoder mpnet sample 2000"
-    assert verifier_sweep.trained_on(str(tmp_path), verifier_sweep.COMMITTED) == ""  # the shipped reader: no marker
+    # the cross-encoder's own score, whatever the logistic reader it is blended with
+    assert verifier_sweep.alone_f1(best_blend(val, backwards, perfect)[2]) == 1.0
+    assert verifier_sweep.alone_f1(best_blend(val, perfect, backwards)[2]) == 0.0  # it flags only the two unflagged
+    assert verifier_sweep.trained_on({"seconds": 1.0}) == ""
+    assert verifier_sweep.trained_on({}) == ""  # choose --committed: the shipped reader has no marker
+    assert verifier_sweep.trained_on({"seconds": 2.0, "encoder": "mpnet", "sample": 2000}) == " encoder mpnet sample 2000"
 
 
 def test_the_encoder_speed_bench_reads_each_letter_as_the_verifier_pairs_it(tiny_encoder):
