@@ -78,6 +78,19 @@ def test_labels_by_rule(sentence, expected):
     assert label(sentence) == expected
 
 
+def test_a_number_in_the_hiring_company_or_title_names_the_job():
+    row = ROW | {"hiring_company": "123 Company", "job_title": "Tier 2 Support Analyst",
+                 "preferred_qualifications": "Experience at 123 Company's help desk"}
+    for method in ("lexical", "verifier"):
+        for sentence in ("Dear Hiring Manager, I am writing to apply for the Data Engineer position at 123 Company.",
+                         "I am excited to apply for the Tier 2 Support Analyst role."):
+            evidence = [e for v in check_claims(sentence, row, embeddings=False, method=method) for e in v.evidence]
+            assert not [e for e in evidence if e.kind == "number"], (method, sentence)
+    # the same digits elsewhere in a sentence are still a claim: the posting's number, borrowed
+    verdict = check_claims("I resolved 123 tickets a week at 123 Company.", row, embeddings=False, method="lexical")[0]
+    assert [(e.source, e.items) for e in verdict.evidence if e.kind == "number"] == [(BORROWED, ("123",))]
+
+
 def test_claim_that_resume_backs_with_hiring_company_is_supported():
     row = dict(ROW, current_experience="Software Engineer at Northwind Logistics for 3 years")
     assert label("I am a Software Engineer at Northwind Logistics.", row) == SUPPORTED

@@ -159,9 +159,18 @@ def _attribute(kind: str, items, resume: set, job: set, job_field: str) -> list[
             else Evidence(kind, UNSUPPORTED, (item,)) for item in items]
 
 
+def _without_job_names(sentence: str, row: Mapping[str, str]) -> str:
+    """The sentence with the hiring company's name and the job's title blanked out: a number inside them ("the
+    Data Engineer position at 123 Company", "Tier 2 Support Analyst") names the job; it claims nothing."""
+    for name in ("hiring_company", "job_title"):
+        if value := field_text(row, name).strip():
+            sentence = re.sub(re.escape(value), " ", sentence, flags=re.I)
+    return sentence
+
+
 def _number_evidence(sentence: str, sources: RowSources, accounted: set[str]) -> list[Evidence]:
-    return _attribute("number", sorted(numbers_in(sentence) - accounted), sources.numbers["resume"],
-                      sources.numbers["job"], "preferred_qualifications")
+    return _attribute("number", sorted(numbers_in(_without_job_names(sentence, sources.row)) - accounted),
+                      sources.numbers["resume"], sources.numbers["job"], "preferred_qualifications")
 
 
 def _entity_evidence(sentence: str, sources: RowSources, ignore: set[str]) -> list[Evidence]:
