@@ -78,14 +78,17 @@ def test_labels_by_rule(sentence, expected):
     assert label(sentence) == expected
 
 
-def test_a_number_in_the_hiring_company_or_title_names_the_job():
+def test_a_number_or_tool_in_the_hiring_company_or_title_names_the_job():
     row = ROW | {"hiring_company": "123 Company", "job_title": "Tier 2 Support Analyst",
                  "preferred_qualifications": "Experience at 123 Company's help desk"}
     for method in ("lexical", "verifier"):
-        for sentence in ("Dear Hiring Manager, I am writing to apply for the Data Engineer position at 123 Company.",
-                         "I am excited to apply for the Tier 2 Support Analyst role."):
-            evidence = [e for v in check_claims(sentence, row, embeddings=False, method=method) for e in v.evidence]
-            assert not [e for e in evidence if e.kind == "number"], (method, sentence)
+        for sentence, company in (
+                ("Dear Hiring Manager, I am writing to apply for the Data Engineer position at 123 Company.", None),
+                ("I am excited to apply for the Tier 2 Support Analyst role.", None),
+                ("I am writing to express my interest in the Support Analyst position at Salesforce.", "Salesforce")):
+            checked = row | {"hiring_company": company} if company else row
+            evidence = [e for v in check_claims(sentence, checked, embeddings=False, method=method) for e in v.evidence]
+            assert not [e for e in evidence if e.kind in ("number", "entity")], (method, sentence)
     # the same digits elsewhere in a sentence are still a claim: the posting's number, borrowed
     verdict = check_claims("I resolved 123 tickets a week at 123 Company.", row, embeddings=False, method="lexical")[0]
     assert [(e.source, e.items) for e in verdict.evidence if e.kind == "number"] == [(BORROWED, ("123",))]

@@ -191,3 +191,20 @@ def test_score_letters_rescores_stored_letters_on_their_rows(tmp_path, data_dir)
                   "--model-letters", str(letters), "--out", str(tmp_path / "none.md"))
     assert done.returncode == 2 and "nobody" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "none.md").exists()
+    # the dataset's own letters and metrics.py's baselines, made from the data on the same rows
+    done = script("score_letters", "--data", str(data_dir), "--sources", "invents,reference,template,retrieval",
+                  "--claims", "lexical", "--model-letters", str(letters), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    table = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in out.read_text().splitlines()
+             if line.startswith("| ") and not line.startswith("| source")}
+    from coverlora.metrics.baselines import template_letter
+
+    template_words = [len(template_letter(row | {"job_title": row["Job Title"], "hiring_company": row["Hiring Company"],
+                                                 "applicant_name": row["Applicant Name"]}).split()) for row in rows]
+    assert [table[s][0] for s in ("invents", "reference", "template", "retrieval")] == ["4"] * 4
+    assert int(table["template"][5]) == round(sum(template_words) / 4)
+    assert int(table["reference"][5]) == round(sum(len(row["Cover Letter"].split()) for row in rows) / 4)
+    assert table["reference"][1] == "0.000"  # the fixture's rows back their own letters
+    done = script("score_letters", "--data", str(data_dir), "--sources", "retrieval", "--split", "train",
+                  "--claims", "lexical", "--model-letters", str(letters))
+    assert done.returncode == 2 and "retrieval" in done.stderr and len(done.stderr.strip().splitlines()) == 1

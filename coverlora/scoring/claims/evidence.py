@@ -160,8 +160,9 @@ def _attribute(kind: str, items, resume: set, job: set, job_field: str) -> list[
 
 
 def _without_job_names(sentence: str, row: Mapping[str, str]) -> str:
-    """The sentence with the hiring company's name and the job's title blanked out: a number inside them ("the
-    Data Engineer position at 123 Company", "Tier 2 Support Analyst") names the job; it claims nothing."""
+    """The sentence with the hiring company's name and the job's title blanked out: a number or a tool inside them
+    ("the Data Engineer position at 123 Company", "Tier 2 Support Analyst", "the position at Salesforce") names the
+    job; it claims nothing. Working at the hiring company is the employer rule's (roles.py)."""
     for name in ("hiring_company", "job_title"):
         if value := field_text(row, name).strip():
             sentence = re.sub(re.escape(value), " ", sentence, flags=re.I)
@@ -169,8 +170,8 @@ def _without_job_names(sentence: str, row: Mapping[str, str]) -> str:
 
 
 def _number_evidence(sentence: str, sources: RowSources, accounted: set[str]) -> list[Evidence]:
-    return _attribute("number", sorted(numbers_in(_without_job_names(sentence, sources.row)) - accounted),
-                      sources.numbers["resume"], sources.numbers["job"], "preferred_qualifications")
+    return _attribute("number", sorted(numbers_in(sentence) - accounted), sources.numbers["resume"],
+                      sources.numbers["job"], "preferred_qualifications")
 
 
 def _entity_evidence(sentence: str, sources: RowSources, ignore: set[str]) -> list[Evidence]:
@@ -210,7 +211,8 @@ def hard_evidence(sentence: str, sources: RowSources) -> list[Evidence]:
     else:
         ignore = set()
     years, accounted = _years_evidence(sentence, sources)
-    return (years + _number_evidence(sentence, sources, accounted) + _entity_evidence(sentence, sources, ignore)
+    unnamed = _without_job_names(sentence, sources.row)
+    return (years + _number_evidence(unnamed, sources, accounted) + _entity_evidence(unnamed, sources, ignore)
             + _certification_evidence(sentence, sources) + _placeholder_evidence(sentence))
 
 
