@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import time
 import typing
 from pathlib import Path
@@ -73,7 +74,8 @@ def score(data: str, sources: list[str], split: str, claims: str, model_letters:
                  sum(len(t.split()) for t in texts) / len(texts), frame["has_borrowed_claim"].mean(),
                  frame["has_unsupported_claim"].mean(), frame["claim_support"].astype(float).mean())
         lines.append(f"| {source} | {cells[0]} | " + " | ".join(f"{v:.3f}" for v in cells[1:4])
-                     + f" | {cells[4]:.2f} | {cells[5]:.0f} | " + " | ".join(f"{v:.3f}" for v in cells[6:]) + " |")
+                     + f" | {cells[4]:.2f} | {cells[5]:.0f} | "
+                     + " | ".join("–" if math.isnan(v) else f"{v:.3f}" for v in cells[6:]) + " |")  # –: no claims
     return lines, int(novel.sum())
 
 

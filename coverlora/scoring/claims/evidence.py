@@ -165,7 +165,7 @@ def _without_job_names(sentence: str, row: Mapping[str, str]) -> str:
     job; it claims nothing. Working at the hiring company is the employer rule's (roles.py)."""
     for name in ("hiring_company", "job_title"):
         if value := field_text(row, name).strip():
-            sentence = re.sub(re.escape(value), " ", sentence, flags=re.I)
+            sentence = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", " ", sentence, flags=re.I)  # whole words only
     return sentence
 
 
