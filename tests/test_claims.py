@@ -94,6 +94,16 @@ def test_a_number_or_tool_in_the_hiring_company_or_title_names_the_job():
     assert [(e.source, e.items) for e in verdict.evidence if e.kind == "number"] == [(BORROWED, ("123",))]
 
 
+def test_a_tool_in_a_wish_is_no_exact_flag_but_years_still_are():
+    from coverlora.scoring.claims.evidence import RowSources
+    from coverlora.scoring.claims.verdicts import exact_findings
+
+    sources = RowSources.of(ROW)
+    assert exact_findings("I am excited about the opportunity to work with Kafka and Unity.", sources) == ()
+    assert [e.kind for e in exact_findings("I have built mobile games in Unity.", sources)] == ["entity"]
+    assert [e.kind for e in exact_findings("With 9 years of experience, I am confident I can contribute.", sources)] == ["years"]
+
+
 def test_claim_that_resume_backs_with_hiring_company_is_supported():
     row = dict(ROW, current_experience="Software Engineer at Northwind Logistics for 3 years")
     assert label("I am a Software Engineer at Northwind Logistics.", row) == SUPPORTED

@@ -208,6 +208,8 @@ def test_entities_match_whole_tokens_only():
     # Ordinary words that are also tool names only count when written as the tool.
     assert mentioned_entities("I react quickly and excel in agile teams") == set()
     assert mentioned_entities("I use React, Excel and Agile") == {"React", "Excel", "Agile"}
+    # ... but an acronym that is no English word counts however a resume writes it ("skills: etl, dns, vpn")
+    assert mentioned_entities("hard skills: etl development, dns, vpn setup") == {"ETL", "DNS", "VPN"}
 
 
 def test_entity_in_job_fields_counts_as_supported_and_no_mentions_gives_none():

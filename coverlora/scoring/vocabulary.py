@@ -259,6 +259,6 @@ CASE_SENSITIVE_ALIASES = frozenset({
     "Ruby", "Spring", "React", "Angular", "Vue", "Rails", "Bootstrap", "Flutter", "Spark",
     "Hive", "Snowflake", "Excel", "Oracle", "Puppet", "Chef", "Git", "REST", "SOAP", "Unity",
     "Agile", "Scrum", "Looker", "Postman", "Cypress", "Cassandra", "Redis", "Bash", "Workday",
-    "Jenkins", "Azure", "Flask", "Illustrator", "SAS", "Stata", "DNS", "VPN", "SAP", "ETL",
+    "Jenkins", "Azure", "Flask", "Illustrator", "SAS", "Stata", "SAP",
     "Confluence", "Maven", "Kafka", "Airflow", "Hibernate", "Keras",
 })

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from coverlora.scoring.claims import detection
 from coverlora.scoring.claims.evidence import (
     BORROWED,
     JOB_FIELDS,
@@ -36,7 +37,7 @@ from coverlora.scoring.claims.evidence import (
 from coverlora.scoring.claims.features import candidate_evidence
 from coverlora.scoring.claims.roles import role_evidence
 from coverlora.scoring.sentences import BODY, Sentence, split_sentences
-from coverlora.text import field_text
+from coverlora.text import field_text, padded_words
 
 NOT_A_CLAIM = "not_a_claim"
 LABELS = (SUPPORTED, BORROWED, UNSUPPORTED, NOT_A_CLAIM)
@@ -198,6 +199,16 @@ def _verify_letters(letters: Sequence[str], rows: Sequence[Mapping[str, str]]) -
     return verify_sentences([split_sentences(letter or "") for letter in letters], rows)
 
 
+def exact_findings(text: str, sources: RowSources) -> tuple[Evidence, ...]:
+    """The exact rules' flags on a body sentence: they decide it whatever the readers say. A tool named in a wish
+    ("I am excited to work with NLP and computer vision") claims nothing, so the entity rule is silent on intent
+    sentences; a years or degree claim inside one ("With over 7 years of experience, I am confident...") still counts."""
+    intent = detection.is_intent(padded_words(text))
+    return tuple(item for item in hard_evidence(text, sources) + role_evidence(text, sources)
+                 if item.source in (BORROWED, UNSUPPORTED) and item.kind != "placeholder"
+                 and not (intent and item.kind == "entity"))
+
+
 def verify_sentences(sentences: Sequence[Sequence[Sentence]], rows: Sequence[Mapping[str, str]],
                      sources: Sequence[RowSources] | None = None,
                      flag_threshold: float | None = None) -> list[list[SentenceVerdict]]:
@@ -217,9 +228,7 @@ def verify_sentences(sentences: Sequence[Sequence[Sentence]], rows: Sequence[Map
             exact = ()
             if sentence.kind == BODY:
                 body.append((i, len(draft)))
-                exact = tuple(item for item in hard_evidence(sentence.text, sources[i])
-                              + role_evidence(sentence.text, sources[i])
-                              if item.source in (BORROWED, UNSUPPORTED) and item.kind != "placeholder")
+                exact = exact_findings(sentence.text, sources[i])
             draft.append((SentenceVerdict(sentence.index, sentence.text, sentence.start, sentence.end, NOT_A_CLAIM), exact))
         drafts.append(draft)
     read = verifier.read_sentences([drafts[i][j][0].text for i, j in body], [rows[i] for i, _ in body],
