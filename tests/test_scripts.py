@@ -208,3 +208,20 @@ def test_score_letters_rescores_stored_letters_on_their_rows(tmp_path, data_dir)
     done = script("score_letters", "--data", str(data_dir), "--sources", "retrieval", "--split", "train",
                   "--claims", "lexical", "--model-letters", str(letters))
     assert done.returncode == 2 and "retrieval" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_verifier_errors_names_the_rule_or_the_reader_that_flagged(monkeypatch):
+    """verifier_errors.py: a flag an exact rule decided is named by its rule; the held-out part is not offered."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from verifier_errors import decided_by
+
+    from coverlora.scoring.claims.verdicts import check_claims
+
+    row = {"job_title": "Backend Engineer", "hiring_company": "Northwind", "current_experience": "Developer at Cobalt for 2 years",
+           "skillsets": "Python", "qualifications": "BSc", "preferred_qualifications": "", "past_experience": ""}
+    years = check_claims("I have 9 years of experience with Python.", row, method="verifier")[0]
+    assert years.flagged and decided_by(years) == "rule:years"
+    plain = check_claims("I am proficient in Python.", row, method="verifier")[0]
+    assert decided_by(plain) == "reader"
+    done = script("verifier_errors", "--data", "nowhere", "--part", "heldout")
+    assert done.returncode == 2 and "heldout" in done.stderr and "Traceback" not in done.stderr
