@@ -26,6 +26,7 @@ from readings import MODEL_LETTERS, Letters
 
 from coverlora.config import MetricsConfig
 from coverlora.errors import UserError
+from coverlora.fields import TARGET_FIELD
 from coverlora.runs.layout import write_text_atomic
 
 CLAIMS = {f.name: f for f in dataclasses.fields(MetricsConfig)}["claims"]  # metrics.py's checker choice, one home
@@ -36,7 +37,7 @@ COLUMNS = ("letters", "any unbacked claim", "specific unbacked", "specific, nove
 def letters_of(store: Letters, source: str, split: str, table, made: dict[str, list[str]]) -> dict[int, str]:
     """The source's letters by row: the dataset's (`reference`), a baseline's (`made`), or the store's."""
     if source == "reference":
-        return dict(enumerate(table["cover_letter"].astype(str)))
+        return dict(enumerate(table[TARGET_FIELD].astype(str)))
     if source in made:
         return dict(enumerate(made[source]))
     found = {row: text for (name, where, row), text in store.generated.items() if name == source and where == split}

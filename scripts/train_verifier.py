@@ -149,9 +149,9 @@ def scores(items: list[dict], labels: list[str], specific: list[bool] | None = N
     return out
 
 
-def letter_labels(items: list[dict], method: str) -> tuple[list[str], list[bool]]:
-    """Each item's label, and whether it is called specific, when its whole letter is checked by `method`
-    (check_letters; the lexical checker gives no severity, so its flags all count as specific)."""
+def letter_verdicts(items: list[dict], method: str) -> list:
+    """Each item's SentenceVerdict (None if the checker's split has no such sentence) when its whole letter is
+    checked by `method` (check_letters), every letter checked once."""
     from coverlora.scoring.claims.verdicts import check_letters
 
     first = {}
@@ -160,7 +160,13 @@ def letter_labels(items: list[dict], method: str) -> tuple[list[str], list[bool]
     keys = sorted(first)
     verdicts = check_letters([first[k]["letter"] for k in keys], [first[k]["row"] for k in keys], method=method)
     by_key = {key: {v.index: v for v in vs} for key, vs in zip(keys, verdicts)}
-    found = [by_key[i["key"]].get(i["index"]) for i in items]
+    return [by_key[i["key"]].get(i["index"]) for i in items]
+
+
+def letter_labels(items: list[dict], method: str) -> tuple[list[str], list[bool]]:
+    """Each item's label, and whether it is called specific, when its whole letter is checked by `method`
+    (the lexical checker gives no severity, so its flags all count as specific)."""
+    found = letter_verdicts(items, method)
     return ([v.label if v else "not_a_claim" for v in found],
             [bool(v) and v.flagged and v.severity != "generic" for v in found])
 

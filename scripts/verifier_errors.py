@@ -17,10 +17,10 @@ import json
 from pathlib import Path
 
 import _bootstrap
-from train_verifier import examples
+from train_verifier import examples, letter_verdicts
 
 from coverlora.runs.layout import write_text_atomic
-from coverlora.scoring.claims.verdicts import FLAGGED_LABELS, SentenceVerdict, check_letters
+from coverlora.scoring.claims.verdicts import FLAGGED_LABELS, SentenceVerdict
 
 
 def decided_by(verdict: SentenceVerdict) -> str:
@@ -31,15 +31,8 @@ def decided_by(verdict: SentenceVerdict) -> str:
 
 def disagreements(data: str, part: str) -> tuple[collections.Counter, list[dict]]:
     items = [item for item in examples(data) if item["part"] == part]
-    first = {}
-    for item in items:
-        first.setdefault(item["key"], item)
-    keys = sorted(first)
-    verdicts = check_letters([first[k]["letter"] for k in keys], [first[k]["row"] for k in keys], method="verifier")
-    by_key = {key: {v.index: v for v in letter} for key, letter in zip(keys, verdicts)}
     counts, errors = collections.Counter(), []
-    for item in items:
-        verdict = by_key[item["key"]].get(item["index"])
+    for item, verdict in zip(items, letter_verdicts(items, "verifier")):
         read, said = item["label"] in FLAGGED_LABELS, bool(verdict) and verdict.flagged
         who = decided_by(verdict) if said else "-"
         counts[read, said, who] += 1

@@ -106,6 +106,7 @@ class RowSources:
     years: float | None = None
     years_known: bool = True
     job_years: set[float] = field(default_factory=set)
+    job_names: tuple[re.Pattern, ...] = ()  # the hiring company's name, then the job's title, as whole words
 
     @classmethod
     def per_row(cls, rows: Sequence[Mapping[str, str]]) -> list[RowSources]:
@@ -134,6 +135,8 @@ class RowSources:
         sources.years_known = sources.years is not None or not _CALENDAR_YEAR.search(sources.resume_text)
         sources.job_years = {claim.claimed_years for claim in years_claims(job_text)}
         sources.job_years |= {float(n) for n in numbers_in(field_text(row, "preferred_qualifications")) if n.isdigit()}
+        names = (field_text(row, name).strip() for name in ("hiring_company", "job_title"))
+        sources.job_names = tuple(re.compile(rf"(?<!\w){re.escape(name)}(?!\w)", re.I) for name in names if name)
         return sources
 
 
@@ -159,13 +162,12 @@ def _attribute(kind: str, items, resume: set, job: set, job_field: str) -> list[
             else Evidence(kind, UNSUPPORTED, (item,)) for item in items]
 
 
-def _without_job_names(sentence: str, row: Mapping[str, str]) -> str:
+def _without_job_names(sentence: str, sources: RowSources) -> str:
     """The sentence with the hiring company's name and the job's title blanked out: a number or a tool inside them
     ("the Data Engineer position at 123 Company", "Tier 2 Support Analyst", "the position at Salesforce") names the
     job; it claims nothing. Working at the hiring company is the employer rule's (roles.py)."""
-    for name in ("hiring_company", "job_title"):
-        if value := field_text(row, name).strip():
-            sentence = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", " ", sentence, flags=re.I)  # whole words only
+    for pattern in sources.job_names:
+        sentence = pattern.sub(" ", sentence)
     return sentence
 
 
@@ -211,7 +213,7 @@ def hard_evidence(sentence: str, sources: RowSources) -> list[Evidence]:
     else:
         ignore = set()
     years, accounted = _years_evidence(sentence, sources)
-    unnamed = _without_job_names(sentence, sources.row)
+    unnamed = _without_job_names(sentence, sources)
     return (years + _number_evidence(unnamed, sources, accounted) + _entity_evidence(unnamed, sources, ignore)
             + _certification_evidence(sentence, sources) + _placeholder_evidence(sentence))
 
